@@ -1,0 +1,121 @@
+// Package cli is mirrorkv's command tree. Every command reads its flags into an options
+// struct, writes only to the writers it is given, and returns an error; Run turns that into
+// the exit status: 0 success, 1 failure (the message on stderr says what to do), 2 usage.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses, part of the stable interface.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// env is what every command may touch of the outside world.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+// usageError marks a mistake in how a command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// Run executes the command line args and returns the exit status.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return run(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}, args)
+}
+
+func run(e *env, args []string) int {
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	err := root.ExecuteContext(e.ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(e.stderr, "mirrorkv: %v\n", err)
+	if _, ok := errors.AsType[usageError](err); ok || strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintln(e.stderr, "run 'mirrorkv help' (or add --help to the command) for usage")
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+func newRootCmd(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mirrorkv",
+		Short: "a replicated key-value store where every connection is mutual TLS",
+		Long: `mirrorkv keeps one data set on a group of members: failover members vote and take
+over when the primary dies, async members follow. Every connection, member to member
+and client to member, is mutual TLS from a private, dedicated CA that mirrorkv creates
+and runs for you.
+
+Start here:  mirrorkv demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetIn(e.stdin)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newVersionCmd(e),
+		newDemoCmd(e),
+		newServeCmd(e),
+		newCACmd(e),
+		newCertCmd(e),
+		newProbeCmd(e),
+		newKVCmd(e),
+		newStatusCmd(e),
+		newMemberCmd(e),
+		newBenchCmd(e),
+	)
+	return root
+}
+
+// args wraps a cobra positional-argument check so that a mistake exits with status 2.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the mirrorkv version and the Go toolchain that built it",
+		Args:  args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			version, goVersion := "(devel)", "unknown"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				goVersion = bi.GoVersion
+				if bi.Main.Version != "" {
+					version = bi.Main.Version
+				}
+			}
+			fmt.Fprintf(e.stdout, "mirrorkv %s (%s)\n", version, goVersion)
+			return nil
+		},
+	}
+}

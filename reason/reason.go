@@ -1,0 +1,166 @@
+// Package reason holds mirrorkv's documented reason codes: one number and one text for every
+// cause of a refused connection, a refused member or an unhealthy state. The same codes appear
+// in handshake errors, the status API, `mirrorkv probe`, the logs and the metrics, so that an
+// operator can look a code up once (docs/reasons.md) whatever printed it.
+package reason
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Code is a documented reason code. Codes are stable: scripts match on them.
+type Code int
+
+// Codes 0-99 describe a healthy state, 100-199 a certificate or TLS cause, 200-299 a
+// cluster cause, 300-399 a storage cause.
+const (
+	OK Code = 0
+
+	UnknownCA              Code = 101
+	CertExpired            Code = 102
+	CertNotYetValid        Code = 103
+	Revoked                Code = 104
+	MissingClientAuth      Code = 105
+	MissingServerAuth      Code = 106
+	DNNotAuthorised        Code = 107
+	ClientCertOnMemberPort Code = 108
+	NoCertificate          Code = 109
+	ProtocolTooOld         Code = 110
+	Plaintext              Code = 111
+	KeyMismatch            Code = 112
+	WrongMember            Code = 113
+	BadKeyUsage            Code = 114
+	HandshakeTimeout       Code = 115
+	CRLInvalid             Code = 116
+	NameMismatch           Code = 117
+	HandshakeFailed        Code = 118
+	BadCredentials         Code = 119
+	PublicCA               Code = 120
+	SharedCA               Code = 121
+
+	CatchingUp     Code = 201
+	NoPrimary      Code = 202
+	NotMember      Code = 203
+	Unreachable    Code = 204
+	NotPrimary     Code = 205
+	OtherCluster   Code = 206
+	Shutdown       Code = 207
+	Timeout        Code = 208
+	LeadershipLost Code = 209
+
+	DiskFull    Code = 301
+	Corrupt     Code = 302
+	StorageFail Code = 303
+)
+
+type entry struct {
+	name, text, fix string
+}
+
+var table = map[Code]entry{
+	OK: {"ok", "no problem", ""},
+
+	UnknownCA:              {"unknown-ca", "certificate not signed by a trusted CA", "issue the certificate from the replication CA (`mirrorkv ca issue`), or add its CA to the peer's CA bundle"},
+	CertExpired:            {"cert-expired", "certificate expired", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
+	CertNotYetValid:        {"cert-not-yet-valid", "certificate not yet valid", "check the clocks of both hosts, or wait until the certificate's NotBefore"},
+	Revoked:                {"revoked", "certificate revoked", "issue a new certificate with `mirrorkv ca issue --renew`; a revoked one never comes back"},
+	MissingClientAuth:      {"missing-client-auth", "certificate lacks the clientAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
+	MissingServerAuth:      {"missing-server-auth", "certificate lacks the serverAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
+	DNNotAuthorised:        {"dn-not-authorised", "certificate subject DN is not an authorised member", "authorise it on the primary with `mirrorkv member add NAME --addr HOST:PORT --dn DN`"},
+	ClientCertOnMemberPort: {"client-cert-on-member-port", "a client certificate was presented on the member port", "use a member certificate for replication; client certificates belong on the client port"},
+	NoCertificate:          {"no-certificate", "no certificate presented", "configure a certificate and key (--cert/--key); mutual TLS is required"},
+	ProtocolTooOld:         {"protocol-too-old", "TLS version too old", "use TLS 1.3 (or 1.2 where the server allows it)"},
+	Plaintext:              {"plaintext", "plaintext on a TLS port", "use https:// or TLS and a client certificate; mirrorkv never speaks plaintext"},
+	KeyMismatch:            {"key-mismatch", "private key does not match the certificate", "use the key generated with this certificate (`mirrorkv cert lint --key` checks a pair)"},
+	WrongMember:            {"wrong-member", "the peer is not the member expected at that address", "check the member address list (`mirrorkv member list`) and the certificate installed on that host"},
+	BadKeyUsage:            {"bad-key-usage", "certificate key usage does not allow this use", "reissue it with `mirrorkv ca issue`; it sets digitalSignature (and keyEncipherment for RSA)"},
+	HandshakeTimeout:       {"handshake-timeout", "TLS handshake timed out", "check the network path and that the peer speaks TLS on this port"},
+	CRLInvalid:             {"crl-invalid", "CRL is unreadable, not signed by the CA, or past its next update", "regenerate it with `mirrorkv ca crl` and copy it to every member"},
+	NameMismatch:           {"name-mismatch", "server certificate does not cover the name dialled", "dial a name or IP that is in the certificate's SANs, or reissue it with --dns/--ip"},
+	HandshakeFailed:        {"handshake-failed", "TLS handshake failed", "run `mirrorkv probe HOST:PORT` with the same credentials for details"},
+	BadCredentials:         {"bad-credentials", "certificate, key or CA file unusable", "run `mirrorkv cert lint` on the files; the message names the file"},
+	PublicCA:               {"public-ca", "replication CA is also trusted by the system", "use a dedicated private CA (`mirrorkv ca init`): any certificate a public or corporate CA signs would be accepted as a member"},
+	SharedCA:               {"shared-ca", "the same CA signs member and client certificates", "use separate CAs for members and clients, or policy dn so a client cannot pass as a member"},
+
+	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
+	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},
+	NotMember:      {"not-member", "not a member of the group", "add it on the primary with `mirrorkv member add`"},
+	Unreachable:    {"unreachable", "member unreachable", "check the member process, its address and its certificate (`mirrorkv probe`)"},
+	NotPrimary:     {"not-primary", "this member is not the primary", "send the request to the primary, or to any member that can forward it"},
+	OtherCluster:   {"other-cluster", "data directory belongs to another group", "use an empty data directory for a new member, or the right --dir"},
+	Shutdown:       {"shutdown", "member is shutting down", "retry on another member"},
+	Timeout:        {"timeout", "operation timed out; its outcome is unknown", "read the key back before retrying a non-idempotent write"},
+	LeadershipLost: {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
+
+	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
+	Corrupt:     {"corrupt", "data on disk is damaged", "move the data directory aside and let the member resync from the group"},
+	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
+}
+
+// Name is the short stable identifier of the code, for logs and metric labels.
+func (c Code) Name() string {
+	if e, ok := table[c]; ok {
+		return e.name
+	}
+	return fmt.Sprintf("code-%d", int(c))
+}
+
+// Text is the one-line description of the code.
+func (c Code) Text() string {
+	if e, ok := table[c]; ok {
+		return e.text
+	}
+	return "unknown reason"
+}
+
+// Fix says what an operator should do about it; empty for OK.
+func (c Code) Fix() string { return table[c].fix }
+
+func (c Code) String() string { return fmt.Sprintf("%d %s", int(c), c.Text()) }
+
+// Known reports whether c is a documented code.
+func (c Code) Known() bool {
+	_, ok := table[c]
+	return ok
+}
+
+// All returns every documented code in ascending order, for docs and tests.
+func All() []Code { return slices.Sorted(maps.Keys(table)) }
+
+// Error is an error that carries a reason code. Packages wrap their causes in it so that
+// every layer up to the status API and the CLI can report the code.
+type Error struct {
+	Code Code
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Code.Text()
+	}
+	return fmt.Sprintf("%s: %v", e.Code.Text(), e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Wrap returns err annotated with code; nil stays nil.
+func Wrap(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err}
+}
+
+// Of returns the code carried by err, def when err carries none, and OK for nil.
+func Of(err error, def Code) Code {
+	if err == nil {
+		return OK
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return def
+}

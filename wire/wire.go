@@ -1,0 +1,103 @@
+// Package wire holds the JSON types of mirrorkv's HTTP API. It is a leaf: the server side
+// (api, cluster) and the client side (client, cli) both import it, and it imports nothing of
+// mirrorkv's, so the two sides cannot drift apart.
+package wire
+
+import "time"
+
+// Role is a member's role in the group, as the status API reports it.
+type Role string
+
+// Roles, after the IRIS and Amlen manuals: the primary takes writes, standbys are voting
+// failover members in sync, async members follow without voting, and UNSYNC covers every
+// member that is catching up or refused (its reason says which).
+const (
+	RolePrimary Role = "PRIMARY"
+	RoleStandby Role = "STANDBY"
+	RoleAsync   Role = "ASYNC"
+	RoleUnsync  Role = "UNSYNC"
+)
+
+// Reason is a documented reason code with its text (package reason).
+type Reason struct {
+	Code int    `json:"code"`
+	Text string `json:"text"`
+}
+
+// Status is the body of GET /v1/status: the view of the member that answered, and one entry
+// per member of the group.
+type Status struct {
+	Group        string         `json:"group"`
+	Node         string         `json:"node"`
+	Role         Role           `json:"role"`
+	PreviousRole Role           `json:"previousRole"`
+	Primary      string         `json:"primary"`
+	PrimarySince *time.Time     `json:"primarySince,omitempty"`
+	ActiveNodes  int            `json:"activeNodes"`
+	SyncNodes    int            `json:"syncNodes"`
+	SyncPercent  float64        `json:"syncPercent"`
+	Reason       Reason         `json:"reason"`
+	AppliedIndex uint64         `json:"appliedIndex"`
+	CommitIndex  uint64         `json:"commitIndex"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member's entry in Status.
+type MemberStatus struct {
+	Name         string     `json:"name"`
+	MemberAddr   string     `json:"memberAddr"`
+	ClientURL    string     `json:"clientURL"`
+	DN           string     `json:"dn"`
+	Voter        bool       `json:"voter"`
+	Role         Role       `json:"role"`
+	LastContact  *time.Time `json:"lastContact,omitempty"`
+	Lag          uint64     `json:"lag"`
+	SyncPercent  float64    `json:"syncPercent"`
+	CertNotAfter *time.Time `json:"certNotAfter,omitempty"`
+	Reason       Reason     `json:"reason"`
+}
+
+// Member is an authorised member as recorded in the group's replicated state; the body of
+// POST /v1/members and an element of GET /v1/members.
+type Member struct {
+	Name       string `json:"name"`
+	MemberAddr string `json:"memberAddr"`
+	ClientURL  string `json:"clientURL,omitempty"`
+	DN         string `json:"dn"`
+	Async      bool   `json:"async,omitempty"`
+}
+
+// KV is one key in a listing (GET /v1/kv/?prefix=). Values are bytes; JSON carries them as
+// base64.
+type KV struct {
+	Key      string `json:"key"`
+	Value    []byte `json:"value"`
+	Revision int64  `json:"revision"`
+}
+
+// List is the body of GET /v1/kv/?prefix=P&limit=N. More is true when the limit cut the
+// listing; Next is then the key to pass as ?start= to continue.
+type List struct {
+	Revision int64  `json:"revision"`
+	KVs      []KV   `json:"kvs"`
+	More     bool   `json:"more"`
+	Next     string `json:"next,omitempty"`
+}
+
+// Error is the body of every error response: what went wrong, its reason code, and what to
+// do about it.
+type Error struct {
+	Error  string `json:"error"`
+	Reason Reason `json:"reason"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Header names of the KV API.
+const (
+	// HeaderRevision carries the store's revision at which a read was served.
+	HeaderRevision = "X-Mirrorkv-Revision"
+	// HeaderStale is "true" on a response served from a member's own copy (?stale=true).
+	HeaderStale = "X-Mirrorkv-Stale"
+	// HeaderServedBy names the member that answered.
+	HeaderServedBy = "X-Mirrorkv-Member"
+)
