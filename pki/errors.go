@@ -1,0 +1,43 @@
+package pki
+
+import "errors"
+
+// Sentinel errors. Callers match them with errors.Is; the wrapping message names the file or
+// the certificate concerned and says what to do.
+var (
+	// ErrCAExists is returned by InitCA when the directory already holds a CA.
+	ErrCAExists = errors.New("a CA already exists there; use another --dir, or keep using this one")
+	// ErrNotCA is returned by OpenCA when the directory does not hold a CA made by InitCA.
+	ErrNotCA = errors.New("not a mirrorkv CA directory; point --dir at the directory given to 'mirrorkv ca init'")
+	// ErrPassphrase is returned by ParsePrivateKey and OpenCA when the key is encrypted and the
+	// passphrase is missing or wrong.
+	ErrPassphrase = errors.New("wrong or missing passphrase; pass the CA key's passphrase with --passphrase-file")
+	// ErrNotKey is returned by ParsePrivateKey when the input holds no private key.
+	ErrNotKey = errors.New("no private key found; give the PEM key file written with the certificate")
+	// ErrNoCertificate is returned by ParseCertificates when the input holds no certificate.
+	ErrNoCertificate = errors.New("no certificate found; give a PEM or DER certificate file")
+	// ErrNoCSR is returned by ParseCSR when the input holds no certificate request.
+	ErrNoCSR = errors.New("no certificate request found; give the .csr file written by 'mirrorkv cert request'")
+	// ErrNoCRL is returned by ParseCRL when the input holds no CRL.
+	ErrNoCRL = errors.New("no CRL found; give the crl.pem written by 'mirrorkv ca crl'")
+	// ErrSubjectExists is returned by Issue and Sign when a valid certificate for the same subject
+	// exists and renewal was not asked for.
+	ErrSubjectExists = errors.New("a valid certificate for this subject exists; add --renew to issue another, or revoke the old one first")
+	// ErrUnknownSerial is returned by Revoke for a serial this CA never issued.
+	ErrUnknownSerial = errors.New("this CA issued no certificate with that serial; check it with 'mirrorkv cert inspect'")
+	// ErrAlreadyRevoked is returned by Revoke for a certificate revoked before.
+	ErrAlreadyRevoked = errors.New("certificate already revoked")
+	// ErrKeyType is returned for a key type mirrorkv does not make or accept.
+	ErrKeyType = errors.New("unsupported key type; use ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
+	// ErrWeakKey is returned by Sign for a request whose key is too weak to certify.
+	ErrWeakKey = errors.New("key too weak; use ecdsa-p256, ed25519 or RSA of at least 2048 bits")
+	// ErrEmptyDN is returned by CanonicalDN for an empty distinguished name.
+	ErrEmptyDN = errors.New("empty distinguished name; give one such as CN=m1,O=Acme")
+	// ErrBadDN is returned by CanonicalDN for text that is not a distinguished name.
+	ErrBadDN = errors.New("malformed distinguished name; write it as CN=m1,O=Acme or /O=Acme/CN=m1")
+	// errKDFCost is returned by ParsePrivateKey for an encrypted key whose key derivation
+	// costs too much to attempt.
+	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")
+	// ErrRole is returned for a client role other than admin, readwrite or readonly.
+	ErrRole = errors.New("unknown role; use admin, readwrite or readonly")
+)

@@ -1,0 +1,40 @@
+package pki
+
+import (
+	"strings"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+)
+
+// Reason is the documented reason code of the fault a finding describes, the one a peer or
+// `serve` reports for it, so that logs, probe and lint give it one number. Info findings
+// have none (reason.OK).
+func (f Finding) Reason() reason.Code {
+	if f.Severity == SeverityInfo {
+		return reason.OK
+	}
+	switch strings.TrimPrefix(f.Rule, "ca-") {
+	case "ext-key-usage":
+		if strings.Contains(f.Message, "serverAuth") {
+			return reason.MissingServerAuth
+		}
+		return reason.MissingClientAuth
+	case "key-usage", "netscape-cert-type":
+		return reason.BadKeyUsage
+	case "expired", "expiring-soon":
+		return reason.CertExpired
+	case "not-yet-valid":
+		return reason.CertNotYetValid
+	case "unknown-ca", "intermediate":
+		return reason.UnknownCA
+	case "key-mismatch":
+		return reason.KeyMismatch
+	case "revoked":
+		return reason.Revoked
+	case "crl-signature", "crl-stale", "crl-unreadable":
+		return reason.CRLInvalid
+	case "public-ca":
+		return reason.PublicCA
+	}
+	return reason.BadCredentials
+}

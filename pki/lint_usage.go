@@ -1,0 +1,115 @@
+package pki
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"slices"
+	"strings"
+)
+
+// needs lists the TLS uses a role requires.
+func needs(r Role) (server, client bool) { return r == RoleMember, true }
+
+func hasEKU(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
+	return slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) || slices.Contains(cert.ExtKeyUsage, u)
+}
+
+// checkExtKeyUsage: Go and openssl accept a certificate for a use only if its EKU extension
+// (when present) lists it; a member uses its one certificate as server and as client.
+func checkExtKeyUsage(c *lintCtx) []Finding {
+	if len(c.leaf.ExtKeyUsage) == 0 && len(c.leaf.UnknownExtKeyUsage) == 0 {
+		return []Finding{{"ext-key-usage", SeverityInfo, "no extendedKeyUsage extension: every use is allowed", ""}}
+	}
+	server, client := needs(c.in.Role)
+	var missing []string
+	if server && !hasEKU(c.leaf, x509.ExtKeyUsageServerAuth) {
+		missing = append(missing, "serverAuth")
+	}
+	if client && !hasEKU(c.leaf, x509.ExtKeyUsageClientAuth) {
+		missing = append(missing, "clientAuth")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return []Finding{{"ext-key-usage", SeverityError,
+		"extendedKeyUsage lacks " + strings.Join(missing, " and ") + ", needed by a " + c.in.Role.String() +
+			" certificate (peers fail with 'unsupported certificate' or 'incompatible key usage')",
+		fixReissue(c.in.Role) + "; with openssl, sign with extendedKeyUsage = serverAuth, clientAuth"}}
+}
+
+func fixReissue(r Role) string {
+	if r == RoleClient {
+		return "reissue it with 'mirrorkv ca issue --client'"
+	}
+	return "reissue it with 'mirrorkv ca issue' (member certificates carry serverAuth and clientAuth)"
+}
+
+// checkKeyUsage: a TLS peer signs the handshake with its key, so digitalSignature is needed
+// when keyUsage is present. keyEncipherment only matters to TLS 1.2 peers doing RSA key
+// transport, which mirrorkv never negotiates, hence a warning.
+func checkKeyUsage(c *lintCtx) []Finding {
+	ku := c.leaf.KeyUsage
+	if ku == 0 {
+		return nil
+	}
+	var out []Finding
+	if ku&x509.KeyUsageDigitalSignature == 0 {
+		out = append(out, Finding{"key-usage", SeverityError,
+			"keyUsage lacks digitalSignature, which a TLS handshake needs",
+			fixReissue(c.in.Role) + "; with openssl, sign with keyUsage = digitalSignature (and keyEncipherment for RSA)"})
+	}
+	if _, rsaKey := c.leaf.PublicKey.(*rsa.PublicKey); rsaKey && c.in.Role == RoleMember && ku&x509.KeyUsageKeyEncipherment == 0 {
+		out = append(out, Finding{"key-usage", SeverityWarning,
+			"RSA member certificate whose keyUsage lacks keyEncipherment: OpenSSL-based TLS 1.2 peers refuse it as a server",
+			"reissue it with 'mirrorkv ca issue', which sets keyEncipherment for RSA keys"})
+	}
+	return out
+}
+
+// oidNetscapeCertType is the pre-standard extension still set by some corporate CAs.
+func oidNetscapeCertType() asn1.ObjectIdentifier {
+	return asn1.ObjectIdentifier{2, 16, 840, 1, 113730, 1, 1}
+}
+
+// checkNetscapeCertType: openssl honours the Netscape cert type, so a type without "SSL
+// Client" or "SSL Server" refuses that use, whatever the EKU says.
+func checkNetscapeCertType(c *lintCtx) []Finding {
+	for _, ext := range c.leaf.Extensions {
+		if !ext.Id.Equal(oidNetscapeCertType()) {
+			continue
+		}
+		var bits asn1.BitString
+		if rest, err := asn1.Unmarshal(ext.Value, &bits); err != nil || len(rest) > 0 {
+			return []Finding{{"netscape-cert-type", SeverityWarning, "Netscape cert type extension is malformed",
+				fixReissue(c.in.Role) + ", which does not set it"}}
+		}
+		server, client := needs(c.in.Role)
+		var missing []string
+		if client && bits.At(0) == 0 {
+			missing = append(missing, "SSL Client")
+		}
+		if server && bits.At(1) == 0 {
+			missing = append(missing, "SSL Server")
+		}
+		if len(missing) > 0 {
+			return []Finding{{"netscape-cert-type", SeverityError,
+				"Netscape cert type lacks " + strings.Join(missing, " and ") + ", so OpenSSL-based peers refuse it",
+				fixReissue(c.in.Role) + ", which does not set this obsolete extension"}}
+		}
+	}
+	return nil
+}
+
+// checkClientRole: a client's access comes from its role URI; a bad one is refused.
+func checkClientRole(c *lintCtx) []Finding {
+	if c.in.Role != RoleClient {
+		return nil
+	}
+	a, err := AccessOf(c.leaf)
+	if err != nil {
+		return []Finding{{"client-role", SeverityError, "client role URI: " + err.Error(),
+			"reissue it with 'mirrorkv ca issue --client --role admin|readwrite|readonly'"}}
+	}
+	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), ""}}
+}
