@@ -40,6 +40,9 @@ const (
 	BadCredentials         Code = 119
 	PublicCA               Code = 120
 	SharedCA               Code = 121
+	RefusedByPeer          Code = 122
+	NoCommonCipher         Code = 123
+	ALPNMismatch           Code = 124
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -81,9 +84,12 @@ var table = map[Code]entry{
 	CRLInvalid:             {"crl-invalid", "CRL is unreadable, not signed by the CA, or past its next update", "regenerate it with `mirrorkv ca crl` and copy it to every member"},
 	NameMismatch:           {"name-mismatch", "server certificate does not cover the name dialled", "dial a name or IP that is in the certificate's SANs, or reissue it with --dns/--ip"},
 	HandshakeFailed:        {"handshake-failed", "TLS handshake failed", "run `mirrorkv probe HOST:PORT` with the same credentials for details"},
-	BadCredentials:         {"bad-credentials", "certificate, key or CA file unusable", "run `mirrorkv cert lint` on the files; the message names the file"},
+	BadCredentials:         {"bad-credentials", "certificate, key or CA file unusable", "check that file with `mirrorkv cert lint`"},
 	PublicCA:               {"public-ca", "replication CA is also trusted by the system", "use a dedicated private CA (`mirrorkv ca init`): any certificate a public or corporate CA signs would be accepted as a member"},
 	SharedCA:               {"shared-ca", "the same CA signs member and client certificates", "use separate CAs for members and clients, or policy dn so a client cannot pass as a member"},
+	RefusedByPeer:          {"refused-by-peer", "the peer refused this certificate after checking it (not authorised, revoked, or wrong usage)", "the peer's log names the exact reason; run `mirrorkv probe HOST:PORT --cert F --key F --ca F`"},
+	NoCommonCipher:         {"no-common-cipher", "no TLS version or cipher suite in common", "use TLS 1.3; with TLS 1.2 mirrorkv allows only ECDHE suites with AES-GCM or ChaCha20-Poly1305"},
+	ALPNMismatch:           {"alpn-mismatch", "the peer speaks another protocol on this port", "dial the member port for replication and the client port for the HTTP API"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},

@@ -1,0 +1,163 @@
+package mtls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+)
+
+// Role says which port a Source serves.
+type Role int
+
+// Roles.
+const (
+	// RoleMember is the member port, in both directions: raft, member RPCs, snapshots.
+	RoleMember Role = iota + 1
+	// RoleClient is the client port: the HTTPS server side (clients checked against the
+	// client CA) and the CLI / Go client side (members checked against their CA).
+	RoleClient
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleMember:
+		return "member"
+	case RoleClient:
+		return "client"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// Policy says which member certificates the member port accepts.
+type Policy string
+
+// Member policies.
+const (
+	// PolicyCA accepts any valid, unrevoked member certificate from the replication CA.
+	PolicyCA Policy = "ca"
+	// PolicyDN also requires the subject DN to belong to an authorised member (SetMembers),
+	// checked on both ends.
+	PolicyDN Policy = "dn"
+)
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+)
+
+// ALPN protocol names: the member port and the client port refuse each other's clients.
+const (
+	ALPNMember = "mirrorkv-member/1"
+	ALPNHTTP   = "http/1.1"
+)
+
+// Config is what a Source is built from. Zero values are safe defaults.
+type Config struct {
+	Role     Role
+	CertFile string // this side's certificate (PEM; may hold intermediates after the leaf)
+	KeyFile  string // its private key (PEM: PKCS #8, PKCS #1 or SEC 1)
+	// CAFile is the bundle the peers' certificates must chain to: the replication CA for
+	// RoleMember, the client CA for the client port's server side, the members' CA for the
+	// CLI side. It may hold the old and the new CA during a rotation.
+	CAFile  string
+	CRLFile string // optional: CRLs (PEM or DER) issued by CAs in CAFile
+
+	Policy  Policy            // RoleMember: ca or dn (default dn)
+	Members map[string]string // initial authorised members, address -> canonical DN
+	// JoinAddrs are member addresses a new member dials to learn the group's DNs. Under
+	// policy dn, a dial to one of them is authorised on the CA's word alone (valid, unrevoked,
+	// fit for both usages) for as long as SetMembers names no DN for that address; the
+	// acceptor still checks the new member's DN, so only an authorised member gets in.
+	JoinAddrs []string
+
+	// MinVersion is tls.VersionTLS13 (member default) or tls.VersionTLS12 (client default).
+	MinVersion uint16
+	// CipherSuites restricts the TLS 1.2 suites; only AEAD ECDHE suites are accepted.
+	// Empty means all of them. TLS 1.3 suites are not configurable.
+	CipherSuites []uint16
+
+	// AllowPublicCA accepts a replication CA that the system trust store also trusts.
+	AllowPublicCA bool
+	// SystemRoots returns the system trust store; nil means x509.SystemCertPool.
+	SystemRoots func() (*x509.CertPool, error)
+
+	HandshakeTimeout time.Duration // acceptor side; default 10 s
+	DialTimeout      time.Duration // Dial, including the ack; default 10 s
+	// LocalAddr, when set, is the source address of member dials: a member listening on one
+	// address of a multi-homed host then reaches its peers from that same address.
+	LocalAddr *net.TCPAddr
+	Metrics   *Metrics // nil: no metrics
+	Now       func() time.Time
+}
+
+// aeadSuites are the TLS 1.2 suites mirrorkv allows: ECDHE key exchange, AEAD record
+// protection. Everything else (CBC, RSA key exchange, 3DES, RC4) is refused.
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// withDefaults returns c with the zero values replaced.
+func (c Config) withDefaults() Config {
+	if c.Role == RoleMember && c.Policy == "" {
+		c.Policy = PolicyDN
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+		if c.Role == RoleMember {
+			c.MinVersion = tls.VersionTLS13
+		}
+	}
+	if len(c.CipherSuites) == 0 {
+		c.CipherSuites = aeadSuites
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.SystemRoots == nil {
+		c.SystemRoots = x509.SystemCertPool
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate returns every problem of the settings (not of the files: NewSource reads those).
+func (c Config) Validate() error {
+	var errs []error
+	if c.Role != RoleMember && c.Role != RoleClient {
+		errs = append(errs, fmt.Errorf("mtls role %d: want RoleMember or RoleClient", int(c.Role)))
+	}
+	for name, v := range map[string]string{"certificate": c.CertFile, "key": c.KeyFile, "CA": c.CAFile} {
+		if v == "" {
+			errs = append(errs, &CredentialError{Reason: reason.BadCredentials, Err: fmt.Errorf("no %s file configured; mutual TLS needs a certificate, its key and the CA bundle", name)})
+		}
+	}
+	if c.Policy != "" && c.Policy != PolicyCA && c.Policy != PolicyDN {
+		errs = append(errs, fmt.Errorf("mtls policy %q: want ca or dn", c.Policy))
+	}
+	if c.MinVersion != 0 && c.MinVersion != tls.VersionTLS12 && c.MinVersion != tls.VersionTLS13 {
+		errs = append(errs, &CredentialError{Reason: reason.ProtocolTooOld, Err: fmt.Errorf("minimum TLS version %s: want TLS 1.3 or TLS 1.2, never older", tls.VersionName(c.MinVersion))})
+	}
+	for _, id := range c.CipherSuites {
+		if !slices.Contains(aeadSuites, id) {
+			errs = append(errs, &CredentialError{Reason: reason.NoCommonCipher, Err: fmt.Errorf("cipher suite %s: only ECDHE suites with AES-GCM or ChaCha20-Poly1305 are allowed", tls.CipherSuiteName(id))})
+		}
+	}
+	return errors.Join(errs...)
+}

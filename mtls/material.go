@@ -1,0 +1,163 @@
+package mtls
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+)
+
+// files is the raw content of a Source's credential files, read together.
+type files struct {
+	cert, key, ca, crl []byte
+	sum                [sha256.Size]byte
+}
+
+func readFiles(cfg Config) (*files, error) {
+	f := &files{}
+	read := func(path string, dst *[]byte) error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return credErr(reason.BadCredentials, path, "%w; check the path and that the mirrorkv user may read it", err)
+		}
+		*dst = b
+		return nil
+	}
+	if err := errors.Join(read(cfg.CertFile, &f.cert), read(cfg.KeyFile, &f.key), read(cfg.CAFile, &f.ca)); err != nil {
+		return nil, err
+	}
+	if cfg.CRLFile != "" {
+		if err := read(cfg.CRLFile, &f.crl); err != nil {
+			return nil, err
+		}
+	}
+	h := sha256.New()
+	for _, b := range [][]byte{f.cert, f.key, f.ca, f.crl} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	copy(f.sum[:], h.Sum(nil))
+	return f, nil
+}
+
+// material is one immutable snapshot of trust material. It is never modified after the swap.
+type material struct {
+	gen     uint64
+	sum     [sha256.Size]byte
+	cert    *tls.Certificate // Leaf set
+	leaf    *x509.Certificate
+	chain   []*x509.Certificate // our own chain, leaf first
+	cas     []*x509.Certificate
+	roots   *x509.CertPool
+	revoked map[string]bool // revKey(issuer, serial)
+	server  *tls.Config     // what GetConfigForClient hands out for this snapshot
+	// sessions is per snapshot: a session resumed after a rotation would carry a peer
+	// chain the new trust material may refuse, failing a dial that a full handshake passes.
+	sessions tls.ClientSessionCache
+}
+
+func revKey(rawIssuer []byte, serial fmt.Stringer) string {
+	return string(rawIssuer) + "\x00" + serial.String()
+}
+
+func (m *material) isRevoked(c *x509.Certificate) bool {
+	return m.revoked[revKey(c.RawIssuer, c.SerialNumber)]
+}
+
+// parseMaterial builds and checks a snapshot from raw files. It never returns a partly
+// checked snapshot: any problem is a CredentialError naming the file.
+func parseMaterial(cfg Config, f *files, now time.Time) (*material, error) {
+	m := &material{sum: f.sum, revoked: map[string]bool{}}
+	var err error
+	if m.cas, m.roots, err = parseCAs(cfg.CAFile, f.ca); err != nil {
+		return nil, err
+	}
+	if m.cert, err = parseKeyPair(cfg, f); err != nil {
+		return nil, err
+	}
+	m.leaf = m.cert.Leaf
+	if m.chain, err = ParseCertificates(f.cert); err != nil {
+		return nil, credErr(reason.BadCredentials, cfg.CertFile, "certificate: %w", err)
+	}
+	if cfg.CRLFile != "" {
+		if err := m.addCRLs(cfg.CRLFile, f.crl, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkOwnLeaf(cfg, m, now); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func parseCAs(path string, data []byte) ([]*x509.Certificate, *x509.CertPool, error) {
+	cas, err := ParseCertificates(data)
+	if err != nil {
+		return nil, nil, credErr(reason.BadCredentials, path, "CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, ca := range cas {
+		if !ca.IsCA || !ca.BasicConstraintsValid {
+			return nil, nil, credErr(reason.BadCredentials, path, "CA bundle holds %q, which is not a CA certificate; put only CA certificates in the bundle", dnOf(ca))
+		}
+		pool.AddCert(ca)
+	}
+	return cas, pool, nil
+}
+
+func parseKeyPair(cfg Config, f *files) (*tls.Certificate, error) {
+	chain, err := ParseCertificates(f.cert)
+	if err != nil {
+		return nil, credErr(reason.BadCredentials, cfg.CertFile, "certificate: %w", err)
+	}
+	certPEM := f.cert
+	if !looksPEM(certPEM) {
+		certPEM = pemCerts(chain)
+	}
+	pair, err := tls.X509KeyPair(certPEM, f.key)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not match") {
+			return nil, credErr(reason.KeyMismatch, cfg.KeyFile, "key does not match certificate %s", cfg.CertFile)
+		}
+		return nil, credErr(reason.BadCredentials, cfg.KeyFile, "private key: %w", err)
+	}
+	pair.Leaf = chain[0]
+	return &pair, nil
+}
+
+// addCRLs accepts only CRLs signed by a CA of the bundle and not past their next update:
+// a CRL nobody vouches for must not decide who is revoked.
+func (m *material) addCRLs(path string, data []byte, now time.Time) error {
+	crls, err := ParseCRLs(data)
+	if err != nil {
+		return credErr(reason.CRLInvalid, path, "%w", err)
+	}
+	for _, rl := range crls {
+		if err := checkCRL(rl, m.cas, now); err != nil {
+			return credErr(reason.CRLInvalid, path, "%w", err)
+		}
+		for _, e := range rl.RevokedCertificateEntries {
+			m.revoked[revKey(rl.RawIssuer, e.SerialNumber)] = true
+		}
+	}
+	return nil
+}
+
+func checkCRL(rl *x509.RevocationList, cas []*x509.Certificate, now time.Time) error {
+	if !rl.NextUpdate.IsZero() && now.After(rl.NextUpdate) {
+		return fmt.Errorf("CRL of %q is past its next update (%s)", rl.Issuer, rl.NextUpdate.Format(time.RFC3339))
+	}
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawSubject, rl.RawIssuer) && rl.CheckSignatureFrom(ca) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("CRL issued by %q is not signed by any CA of the bundle", rl.Issuer)
+}

@@ -1,0 +1,91 @@
+package mtls
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts what the TLS layer refuses. One Metrics may serve several Sources; a nil
+// *Metrics counts nothing.
+type Metrics struct {
+	refusals     *prometheus.CounterVec
+	plaintext    *prometheus.CounterVec
+	reloadErrors *prometheus.CounterVec
+	expiry       *expiryCollector
+}
+
+// NewMetrics registers mirrorkv's TLS metrics with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorkv_tls_handshake_refusals_total",
+			Help: "Refused or failed TLS handshakes, by port and reason code.",
+		}, []string{"port", "reason"}),
+		plaintext: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorkv_tls_plaintext_attempts_total",
+			Help: "Connections that sent plaintext to a TLS port, by port.",
+		}, []string{"port"}),
+		reloadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorkv_tls_reload_errors_total",
+			Help: "Refused reloads of TLS material (the old material stayed in force), by role and reason.",
+		}, []string{"role", "reason"}),
+		expiry: &expiryCollector{desc: prometheus.NewDesc("mirrorkv_tls_leaf_expiry_seconds",
+			"Seconds until this member's current certificate expires, by role.", []string{"role"}, nil),
+			leaves: map[string]func() time.Time{}},
+	}
+	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.reloadErrors, m.expiry} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register TLS metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func label(c reason.Code) string { return fmt.Sprintf("%d", int(c)) }
+
+func (m *Metrics) refusal(port string, c reason.Code) {
+	if m != nil {
+		m.refusals.WithLabelValues(port, label(c)).Inc()
+	}
+}
+
+func (m *Metrics) plaintextAttempt(port string) {
+	if m != nil {
+		m.plaintext.WithLabelValues(port).Inc()
+	}
+}
+
+func (m *Metrics) reloadError(role string, c reason.Code) {
+	if m != nil {
+		m.reloadErrors.WithLabelValues(role, label(c)).Inc()
+	}
+}
+
+func (m *Metrics) watchExpiry(role string, notAfter func() time.Time) {
+	if m != nil {
+		m.expiry.mu.Lock()
+		m.expiry.leaves[role] = notAfter
+		m.expiry.mu.Unlock()
+	}
+}
+
+// expiryCollector computes the time left at scrape time, so the gauge never goes stale.
+type expiryCollector struct {
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	leaves map[string]func() time.Time
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for role, f := range c.leaves {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(f()).Seconds(), role)
+	}
+}

@@ -1,0 +1,224 @@
+package mtls
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
+)
+
+// dnOf renders the subject of c as an RFC 4514 string, the form authorised DNs are stored
+// in and compared as.
+func dnOf(c *x509.Certificate) string { return pki.DNOf(c) }
+
+func pemCerts(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// direction says which end of a connection is checking its peer.
+type direction int
+
+const (
+	accepting direction = iota // we accepted; the peer dialled
+	dialling                   // we dialled; the peer accepted
+)
+
+func checkValidity(c *x509.Certificate, now time.Time) error {
+	switch {
+	case now.Before(c.NotBefore):
+		return refuse(reason.CertNotYetValid, "certificate %q is valid only from %s", dnOf(c), c.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(c.NotAfter):
+		return refuse(reason.CertExpired, "certificate %q expired at %s", dnOf(c), c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {
+	return slices.Contains(c.ExtKeyUsage, u) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
+}
+
+func noEKU(c *x509.Certificate) bool {
+	return len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0
+}
+
+// checkKeyUsage refuses a key usage extension without digitalSignature: every TLS 1.3
+// handshake signs with the leaf key.
+func checkKeyUsage(c *x509.Certificate) error {
+	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return refuse(reason.BadKeyUsage, "certificate %q lacks the digitalSignature key usage", dnOf(c))
+	}
+	return nil
+}
+
+// checkMemberUsage requires a member leaf to be fit for both directions. Go's own check
+// accepts a chain when ANY requested usage matches, so the leaf is checked here.
+func checkMemberUsage(c *x509.Certificate) error {
+	if err := checkKeyUsage(c); err != nil {
+		return err
+	}
+	if noEKU(c) {
+		return nil
+	}
+	server, client := hasEKU(c, x509.ExtKeyUsageServerAuth), hasEKU(c, x509.ExtKeyUsageClientAuth)
+	switch {
+	case server && client:
+		return nil
+	case client:
+		return refuse(reason.ClientCertOnMemberPort, "certificate %q has clientAuth only: it is a client certificate", dnOf(c))
+	case server:
+		return refuse(reason.MissingClientAuth, "certificate %q lacks the clientAuth extended key usage", dnOf(c))
+	}
+	return refuse(reason.MissingServerAuth, "certificate %q lacks the serverAuth and clientAuth extended key usages", dnOf(c))
+}
+
+func checkClientUsage(c *x509.Certificate) error {
+	if err := checkKeyUsage(c); err != nil {
+		return err
+	}
+	if noEKU(c) || hasEKU(c, x509.ExtKeyUsageClientAuth) {
+		return nil
+	}
+	return refuse(reason.MissingClientAuth, "certificate %q lacks the clientAuth extended key usage", dnOf(c))
+}
+
+func checkServerUsage(c *x509.Certificate) error {
+	if err := checkKeyUsage(c); err != nil {
+		return err
+	}
+	if noEKU(c) || hasEKU(c, x509.ExtKeyUsageServerAuth) {
+		return nil
+	}
+	return refuse(reason.MissingServerAuth, "certificate %q lacks the serverAuth extended key usage", dnOf(c))
+}
+
+// verifyChain verifies certs (leaf first) against the snapshot's roots. The validity
+// window is checked first so that the reason is precise.
+func verifyChain(m *material, certs []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	if len(certs) == 0 {
+		return nil, refuse(reason.NoCertificate, "the peer presented no certificate")
+	}
+	leaf := certs[0]
+	if err := checkValidity(leaf, now); err != nil {
+		return nil, err
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots: m.roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, refuse(Explain(err).Code, "verify certificate %q issued by %q: %w", dnOf(leaf), leaf.Issuer, err)
+	}
+	return chains[0], nil
+}
+
+// checkRevoked refuses a chain any of whose certificates the snapshot's CRLs list.
+func checkRevoked(m *material, chain []*x509.Certificate) error {
+	for _, c := range chain {
+		if m.isRevoked(c) {
+			return refuse(reason.Revoked, "certificate %q (serial %s) is revoked", dnOf(c), c.SerialNumber)
+		}
+	}
+	return nil
+}
+
+// memberSet is the authorised members for policy dn: an immutable value swapped whole.
+type memberSet struct {
+	byAddr map[string]string
+	dns    map[string]bool
+}
+
+func newMemberSet(members map[string]string) *memberSet {
+	s := &memberSet{byAddr: make(map[string]string, len(members)), dns: make(map[string]bool, len(members))}
+	for addr, dn := range members {
+		s.byAddr[addr] = dn
+		s.dns[dn] = true
+	}
+	return s
+}
+
+// checkDN denies by default: with an empty set, no peer is authorised.
+func checkDN(ms *memberSet, leaf *x509.Certificate, dir direction, addr string) error {
+	dn := dnOf(leaf)
+	if dir == dialling {
+		if want, ok := ms.byAddr[addr]; ok {
+			if dn != want {
+				return refuse(reason.WrongMember, "%s presented %q, but the member at that address is %q", addr, dn, want)
+			}
+			return nil
+		}
+	}
+	if !ms.dns[dn] {
+		return refuse(reason.DNNotAuthorised, "subject %q is not an authorised member", dn)
+	}
+	return nil
+}
+
+// authorise is the whole policy for one peer chain, on either end and on every re-check.
+// verified is the chain Go already verified (server side), or nil to verify here.
+func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir direction, addr string) error {
+	now := s.cfg.Now()
+	chain := verified
+	if chain == nil {
+		var err error
+		if chain, err = verifyChain(m, certs, now); err != nil {
+			return err
+		}
+	}
+	leaf := chain[0]
+	var err error
+	switch {
+	case s.cfg.Role == RoleMember:
+		err = checkMemberUsage(leaf)
+	case dir == accepting:
+		err = checkClientUsage(leaf)
+	default:
+		err = checkServerUsage(leaf)
+	}
+	if err != nil {
+		return err
+	}
+	if err := checkRevoked(m, chain); err != nil {
+		return err
+	}
+	if s.cfg.Role == RoleMember && s.cfg.Policy == PolicyDN {
+		ms := s.members.Load()
+		if _, known := ms.byAddr[addr]; dir == dialling && !known && slices.Contains(s.cfg.JoinAddrs, addr) {
+			return nil
+		}
+		return checkDN(ms, leaf, dir, addr)
+	}
+	return nil
+}
+
+// checkOwnLeaf refuses a certificate of our own that peers would refuse, at start and on
+// every reload, so that a mistake shows here and not as failed handshakes elsewhere.
+func checkOwnLeaf(cfg Config, m *material, now time.Time) error {
+	wrap := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return &CredentialError{Reason: reason.Of(err, reason.BadCredentials), File: cfg.CertFile, Err: err}
+	}
+	if err := checkValidity(m.leaf, now); err != nil {
+		return wrap(err)
+	}
+	if cfg.Role != RoleMember {
+		return wrap(checkKeyUsage(m.leaf))
+	}
+	if _, err := verifyChain(m, m.chain, now); err != nil {
+		return wrap(fmt.Errorf("this member's own certificate does not chain to %s: %w", cfg.CAFile, err))
+	}
+	return wrap(checkMemberUsage(m.leaf))
+}
