@@ -1,0 +1,241 @@
+// Package api serves mirrorkv's HTTPS client API: the key-value routes, the group's status,
+// membership, metrics and health. It identifies the client by its verified certificate,
+// checks the role that certificate carries, and renders every failure through one place
+// (Server.fail) as a wire.Error with a reason code and a fix.
+package api
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+// Group is the replicated group as the API needs it; *cluster.Cluster implements it.
+type Group interface {
+	Apply(ctx context.Context, cmd store.Command) (store.Result, error)
+	// ReadIndex returns once the local store is at least as recent as the group's commit
+	// index at the time of the call: a read after it is linearizable.
+	ReadIndex(ctx context.Context) error
+	Status(ctx context.Context) (wire.Status, error)
+	Members(ctx context.Context) ([]wire.Member, error)
+	AddMember(ctx context.Context, m wire.Member) error
+	RemoveMember(ctx context.Context, name string) error
+	Promote(ctx context.Context, name string) error
+	TransferLeadership(ctx context.Context, to string) error
+}
+
+// Reader reads this member's own copy of the store; *store.Store implements it.
+type Reader interface {
+	Get(key string) (store.KV, error)
+	List(prefix, start string, limit int) ([]store.KV, bool, error)
+	Revision() int64
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultMaxKeyBytes   = 1024
+	DefaultMaxValueBytes = 1 << 20
+	DefaultListLimit     = 100
+	DefaultMaxListLimit  = 10000
+	DefaultHealthTimeout = 2 * time.Second
+	// maxMemberBodyBytes bounds a POST /v1/members body; a member record is a few hundred
+	// bytes.
+	maxMemberBodyBytes = 64 << 10
+)
+
+// Config tunes the API. The zero value of every field but Node is a safe default.
+type Config struct {
+	Node          string        // this member's name, sent as X-Mirrorkv-Member
+	MaxKeyBytes   int           // longest key in bytes (default 1 KiB)
+	MaxValueBytes int64         // largest value in bytes (default 1 MiB); larger gets 413
+	ListLimit     int           // keys per listing when ?limit is absent (default 100)
+	MaxListLimit  int           // largest ?limit accepted (default 10000)
+	HealthTimeout time.Duration // how long /healthz waits for the group's status (default 2 s)
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxKeyBytes <= 0 {
+		c.MaxKeyBytes = DefaultMaxKeyBytes
+	}
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxListLimit <= 0 {
+		c.MaxListLimit = DefaultMaxListLimit
+	}
+	if c.ListLimit <= 0 || c.ListLimit > c.MaxListLimit {
+		c.ListLimit = min(DefaultListLimit, c.MaxListLimit)
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = DefaultHealthTimeout
+	}
+	return c
+}
+
+// Server is the API of one member.
+type Server struct {
+	cfg     Config
+	grp     Group
+	local   Reader
+	log     *slog.Logger
+	metrics *metrics
+	mux     *http.ServeMux
+	// Header values set on many responses, made once: a header map may share them because
+	// nothing appends to or edits a response's header values after they are set.
+	member, octetStream, staleTrue []string
+
+	// writers recycles the per-request statusWriter; bufs holds buffers for chunked bodies
+	// and JSON answers. Both keep allocation off the request path.
+	writers sync.Pool
+	bufs    sync.Pool
+}
+
+// New builds the API. reg receives the API's metrics and is served on /metrics; nil gives
+// the API a registry of its own.
+func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slog.Logger) *Server {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:         cfg.withDefaults(),
+		grp:         grp,
+		local:       local,
+		log:         log,
+		metrics:     newMetrics(reg),
+		mux:         http.NewServeMux(),
+		member:      []string{cfg.Node},
+		octetStream: []string{"application/octet-stream"},
+		staleTrue:   []string{"true"},
+	}
+	s.writers.New = func() any { return new(statusWriter) }
+	s.bufs.New = func() any { return new(bytes.Buffer) }
+	s.routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return s
+}
+
+func (s *Server) routes(metricsHandler http.Handler) {
+	s.route("PUT /v1/kv/{key...}", "kv", roleReadWrite, s.putKV)
+	s.route("GET /v1/kv/{key...}", "kv", roleReadOnly, s.getKV)
+	s.route("DELETE /v1/kv/{key...}", "kv", roleReadWrite, s.deleteKV)
+	s.route("GET /v1/kv/{$}", "kv-list", roleReadOnly, s.listKV)
+	s.route("GET /v1/status", "status", roleReadOnly, s.status)
+	s.route("GET /v1/members", "members", roleReadOnly, s.members)
+	s.route("POST /v1/members", "members", roleAdmin, s.addMember)
+	s.route("DELETE /v1/members/{name}", "member", roleAdmin, s.removeMember)
+	s.route("POST /v1/members/{name}/promote", "member-promote", roleAdmin, s.promote)
+	s.route("POST /v1/members/{name}/transfer", "member-transfer", roleAdmin, s.transfer)
+	s.route("GET /healthz", "healthz", roleReadOnly, s.healthz)
+	s.route("GET /metrics", "metrics", roleReadOnly, func(w http.ResponseWriter, r *http.Request) error {
+		metricsHandler.ServeHTTP(w, r)
+		return nil
+	})
+	s.route("/", "unmatched", roleReadOnly, s.notFound)
+}
+
+// handlerFunc is an API handler: it writes a success itself and returns a failure for
+// Server.fail to render.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route registers h behind identity, permission, metrics and the one error renderer.
+func (s *Server) route(pattern, label string, need role, h handlerFunc) {
+	obs := s.metrics.route(label)
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := s.writers.Get().(*statusWriter)
+		*rw = statusWriter{ResponseWriter: w}
+		if err := s.authorize(r, need); err != nil {
+			s.fail(rw, r, err)
+		} else if err := h(rw, r); err != nil {
+			s.fail(rw, r, err)
+		}
+		obs.observe(r.Method, rw.code(), time.Since(start))
+		*rw = statusWriter{} // drop the reference to the connection's writer
+		s.writers.Put(rw)
+	})
+}
+
+// Handler returns the API's root handler.
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP rejects unclean key paths before the mux sees them: the mux would answer them
+// with a redirect, and a client that follows it would write to another key.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()[wire.HeaderServedBy] = s.member
+	if err := checkKVPath(r.URL.Path); err != nil {
+		rw := &statusWriter{ResponseWriter: w}
+		s.fail(rw, r, err)
+		s.metrics.route("kv").observe(r.Method, rw.code(), 0)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// notFound answers paths no route matches, and methods a path does not allow (405).
+func (s *Server) notFound(_ http.ResponseWriter, r *http.Request) error {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pat := s.mux.Handler(probe); pat != "/" && pat != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		return &Error{Status: http.StatusMethodNotAllowed, Allow: allowed,
+			Msg: r.Method + " is not allowed on " + r.URL.Path}
+	}
+	return &Error{Status: http.StatusNotFound, Msg: "no such endpoint: " + r.URL.Path,
+		Fix: "see docs/api.md for the routes; keys live under /v1/kv/"}
+}
+
+// statusWriter records the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limitBody is http.MaxBytesReader on the server's own writer: only that one can be told
+// that the body was too large, which makes the server close the connection instead of
+// reading the rest of a huge body.
+func limitBody(w http.ResponseWriter, r *http.Request, n int64) io.ReadCloser {
+	if sw, ok := w.(*statusWriter); ok {
+		w = sw.ResponseWriter
+	}
+	return http.MaxBytesReader(w, r.Body, n)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}

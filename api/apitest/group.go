@@ -1,0 +1,190 @@
+package apitest
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+// Group is an in-memory api.Group and api.Reader: one map, one revision counter, applied
+// at once. Fail makes every later call return an error, to exercise the error paths.
+type Group struct {
+	mu      sync.Mutex
+	kvs     map[string]store.KV
+	rev     int64
+	members []wire.Member
+	status  wire.Status
+	err     error
+	calls   map[string]int
+}
+
+// NewGroup returns an empty group whose only member, node, is the primary.
+func NewGroup(node string) *Group {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &Group{
+		kvs:     map[string]store.KV{},
+		members: []wire.Member{{Name: node, MemberAddr: "127.0.0.1:7001", DN: "CN=" + node}},
+		status: wire.Status{Group: "test", Node: node, Role: wire.RolePrimary, PreviousRole: wire.RoleUnsync,
+			Primary: node, PrimarySince: &since, ActiveNodes: 1, SyncNodes: 1, SyncPercent: 100,
+			Members: []wire.MemberStatus{{Name: node, MemberAddr: "127.0.0.1:7001", DN: "CN=" + node, Voter: true, Role: wire.RolePrimary, SyncPercent: 100}}},
+		calls: map[string]int{},
+	}
+}
+
+// Fail makes every later call fail with err; nil heals the group.
+func (g *Group) Fail(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.err = err
+}
+
+// SetStatus replaces what Status returns.
+func (g *Group) SetStatus(st wire.Status) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.status = st
+}
+
+// Calls reports how many times the method named op was called.
+func (g *Group) Calls(op string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls[op]
+}
+
+func (g *Group) enter(op string) error {
+	g.mu.Lock()
+	g.calls[op]++
+	return g.err
+}
+
+// Apply applies a put or delete with its precondition, or a member change.
+func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error) {
+	defer g.mu.Unlock()
+	if err := g.enter("Apply"); err != nil {
+		return store.Result{}, err
+	}
+	cur := g.kvs[cmd.Key]
+	if cmd.HasIf && cur.Revision != cmd.IfRevision {
+		return store.Result{Revision: g.rev, Err: &store.PreconditionError{Key: cmd.Key, Want: cmd.IfRevision, Current: cur.Revision}}, nil
+	}
+	switch cmd.Op {
+	case store.OpPut:
+		g.rev++
+		created := cur.Created
+		if created == 0 {
+			created = g.rev
+		}
+		g.kvs[cmd.Key] = store.KV{Key: cmd.Key, Value: cmd.Value, Revision: g.rev, Created: created}
+	case store.OpDelete:
+		if cur.Revision == 0 {
+			return store.Result{Revision: g.rev, Err: store.ErrNotFound}, nil
+		}
+		g.rev++
+		delete(g.kvs, cmd.Key)
+	}
+	return store.Result{Revision: g.rev}, nil
+}
+
+// ReadIndex succeeds at once unless the group was told to fail.
+func (g *Group) ReadIndex(context.Context) error {
+	defer g.mu.Unlock()
+	return g.enter("ReadIndex")
+}
+
+// Status returns the status set by SetStatus.
+func (g *Group) Status(context.Context) (wire.Status, error) {
+	defer g.mu.Unlock()
+	err := g.enter("Status")
+	return g.status, err
+}
+
+// Members returns the members.
+func (g *Group) Members(context.Context) ([]wire.Member, error) {
+	defer g.mu.Unlock()
+	err := g.enter("Members")
+	return slices.Clone(g.members), err
+}
+
+// AddMember appends m.
+func (g *Group) AddMember(_ context.Context, m wire.Member) error {
+	defer g.mu.Unlock()
+	if err := g.enter("AddMember"); err != nil {
+		return err
+	}
+	g.members = append(g.members, m)
+	return nil
+}
+
+// RemoveMember removes the member named name, or returns store.ErrNotFound.
+func (g *Group) RemoveMember(_ context.Context, name string) error {
+	defer g.mu.Unlock()
+	if err := g.enter("RemoveMember"); err != nil {
+		return err
+	}
+	i := slices.IndexFunc(g.members, func(m wire.Member) bool { return m.Name == name })
+	if i < 0 {
+		return store.ErrNotFound
+	}
+	g.members = slices.Delete(g.members, i, i+1)
+	return nil
+}
+
+// Promote records the call.
+func (g *Group) Promote(context.Context, string) error {
+	defer g.mu.Unlock()
+	return g.enter("Promote")
+}
+
+// TransferLeadership makes to the primary in the status.
+func (g *Group) TransferLeadership(_ context.Context, to string) error {
+	defer g.mu.Unlock()
+	if err := g.enter("TransferLeadership"); err != nil {
+		return err
+	}
+	g.status.Primary = to
+	return nil
+}
+
+// Get reads a key.
+func (g *Group) Get(key string) (store.KV, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	kv, ok := g.kvs[key]
+	if !ok {
+		return kv, store.ErrNotFound
+	}
+	return kv, nil
+}
+
+// List returns up to limit keys with prefix, from start on, in order.
+func (g *Group) List(prefix, start string, limit int) ([]store.KV, bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var keys []string
+	for k := range g.kvs {
+		if strings.HasPrefix(k, prefix) && k >= start {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	more := len(keys) > limit
+	keys = keys[:min(limit, len(keys))]
+	out := make([]store.KV, len(keys))
+	for i, k := range keys {
+		out[i] = g.kvs[k]
+	}
+	return out, more, nil
+}
+
+// Revision is the store's revision.
+func (g *Group) Revision() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rev
+}

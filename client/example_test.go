@@ -1,0 +1,54 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/mirrorkv/mirrorkv/client"
+)
+
+func Example() {
+	tlsCfg, err := client.LoadTLS("ca.crt", "alice.crt", "alice.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.New(client.Config{
+		Endpoints: []string{"https://10.0.0.1:8001", "https://10.0.0.2:8001", "https://10.0.0.3:8001"},
+		TLS:       tlsCfg,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "app/config", []byte("v1")); err != nil {
+		log.Fatal(err)
+	}
+	value, rev, err := c.Get(ctx, "app/config")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s at revision %d\n", value, rev)
+}
+
+// A compare-and-set loop: read, change, write back only if nobody else wrote in between.
+func ExampleClient_PutIf() {
+	var c *client.Client // from client.New
+	ctx := context.Background()
+	for {
+		value, rev, err := c.Get(ctx, "counter")
+		if err != nil {
+			log.Fatal(err)
+		}
+		_, err = c.PutIf(ctx, "counter", append(value, '+'), rev)
+		if _, conflict := client.IsPreconditionFailed(err); conflict {
+			continue // someone else wrote first: read again
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+}
