@@ -1,0 +1,230 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Backoff of ApplyBatch while the disk refuses its transaction.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// pending is an entry of a batch that ApplyBatch will apply: decoded once, applied on every
+// attempt of the transaction.
+type pending struct {
+	at    int // position in the batch and its Result
+	index uint64
+	cmd   Command
+	key   []byte // aliases the entry's data
+	err   error  // a decode error, the entry's Result.Err
+}
+
+// Apply applies one raft entry; see ApplyBatch.
+func (s *Store) Apply(index uint64, data []byte) Result {
+	return s.ApplyBatch([]Entry{{Index: index, Data: data}})[0]
+}
+
+// ApplyBatch applies committed raft entries in one bbolt transaction and returns one Result
+// per entry.
+//
+// Entries at or below AppliedIndex are skipped with a zero Result: raft replays its log from
+// the last snapshot when a member restarts, while the store already holds everything up to
+// its applied index. A command that does not decode still advances the applied index, with
+// an error wrapping ErrBadCommand in its Result, so the same bad entry is refused the same
+// way on every member.
+//
+// If the transaction fails (a full disk), ApplyBatch does not drop the batch: raft counts
+// these entries as applied once it returns, and this member would differ from the group
+// forever. It logs the error and retries the whole batch, backing off from 50ms to 2s, until
+// the disk accepts it. If Close comes first, every entry that was to be applied gets an
+// error wrapping ErrClosed instead, and none of them is applied.
+func (s *Store) ApplyBatch(entries []Entry) []Result {
+	out := make([]Result, len(entries))
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+
+	work, arena := s.decodeBatch(entries)
+	if len(work) == 0 {
+		return out
+	}
+	wait := retryFirst
+	failed := false
+	for {
+		err := s.applyOnce(work, arena, out)
+		if err == nil {
+			if failed {
+				s.log.Info("store writes again; the member is applying", "index", work[0].index)
+			}
+			return out
+		}
+		if errors.Is(err, ErrClosed) {
+			return s.closedResults(work, out)
+		}
+		failed = true
+		s.log.Error("store cannot write: the member stops applying until the disk accepts writes",
+			"err", fmt.Errorf("apply batch at index %d: %w", work[0].index, err),
+			"fix", "free space in "+dirOf(s.path), "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-s.closing:
+			t.Stop()
+			return s.closedResults(work, out)
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// decodeBatch picks the entries beyond the applied index and decodes them, and sizes one
+// buffer for all the records the batch may write, so that a batch costs one allocation for
+// its records rather than one per put.
+func (s *Store) decodeBatch(entries []Entry) (work []pending, arena []byte) {
+	last := s.applied.Load()
+	size := 0
+	for i, e := range entries {
+		if e.Index <= last {
+			continue
+		}
+		last = e.Index
+		cmd, key, err := decodeCommand(e.Data, false)
+		if err != nil {
+			err = fmt.Errorf("entry %d: %w", e.Index, err)
+		}
+		if work == nil {
+			work = make([]pending, 0, len(entries)-i)
+		}
+		work = append(work, pending{at: i, index: e.Index, cmd: cmd, key: key, err: err})
+		if err == nil && cmd.Op == OpPut {
+			size += recordHeader + len(cmd.Value)
+		}
+	}
+	return work, make([]byte, 0, size)
+}
+
+func (s *Store) closedResults(work []pending, out []Result) []Result {
+	for _, p := range work {
+		out[p.at] = Result{Err: fmt.Errorf("apply entry %d: %w", p.index, ErrClosed)}
+	}
+	return out
+}
+
+// applyOnce runs one attempt of the batch's transaction. The caches move only once the
+// commit succeeded, so a failed attempt leaves nothing behind and the next one starts over.
+func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return ErrClosed
+		}
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // after a commit it only reports ErrTxClosed
+
+	b := batch{
+		kv:      tx.Bucket([]byte(bucketKV)),
+		members: tx.Bucket([]byte(bucketMembers)),
+		rev:     s.revision.Load(),
+		arena:   arena[:0],
+	}
+	for _, p := range work {
+		out[p.at] = b.apply(p)
+	}
+	applied := work[len(work)-1].index
+	meta := tx.Bucket([]byte(bucketMeta))
+	if err := meta.Put([]byte(metaApplied), u64(applied)); err != nil {
+		return fmt.Errorf("write applied index: %w", err)
+	}
+	if err := meta.Put([]byte(metaRevision), u64(uint64(b.rev))); err != nil {
+		return fmt.Errorf("write revision: %w", err)
+	}
+	if s.failCommit != nil {
+		if err := s.failCommit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	s.applied.Store(applied)
+	s.revision.Store(b.rev)
+	return nil
+}
+
+// batch is the state of one apply transaction.
+type batch struct {
+	kv, members *bolt.Bucket
+	rev         int64  // store revision so far
+	arena       []byte // backing store of the records written; bbolt keeps them until commit
+}
+
+// apply applies one command. Its outcome depends only on the command and the state, so every
+// member reaches the same Result; an error here fails the command, never the transaction.
+func (b *batch) apply(p pending) Result {
+	if p.err != nil {
+		return Result{Revision: b.rev, Err: p.err}
+	}
+	c := p.cmd
+	switch c.Op {
+	case OpPut, OpDelete:
+		return b.applyKV(c, p.key)
+	case OpSetMember:
+		v, err := json.Marshal(c.Member)
+		if err == nil {
+			err = b.members.Put([]byte(c.Member.Name), v)
+		}
+		if err != nil {
+			return Result{Revision: b.rev, Err: fmt.Errorf("set member %q: %w", c.Member.Name, err)}
+		}
+	case OpRemoveMember:
+		if err := b.members.Delete([]byte(c.Member.Name)); err != nil {
+			return Result{Revision: b.rev, Err: fmt.Errorf("remove member %q: %w", c.Member.Name, err)}
+		}
+	}
+	return Result{Revision: b.rev}
+}
+
+func (b *batch) applyKV(c Command, key []byte) Result {
+	var cur, created int64
+	if old := b.kv.Get(key); old != nil {
+		var err error
+		if cur, created, _, err = splitRecord(old); err != nil {
+			return Result{Revision: b.rev, Err: fmt.Errorf("apply to key %q: %w", key, err)}
+		}
+	}
+	if c.HasIf && cur != c.IfRevision {
+		return Result{Revision: b.rev, Err: &PreconditionError{Key: string(key), Want: c.IfRevision, Current: cur}}
+	}
+	if c.Op == OpDelete {
+		if cur == 0 {
+			return Result{Revision: b.rev, Err: ErrNotFound}
+		}
+		if err := b.kv.Delete(key); err != nil {
+			return Result{Revision: b.rev, Err: fmt.Errorf("delete key %q: %w", key, err)}
+		}
+		b.rev++
+		return Result{Revision: b.rev}
+	}
+	rev := b.rev + 1
+	if cur == 0 {
+		created = rev
+	}
+	start := len(b.arena)
+	b.arena = appendRecord(b.arena, rev, created, c.Value)
+	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
+		return Result{Revision: b.rev, Err: fmt.Errorf("put key %q: %w", key, err)}
+	}
+	b.rev = rev
+	return Result{Revision: rev}
+}

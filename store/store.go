@@ -1,0 +1,382 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+// Bucket and key names of the bbolt file; docs/storage.md describes the layout.
+const (
+	bucketKV      = "kv"      // key -> record (revision, created, value)
+	bucketMembers = "members" // member name -> wire.Member as JSON
+	bucketMeta    = "meta"    // the keys below -> 8-byte big-endian numbers
+
+	metaFormat   = "format"
+	metaApplied  = "applied"
+	metaRevision = "revision"
+)
+
+// fileFormat is the layout version in meta/format. Open refuses any other, so an older
+// release never misreads a file a newer one wrote.
+const fileFormat = 1
+
+// recordHeader is the size of a kv record's fixed part: revision and created, 8 bytes each.
+const recordHeader = 16
+
+// lockTimeout bounds how long Open waits for bbolt's file lock. Long enough to ride out a
+// previous process that is still exiting, short enough that a second mirrorkv on the same
+// data directory fails at once with a message that says so.
+const lockTimeout = time.Second
+
+// restoreSuffix names the file Restore builds next to the store before swapping it in.
+const restoreSuffix = ".restore"
+
+// Options tune Open. The zero value is what production wants.
+type Options struct {
+	// Logger receives the store's own reports, such as a disk that refuses writes. Nil
+	// discards them.
+	Logger *slog.Logger
+	// NoFsync skips fsync on commit. A crash may then lose or tear applied entries, so it is
+	// for tests and benchmarks only.
+	NoFsync bool
+}
+
+// Store is a member's copy of the replicated state in one bbolt file. Its methods are safe
+// for concurrent use; ApplyBatch, Restore and Close are serialised among themselves.
+type Store struct {
+	path    string
+	log     *slog.Logger
+	noFsync bool
+
+	// writeMu serialises the writers: ApplyBatch, Restore and Close.
+	writeMu sync.Mutex
+	// dbMu guards the db pointer, which Restore swaps and Close clears. Readers hold it for
+	// the length of their bbolt transaction; only the swap and Close take it exclusively.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+
+	// applied and revision mirror meta/applied and meta/revision, updated after each commit,
+	// so the hot paths (raft asking for the applied index, reads reporting the revision) do
+	// not open a transaction.
+	applied  atomic.Uint64
+	revision atomic.Int64
+
+	closing   chan struct{} // closed by Close; wakes an ApplyBatch waiting for the disk
+	closeOnce sync.Once
+
+	// failCommit, when set (tests only, before any ApplyBatch), is called just before each
+	// commit; an error fails that attempt as a full disk would.
+	failCommit func() error
+}
+
+// Open opens or creates the store file at path. It fails if another process holds the file
+// (bbolt's lock) or if the file is damaged.
+func Open(path string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := openDB(path, opts.NoFsync)
+	if err != nil {
+		return nil, err
+	}
+	// A leftover restore file is a restore that crashed before its rename: the store file
+	// was never touched, so the leftover is garbage. Only now, holding the store file's lock,
+	// is it certain that no other process is building it.
+	if err := os.Remove(path + restoreSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		_ = db.Close() // the remove error is the one to report
+		return nil, fmt.Errorf("remove leftover restore file %s: %w", path+restoreSuffix, err)
+	}
+	s := &Store{path: path, log: log, noFsync: opts.NoFsync, db: db, closing: make(chan struct{})}
+	if err := s.loadMeta(db); err != nil {
+		_ = db.Close() // the meta error is the one to report
+		return nil, err
+	}
+	return s, nil
+}
+
+// openDB opens the bbolt file and makes sure its buckets exist and its format is known.
+func openDB(path string, noSync bool) (*bolt.DB, error) {
+	if err := checkLength(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, boltOptions(noSync))
+	switch {
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: file is locked by another process; stop the other mirrorkv using this data directory: %w", path, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		return nil, damaged(path, err)
+	default:
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := db.Update(initBuckets); err != nil {
+		_ = db.Close() // the init error is the one to report
+		if errors.Is(err, errDamaged) {
+			return nil, damaged(path, err)
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// boltOptions are the options of the store file and of the file Restore builds.
+func boltOptions(noSync bool) *bolt.Options {
+	opts := &bolt.Options{
+		Timeout:      lockTimeout,
+		NoSync:       noSync,
+		FreelistType: bolt.FreelistMapType,
+	}
+	if strconv.IntSize == 64 {
+		// Reserve address space up front. bbolt must remap to grow, and a remap waits for
+		// every open read transaction (a snapshot being streamed to a slow follower would
+		// stall the apply path) and copies every dirty node of the write transaction to the
+		// heap (a restore would copy its whole chunk at each doubling). This is address space
+		// only; the file still grows as data arrives, in steps of bbolt's 16 MiB AllocSize.
+		opts.InitialMmapSize = 1 << 30
+	}
+	return opts
+}
+
+func damaged(path string, err error) error {
+	return fmt.Errorf("store file %s is damaged: %w; move it aside and let the member resync from the group", path, err)
+}
+
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range []string{bucketKV, bucketMembers} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+	}
+	v := meta.Get([]byte(metaFormat))
+	if v == nil {
+		return meta.Put([]byte(metaFormat), u64(fileFormat))
+	}
+	if len(v) != 8 {
+		return fmt.Errorf("meta/%s of %d bytes: %w", metaFormat, len(v), errDamaged)
+	}
+	if f := binary.BigEndian.Uint64(v); f != fileFormat {
+		return fmt.Errorf("file format %d, this mirrorkv reads only %d; run the release that wrote it", f, fileFormat)
+	}
+	return nil
+}
+
+// loadMeta fills the applied index and revision caches from the file.
+func (s *Store) loadMeta(db *bolt.DB) error {
+	return db.View(func(tx *bolt.Tx) error {
+		applied, revision, err := readMeta(tx)
+		if err != nil {
+			return damaged(s.path, err)
+		}
+		s.applied.Store(applied)
+		s.revision.Store(revision)
+		return nil
+	})
+}
+
+func readMeta(tx *bolt.Tx) (applied uint64, revision int64, err error) {
+	meta := tx.Bucket([]byte(bucketMeta))
+	applied, err = metaUint(meta, metaApplied)
+	if err != nil {
+		return 0, 0, err
+	}
+	rev, err := metaUint(meta, metaRevision)
+	if err != nil {
+		return 0, 0, err
+	}
+	if rev > 1<<63-1 {
+		return 0, 0, fmt.Errorf("meta/%s is %d: %w", metaRevision, rev, errDamaged)
+	}
+	return applied, int64(rev), nil
+}
+
+// metaUint reads a number from the meta bucket; a missing one is 0 (a new store).
+func metaUint(meta *bolt.Bucket, key string) (uint64, error) {
+	v := meta.Get([]byte(key))
+	if v == nil {
+		return 0, nil
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("meta/%s of %d bytes: %w", key, len(v), errDamaged)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func u64(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
+
+// Close waits for a running ApplyBatch or Restore (one waiting for the disk gives up with
+// ErrClosed) and for open snapshots to be released, then closes the file. Calling it again
+// returns nil.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("close store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// AppliedIndex is the raft index of the last entry the store applied (or restored).
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// Revision is the store-wide revision: the number of puts and deletes ever applied.
+func (s *Store) Revision() int64 { return s.revision.Load() }
+
+// view runs fn in a bbolt read transaction on the current file.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// Get returns key with a copy of its value, or ErrNotFound.
+func (s *Store) Get(key string) (KV, error) {
+	var kv KV
+	err := s.view(func(tx *bolt.Tx) error {
+		rec := tx.Bucket([]byte(bucketKV)).Get([]byte(key))
+		if rec == nil {
+			return ErrNotFound
+		}
+		var err error
+		kv, err = parseRecord(key, rec)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return KV{}, err
+		}
+		return KV{}, fmt.Errorf("get %q: %w", key, err)
+	}
+	return kv, nil
+}
+
+// List returns the keys that start with prefix and are at or after start (when start is not
+// empty), in order, at most limit of them (no limit when limit <= 0). more reports that
+// further keys match: pass the last key returned plus "\x00" as start to continue.
+func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err error) {
+	seek := prefix
+	if start > seek {
+		seek = start
+	}
+	kvs = []KV{}
+	err = s.view(func(tx *bolt.Tx) error {
+		p := []byte(prefix)
+		c := tx.Bucket([]byte(bucketKV)).Cursor()
+		for k, v := c.Seek([]byte(seek)); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if limit > 0 && len(kvs) == limit {
+				more = true
+				return nil
+			}
+			kv, err := parseRecord(string(k), v)
+			if err != nil {
+				return err
+			}
+			kvs = append(kvs, kv)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("list prefix %q: %w", prefix, err)
+	}
+	return kvs, more, nil
+}
+
+// Members returns the authorised members, sorted by name.
+func (s *Store) Members() ([]wire.Member, error) {
+	ms := []wire.Member{}
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
+			var m wire.Member
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("member %q: %w: %w", k, errDamaged, err)
+			}
+			ms = append(ms, m)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	return ms, nil
+}
+
+// parseRecord copies a kv record out of bbolt's memory, which is valid only inside the
+// transaction.
+func parseRecord(key string, rec []byte) (KV, error) {
+	rev, created, value, err := splitRecord(rec)
+	if err != nil {
+		return KV{}, fmt.Errorf("key %q: %w", key, err)
+	}
+	kv := KV{Key: key, Revision: rev, Created: created}
+	if len(value) > 0 {
+		kv.Value = bytes.Clone(value)
+	}
+	return kv, nil
+}
+
+// splitRecord splits a kv record into its parts without copying.
+func splitRecord(rec []byte) (rev, created int64, value []byte, err error) {
+	if len(rec) < recordHeader {
+		return 0, 0, nil, fmt.Errorf("record of %d bytes: %w", len(rec), errDamaged)
+	}
+	return int64(binary.BigEndian.Uint64(rec)), int64(binary.BigEndian.Uint64(rec[8:])), rec[recordHeader:], nil
+}
+
+// appendRecord appends the kv record (revision, created, value) to b.
+func appendRecord(b []byte, rev, created int64, value []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(rev))
+	b = binary.BigEndian.AppendUint64(b, uint64(created))
+	return append(b, value...)
+}
+
+// syncDir fsyncs dir so that a rename in it survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func dirOf(path string) string { return filepath.Dir(path) }

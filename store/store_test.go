@@ -1,0 +1,485 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+func TestOpen(t *testing.T) {
+	t.Run("reopen keeps everything", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		s, err := Open(path, Options{NoFsync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, s, put("a", "1"), put("b", "2"), setMember("m1", "10.0.0.1:7000"), del("b"))
+		before := dump(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("second Close() = %v, want nil", err)
+		}
+		s = openAt(t, path, Options{})
+		assertState(t, dump(t, s), before)
+		if before.Applied != 4 || before.Revision != 3 {
+			t.Fatalf("applied %d revision %d, want 4 and 3", before.Applied, before.Revision)
+		}
+	})
+	t.Run("locked by another process", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		openAt(t, path, Options{NoFsync: true})
+		// The holder may be building a restore file; the loser must not touch it.
+		if err := os.WriteFile(path+restoreSuffix, []byte("in progress"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// bbolt's flock is per open file, so a second Open in this process contends like
+		// another process would.
+		_, err := Open(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "locked by another process") {
+			t.Fatalf("second Open = %v, want a locked-file error", err)
+		}
+		if _, err := os.Stat(path + restoreSuffix); err != nil {
+			t.Fatalf("the losing Open removed the holder's restore file: %v", err)
+		}
+	})
+	t.Run("damaged file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		if err := os.WriteFile(path, bytes.Repeat([]byte{0xab}, 16<<10), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "resync from the group") {
+			t.Fatalf("Open(garbage) = %v, want a damaged-file error", err)
+		}
+	})
+	t.Run("truncated file", func(t *testing.T) {
+		// bbolt itself would crash the process with SIGBUS on this file.
+		path := filepath.Join(t.TempDir(), "state.db")
+		s, err := Open(path, Options{NoFsync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		populate(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int64{40000, 16384, 8192, 4096} {
+			if err := os.Truncate(path, size); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(path, Options{})
+			if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "cut short") {
+				t.Fatalf("Open(file cut to %d bytes) = %v, want a damaged-file error", size, err)
+			}
+		}
+	})
+	t.Run("damaged meta", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		writeBolt(t, path, bucketMeta, metaApplied, []byte{1, 2, 3})
+		_, err := Open(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "is damaged") {
+			t.Fatalf("Open = %v, want a damaged-file error", err)
+		}
+	})
+	t.Run("newer format", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		writeBolt(t, path, bucketMeta, metaFormat, u64(2))
+		_, err := Open(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "file format 2") {
+			t.Fatalf("Open = %v, want a format error", err)
+		}
+	})
+	t.Run("removes a leftover restore file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		if err := os.WriteFile(path+restoreSuffix, []byte("half a restore"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		openAt(t, path, Options{NoFsync: true})
+		if _, err := os.Stat(path + restoreSuffix); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("restore file still there: %v", err)
+		}
+	})
+}
+
+// writeBolt creates a bbolt file holding one key, to fake files mirrorkv did not write.
+func writeBolt(t *testing.T, path, bucket, key string, value []byte) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), value)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// errIs and errPrecondition match a Result.Err in the tables below.
+type errCheck func(error) bool
+
+func errIs(target error) errCheck { return func(err error) bool { return errors.Is(err, target) } }
+
+func errPrecondition(key string, want, current int64) errCheck {
+	return func(err error) bool {
+		pe, ok := errors.AsType[*PreconditionError](err)
+		return ok && *pe == PreconditionError{Key: key, Want: want, Current: current}
+	}
+}
+
+func TestStore_Apply(t *testing.T) {
+	type step struct {
+		cmd     Command
+		wantRev int64
+		wantErr errCheck // nil: no error
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  []KV // the whole kv bucket afterwards
+	}{
+		{
+			name:  "put creates",
+			steps: []step{{put("a", "1"), 1, nil}},
+			want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+		},
+		{
+			name:  "overwrite keeps created",
+			steps: []step{{put("a", "1"), 1, nil}, {put("b", "x"), 2, nil}, {put("a", "2"), 3, nil}},
+			want: []KV{
+				{Key: "a", Value: []byte("2"), Revision: 3, Created: 1},
+				{Key: "b", Value: []byte("x"), Revision: 2, Created: 2},
+			},
+		},
+		{
+			name:  "empty value",
+			steps: []step{{Command{Op: OpPut, Key: "a"}, 1, nil}},
+			want:  []KV{{Key: "a", Revision: 1, Created: 1}},
+		},
+		{
+			name:  "put if absent",
+			steps: []step{{putIf("a", "1", 0), 1, nil}, {putIf("a", "2", 0), 1, errPrecondition("a", 0, 1)}},
+			want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+		},
+		{
+			name: "compare and set",
+			steps: []step{
+				{put("a", "1"), 1, nil},
+				{putIf("a", "2", 1), 2, nil},
+				{putIf("a", "3", 1), 2, errPrecondition("a", 1, 2)},
+				{putIf("b", "1", 5), 2, errPrecondition("b", 5, 0)},
+			},
+			want: []KV{{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}},
+		},
+		{
+			name:  "delete",
+			steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {del("a"), 2, errIs(ErrNotFound)}},
+			want:  []KV{},
+		},
+		{
+			name:  "delete missing",
+			steps: []step{{del("nope"), 0, errIs(ErrNotFound)}},
+			want:  []KV{},
+		},
+		{
+			name: "delete if",
+			steps: []step{
+				{put("a", "1"), 1, nil},
+				{delIf("a", 7), 1, errPrecondition("a", 7, 1)},
+				{delIf("a", 1), 2, nil},
+				{delIf("a", 0), 2, errIs(ErrNotFound)},
+			},
+			want: []KV{},
+		},
+		{
+			name:  "recreate after delete",
+			steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {put("a", "2"), 3, nil}},
+			want:  []KV{{Key: "a", Value: []byte("2"), Revision: 3, Created: 3}},
+		},
+		{
+			name: "member ops and noop leave the revision",
+			steps: []step{
+				{put("a", "1"), 1, nil},
+				{setMember("m1", "x:1"), 1, nil},
+				{Command{Op: OpRemoveMember, Member: wire.Member{Name: "m9"}}, 1, nil},
+				{Command{Op: OpNoop}, 1, nil},
+			},
+			want: []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, batched := range []bool{false, true} {
+				s := openStore(t, Options{})
+				cmds := make([]Command, len(tc.steps))
+				for i, st := range tc.steps {
+					cmds[i] = st.cmd
+				}
+				var results []Result
+				if batched {
+					results = s.ApplyBatch(entries(1, cmds...))
+				} else {
+					for i, c := range cmds {
+						results = append(results, s.Apply(uint64(i+1), EncodeCommand(c)))
+					}
+				}
+				for i, st := range tc.steps {
+					r := results[i]
+					if r.Revision != st.wantRev || (st.wantErr == nil) != (r.Err == nil) || (st.wantErr != nil && !st.wantErr(r.Err)) {
+						t.Fatalf("batched=%v step %d (%+v) = %+v, want revision %d", batched, i, st.cmd, r, st.wantRev)
+					}
+				}
+				got, _, err := s.List("", "", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("batched=%v kvs = %+v, want %+v", batched, got, tc.want)
+				}
+				if s.AppliedIndex() != uint64(len(cmds)) {
+					t.Fatalf("AppliedIndex() = %d, want %d", s.AppliedIndex(), len(cmds))
+				}
+				if rev := results[len(results)-1].Revision; s.Revision() != rev {
+					t.Fatalf("Revision() = %d, last result says %d", s.Revision(), rev)
+				}
+			}
+		})
+	}
+}
+
+func TestStore_Get(t *testing.T) {
+	s := openStore(t, Options{})
+	mustApply(t, s, put("a", "1"), put("a", "2"))
+	kv, err := s.Get("a")
+	if err != nil || !reflect.DeepEqual(kv, KV{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}) {
+		t.Fatalf("Get(a) = %+v, %v", kv, err)
+	}
+	// The value is a copy: changing it must not reach the store (or bbolt's read-only map,
+	// where a write would crash).
+	kv.Value[0] = 'x'
+	if again, _ := s.Get("a"); string(again.Value) != "2" {
+		t.Fatalf("value changed through a returned copy: %q", again.Value)
+	}
+	for _, key := range []string{"b", ""} {
+		if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(%q) = %v, want ErrNotFound", key, err)
+		}
+	}
+}
+
+func TestStore_List(t *testing.T) {
+	s := openStore(t, Options{})
+	mustApply(t, s, put("a", "0"), put("app/1", "1"), put("app/2", "2"), put("app/3", "3"), put("apq", "x"), put("b", "y"))
+	tests := []struct {
+		prefix, start string
+		limit         int
+		want          []string
+		more          bool
+	}{
+		{"", "", 0, []string{"a", "app/1", "app/2", "app/3", "apq", "b"}, false},
+		{"app/", "", 0, []string{"app/1", "app/2", "app/3"}, false},
+		{"app/", "", 2, []string{"app/1", "app/2"}, true},
+		{"app/", "", 3, []string{"app/1", "app/2", "app/3"}, false},
+		{"app/", "app/2", 0, []string{"app/2", "app/3"}, false},
+		{"app/", "app/2", 1, []string{"app/2"}, true},
+		{"app/", "app/1\x00", 1, []string{"app/2"}, true},
+		{"app/", "a", 0, []string{"app/1", "app/2", "app/3"}, false},
+		{"app/", "app/9", 0, []string{}, false},
+		{"app/", "b", 0, []string{}, false},
+		{"zzz", "", 0, []string{}, false},
+		{"", "apq", -1, []string{"apq", "b"}, false},
+	}
+	for _, tc := range tests {
+		kvs, more, err := s.List(tc.prefix, tc.start, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := []string{}
+		for _, kv := range kvs {
+			got = append(got, kv.Key)
+		}
+		if !reflect.DeepEqual(got, tc.want) || more != tc.more {
+			t.Errorf("List(%q, %q, %d) = %q more %v, want %q more %v", tc.prefix, tc.start, tc.limit, got, more, tc.want, tc.more)
+		}
+	}
+	kvs, _, _ := s.List("app/2", "", 0)
+	if len(kvs) != 1 || string(kvs[0].Value) != "2" || kvs[0].Revision != 3 || kvs[0].Created != 3 {
+		t.Fatalf("List(app/2) = %+v", kvs)
+	}
+}
+
+func TestStore_Members(t *testing.T) {
+	s := openStore(t, Options{})
+	if ms, err := s.Members(); err != nil || len(ms) != 0 {
+		t.Fatalf("Members() on a new store = %v, %v", ms, err)
+	}
+	full := wire.Member{Name: "m2", MemberAddr: "10.0.0.2:7000", ClientURL: "https://10.0.0.2", DN: "CN=m2", Async: true}
+	mustApply(t, s,
+		setMember("m3", "10.0.0.3:7000"),
+		Command{Op: OpSetMember, Member: full},
+		setMember("m1", "10.0.0.1:7000"),
+		setMember("m3", "10.0.0.33:7000"), // overwrite
+		Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}},
+		Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}}, // already gone: no error
+	)
+	ms, err := s.Members()
+	want := []wire.Member{full, {Name: "m3", MemberAddr: "10.0.0.33:7000", DN: "CN=m3"}}
+	if err != nil || !reflect.DeepEqual(ms, want) {
+		t.Fatalf("Members() = %+v, %v; want %+v", ms, err, want)
+	}
+	if s.Revision() != 0 {
+		t.Fatalf("member ops moved the revision to %d", s.Revision())
+	}
+}
+
+func TestStore_ApplyBatch_Replay(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := entries(1, put("a", "1"), put("a", "2"), del("a"), put("b", "1"))
+	first := s.ApplyBatch(log[:3])
+	if first[2].Err != nil || s.AppliedIndex() != 3 || s.Revision() != 3 {
+		t.Fatalf("first batch: %+v, applied %d revision %d", first, s.AppliedIndex(), s.Revision())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted member: raft hands it its log again from the start.
+	s = openAt(t, path, Options{NoFsync: true})
+	results := s.ApplyBatch(log)
+	for i, r := range results[:3] {
+		if r != (Result{}) {
+			t.Fatalf("replayed entry %d = %+v, want a zero Result", i+1, r)
+		}
+	}
+	if results[3] != (Result{Revision: 4}) {
+		t.Fatalf("new entry = %+v, want revision 4", results[3])
+	}
+	if again := s.ApplyBatch(log); !reflect.DeepEqual(again, make([]Result, 4)) {
+		t.Fatalf("replaying everything = %+v, want zero Results", again)
+	}
+	if _, err := s.Get("a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(a) = %v: a replayed put came back", err)
+	}
+	if s.AppliedIndex() != 4 || s.Revision() != 4 {
+		t.Fatalf("applied %d revision %d, want 4 and 4", s.AppliedIndex(), s.Revision())
+	}
+	// Indexes that go backwards inside one batch are skipped too.
+	out := s.ApplyBatch([]Entry{{Index: 6, Data: EncodeCommand(put("c", "1"))}, {Index: 5, Data: EncodeCommand(put("d", "1"))}})
+	if out[0].Revision != 5 || out[1] != (Result{}) || s.AppliedIndex() != 6 {
+		t.Fatalf("out-of-order batch = %+v, applied %d", out, s.AppliedIndex())
+	}
+}
+
+func TestStore_ApplyBatch_BadCommand(t *testing.T) {
+	s := openStore(t, Options{})
+	batch := []Entry{
+		{Index: 1, Data: EncodeCommand(put("a", "1"))},
+		{Index: 2, Data: []byte{9, 9, 9}},
+		{Index: 3, Data: nil},
+		{Index: 4, Data: EncodeCommand(put("b", "1"))},
+	}
+	out := s.ApplyBatch(batch)
+	for _, i := range []int{1, 2} {
+		if !errors.Is(out[i].Err, ErrBadCommand) || out[i].Revision != 1 {
+			t.Fatalf("entry %d = %+v, want ErrBadCommand at revision 1", i+1, out[i])
+		}
+	}
+	if out[0] != (Result{Revision: 1}) || out[3] != (Result{Revision: 2}) {
+		t.Fatalf("good entries = %+v, %+v", out[0], out[3])
+	}
+	if s.AppliedIndex() != 4 {
+		t.Fatalf("AppliedIndex() = %d, want 4: bad entries still count as applied", s.AppliedIndex())
+	}
+	if r := s.Apply(5, []byte{1}); !errors.Is(r.Err, ErrBadCommand) || s.AppliedIndex() != 5 {
+		t.Fatalf("Apply(bad) = %+v, applied %d", r, s.AppliedIndex())
+	}
+}
+
+func TestStore_Closed(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, put("a", "1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("a"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close = %v", err)
+	}
+	if _, _, err := s.List("", "", 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("List after Close = %v", err)
+	}
+	if _, err := s.Members(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Members after Close = %v", err)
+	}
+	if _, err := s.Snapshot(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Snapshot after Close = %v", err)
+	}
+	if err := s.Restore(bytes.NewReader(nil)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Restore after Close = %v", err)
+	}
+	if r := s.Apply(2, EncodeCommand(put("b", "1"))); !errors.Is(r.Err, ErrClosed) {
+		t.Errorf("Apply after Close = %+v", r)
+	}
+	if r := s.Apply(1, EncodeCommand(put("b", "1"))); r != (Result{}) {
+		t.Errorf("Apply of an applied index after Close = %+v, want a zero Result", r)
+	}
+}
+
+// TestStore_Layout pins the record layout docs/storage.md describes.
+func TestStore_Layout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, put("k", "v1"), put("k", "v2"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		rec := tx.Bucket([]byte(bucketKV)).Get([]byte("k"))
+		want := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 2), 1)
+		if !bytes.Equal(rec, append(want, "v2"...)) {
+			t.Errorf("kv/k = %x", rec)
+		}
+		meta := tx.Bucket([]byte(bucketMeta))
+		for key, want := range map[string]uint64{metaFormat: 1, metaApplied: 2, metaRevision: 2} {
+			if got := meta.Get([]byte(key)); !bytes.Equal(got, u64(want)) {
+				t.Errorf("meta/%s = %x, want %d", key, got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
