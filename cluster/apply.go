@@ -1,0 +1,183 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/store"
+)
+
+// Apply commits cmd through the primary and returns the store's result: directly on the
+// primary, forwarded over the member channel elsewhere. A forward is retried once when the
+// primary changed before the command was sent. An error coded reason.Timeout or
+// reason.LeadershipLost leaves the outcome unknown.
+func (c *Cluster) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return c.applyData(ctx, store.EncodeCommand(cmd))
+}
+
+func (c *Cluster) applyData(ctx context.Context, data []byte) (store.Result, error) {
+	var res store.Result
+	err := c.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
+		res, err = c.applyOn(ctx, p, data)
+		return err
+	})
+	return res, err
+}
+
+// applyOn applies data on p: locally when p is this member, forwarded otherwise.
+func (c *Cluster) applyOn(ctx context.Context, p primary, data []byte) (store.Result, error) {
+	if p.id == c.cfg.Name {
+		return c.applyLocal(ctx, data)
+	}
+	return c.forwardApply(ctx, p.addr, data)
+}
+
+// primary is a member that leads, or that some member believes leads.
+type primary struct{ addr, id string }
+
+// onPrimary runs do against the primary this member knows of. When that attempt certainly
+// did not take effect because the member was no longer the primary, or could not be
+// reached, do runs once more: on the primary the refusing member named, or else on the
+// next primary this member learns of, so that the retry does not hit the same stale one.
+func (c *Cluster) onPrimary(ctx context.Context, do func(context.Context, primary) error) error {
+	p, err := c.waitLeader(ctx, "")
+	if err != nil {
+		return err
+	}
+	return c.retryOnce(ctx, p, do)
+}
+
+// retryOnce runs do on p, then once more as onPrimary describes.
+func (c *Cluster) retryOnce(ctx context.Context, p primary, do func(context.Context, primary) error) error {
+	err := do(ctx, p)
+	if err == nil || !retryable(err) {
+		return err
+	}
+	next, ok := hintOf(err)
+	if !ok || next.id == p.id {
+		var werr error
+		if next, werr = c.waitLeader(ctx, p.id); werr != nil {
+			return werr
+		}
+	}
+	return do(ctx, next)
+}
+
+// applyLocal applies on this member, which must be the primary.
+func (c *Cluster) applyLocal(ctx context.Context, data []byte) (store.Result, error) {
+	timeout := c.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	f := c.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return store.Result{}, raftError(err)
+	}
+	res, ok := f.Response().(store.Result)
+	if !ok {
+		return store.Result{}, fmt.Errorf("apply command: unexpected FSM response %T", f.Response())
+	}
+	return res, nil
+}
+
+func (c *Cluster) forwardApply(ctx context.Context, addr string, data []byte) (store.Result, error) {
+	c.metrics.forwarded.Inc()
+	p, err := c.call(ctx, addr, methodApply, data, false)
+	if err != nil {
+		return store.Result{}, err
+	}
+	return decodeResult(p)
+}
+
+// raftError maps raft's errors to reason-coded ones that say whether the outcome is known.
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return reason.Wrap(reason.NotPrimary, fmt.Errorf("apply command: %w: %w", ErrNotPrimary, err))
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return reason.Wrap(reason.LeadershipLost, fmt.Errorf("apply command: %w", ErrLeadershipLost))
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return shutdownErr()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return reason.Wrap(reason.Timeout, fmt.Errorf("apply command: %w", err))
+	}
+	return fmt.Errorf("apply command: %w", err)
+}
+
+// call runs one member RPC and maps a failure to a reason-coded error.
+func (c *Cluster) call(ctx context.Context, addr string, method byte, payload []byte, idempotent bool) ([]byte, error) {
+	p, err := c.rpc.call(ctx, addr, method, payload, idempotent)
+	if err != nil {
+		return nil, c.callErr(err)
+	}
+	return p, nil
+}
+
+// callErr maps a failed member RPC: a request never sent means the primary is unreachable
+// (safe to retry); one sent without an answer has an unknown outcome, also when this
+// member's own Close cut it short.
+func (c *Cluster) callErr(err error) error {
+	ce, ok := errors.AsType[*callError](err)
+	if !ok {
+		return err // remote error, already coded
+	}
+	switch {
+	case !ce.Sent && (errors.Is(ce.Err, ErrShutdown) || c.closing.Load()):
+		return shutdownErr()
+	case !ce.Sent:
+		return reason.Wrap(reason.NoPrimary, fmt.Errorf("reach primary: %w: %w", ErrNoPrimary, err))
+	case c.closing.Load():
+		return reason.Wrap(reason.Timeout, fmt.Errorf("forward to primary, outcome unknown: %w: %w", ErrShutdown, err))
+	}
+	return reason.Wrap(reason.Timeout, fmt.Errorf("forward to primary, outcome unknown: %w", err))
+}
+
+// retryable reports an error after which the request certainly did not take effect and the
+// primary may have changed.
+func retryable(err error) bool {
+	code := reason.Of(err, reason.OK)
+	return code == reason.NotPrimary || (code == reason.NoPrimary && errors.Is(err, ErrNoPrimary))
+}
+
+// notPrimaryError is a refusal by a member that is not the primary. It names the primary
+// that member knows of, when it knows one, so the caller's retry can go straight there.
+type notPrimaryError struct {
+	leader primary
+	err    error
+}
+
+func (e *notPrimaryError) Error() string { return e.err.Error() }
+func (e *notPrimaryError) Unwrap() error { return e.err }
+
+// notPrimary is this member's refusal of what only the primary may do; cause, if not nil,
+// is the not-primary error that says why.
+func (c *Cluster) notPrimary(cause error) error {
+	if re, ok := cause.(*reason.Error); ok && re.Code == reason.NotPrimary {
+		cause = re.Err // the code goes back on below
+	}
+	if cause == nil {
+		cause = ErrNotPrimary
+	}
+	a, id := c.raft.LeaderWithID()
+	p := primary{addr: string(a), id: string(id)}
+	if p.id == c.cfg.Name || p.addr == "" {
+		p = primary{}
+	}
+	if p.id != "" {
+		cause = fmt.Errorf("%w; the primary is %s at %s", cause, p.id, p.addr)
+	}
+	return reason.Wrap(reason.NotPrimary, &notPrimaryError{leader: p, err: cause})
+}
+
+// hintOf returns the primary named by a not-primary refusal.
+func hintOf(err error) (primary, bool) {
+	if np, ok := errors.AsType[*notPrimaryError](err); ok && np.leader.id != "" {
+		return np.leader, true
+	}
+	return primary{}, false
+}

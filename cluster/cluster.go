@@ -1,0 +1,345 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+// walSegmentSize is the size of one raft-wal segment file, preallocated.
+const walSegmentSize = 16 << 20
+
+// Cluster is one member of a replicated group: a raft node whose FSM is the store, the member
+// RPC service beside it on the member channel, and the membership and status built on both.
+type Cluster struct {
+	cfg  Config
+	log  *slog.Logger
+	st   StateMachine
+	auth Authoriser
+
+	fsm      *fsm
+	raft     *raft.Raft
+	trans    *raft.NetworkTransport
+	logStore io.Closer
+	dirLock  io.Closer // held from New to the end of Close
+	mux      *mux
+	rpc      *rpcClient
+	reads    *readBatcher
+	metrics  *metrics
+	observer *raft.Observer
+
+	ctx          context.Context // cancelled by Close; bounds background work
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	membersDirty chan struct{}
+	closing      atomic.Bool
+	closeOnce    sync.Once
+	closeErr     error
+
+	// readyTerm is the term in which this member, as leader, committed its first command:
+	// from then on its commit index covers every entry committed before (raft §6.4).
+	readyTerm atomic.Uint64
+
+	mu           sync.Mutex
+	role         wire.Role
+	prevRole     wire.Role
+	primarySince time.Time
+	joined       []wire.Member // membership learnt from Join, until the store has its own
+	lastAuth     map[string]string
+}
+
+// New starts a member: it opens the raft log in cfg.Dir, bootstraps a new group when asked,
+// and serves raft and the member RPCs on nw, which it owns from now on.
+func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Logger) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validate cluster config: %w", err)
+	}
+	if st == nil || nw == nil || auth == nil || log == nil {
+		return nil, errors.New("create cluster: store, network, authoriser and logger are required")
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cluster{cfg: cfg, log: log, st: st, auth: auth, ctx: ctx, cancel: cancel,
+		membersDirty: make(chan struct{}, 1), role: wire.RoleUnsync, prevRole: wire.RoleUnsync}
+	c.fsm = newFSM(st, isMemberCommand, c.markMembersDirty)
+	c.mux = newMux(nw, cfg.Advertise, log, c.serveRPC)
+	c.rpc = newRPCClient(c.mux, cfg.TransportTimeout, c.rpcDuration)
+	c.reads = newReadBatcher(c)
+	if err := c.startRaft(); err != nil {
+		cancel()
+		_ = c.mux.close()
+		return nil, err
+	}
+	c.metrics = newMetrics(c, cfg.Registerer)
+	c.startBackground()
+	c.mux.serve()
+	return c, nil
+}
+
+func (c *Cluster) startRaft() (err error) {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("create raft directory: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	var closers []io.Closer
+	defer func() {
+		if err != nil {
+			slices.Reverse(closers)
+			for _, cl := range closers {
+				_ = cl.Close()
+			}
+			_ = lock.Close()
+		}
+	}()
+	hlog := newHCLog(c.log.With("component", "raft"))
+	logs, stable, closer, err := openLogStore(cfg.LogStore, cfg.Dir, hlog)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, closer)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: &streamLayer{m: c.mux, closed: make(chan struct{})}, MaxPool: cfg.MaxPool,
+		Timeout: cfg.TransportTimeout, Logger: hlog})
+	closers = append(closers, trans)
+	rc := c.raftConfig(hlog)
+	if rc.NoSnapshotRestoreOnStart, err = c.storeCoversSnapshot(snaps); err != nil {
+		return err
+	}
+	if cfg.Bootstrap {
+		if err := c.bootstrap(rc, logs, stable, snaps, trans); err != nil {
+			return err
+		}
+	}
+	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snapshotStore{snaps, c.fsm}, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	c.raft, c.trans, c.logStore, c.dirLock = r, trans, closer, lock
+	return nil
+}
+
+func (c *Cluster) raftConfig(hlog hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.cfg.Name)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = c.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = c.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = c.cfg.CommitTimeout
+	rc.SnapshotThreshold = c.cfg.SnapshotThreshold
+	rc.SnapshotInterval = c.cfg.SnapshotInterval
+	rc.TrailingLogs = c.cfg.TrailingLogs
+	rc.MaxAppendEntries = c.cfg.MaxAppendEntries
+	// Buffer applies up to a batch so that concurrent writers group-commit into one append
+	// and one store transaction.
+	rc.BatchApplyCh = true
+	// The store is on disk and skips entries it already has: restoring the last snapshot
+	// at start would wipe it only to replay everything. startRaft turns the restore back
+	// on when the store is behind the last snapshot.
+	rc.NoSnapshotRestoreOnStart = true
+	return rc
+}
+
+// storeCoversSnapshot reports whether the store already reflects the newest snapshot, so
+// that raft may skip restoring it at start. Raft then replays only the entries after the
+// snapshot, so a store behind it (lost, replaced by an older backup, or not synced before
+// a crash) must be restored from it, or the entries in between would never reach it.
+func (c *Cluster) storeCoversSnapshot(snaps raft.SnapshotStore) (bool, error) {
+	metas, err := snaps.List()
+	if err != nil {
+		return false, fmt.Errorf("list snapshots in %s: %w", c.cfg.Dir, err)
+	}
+	if len(metas) == 0 {
+		return true, nil
+	}
+	applied := c.st.AppliedIndex()
+	if applied >= metas[0].Index {
+		return true, nil
+	}
+	c.log.Warn("store is behind the newest raft snapshot; restoring the store from it",
+		"store_applied", applied, "snapshot_index", metas[0].Index, "snapshot", metas[0].ID)
+	return false, nil
+}
+
+// bootstrap writes a one-voter configuration of this member, unless Dir already has state.
+func (c *Cluster) bootstrap(rc *raft.Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) error {
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("inspect raft state in %s: %w", c.cfg.Dir, err)
+	}
+	if has {
+		return nil
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter,
+		ID: rc.LocalID, Address: raft.ServerAddress(c.cfg.Advertise)}}}
+	if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil {
+		return fmt.Errorf("bootstrap group: %w", err)
+	}
+	return nil
+}
+
+func openLogStore(kind, dir string, hlog hclog.Logger) (raft.LogStore, raft.StableStore, io.Closer, error) {
+	switch kind {
+	case LogStoreWAL:
+		wdir := filepath.Join(dir, "wal")
+		if err := os.MkdirAll(wdir, 0o700); err != nil {
+			return nil, nil, nil, fmt.Errorf("create raft wal directory: %w", err)
+		}
+		// raft-wal's Close leaves the bolt file of its metadata (segment list and stable
+		// store) open, and with it the file lock: reopening the same directory in this
+		// process would then block forever in bbolt.Open. Own the meta store, close it.
+		meta := &metadb.BoltMetaDB{}
+		w, err := raftwal.Open(wdir, raftwal.WithSegmentSize(walSegmentSize),
+			raftwal.WithMetaStore(meta), raftwal.WithLogger(hlog.Named("wal")))
+		if err != nil {
+			_ = meta.Close()
+			return nil, nil, nil, fmt.Errorf("open raft wal in %s: %w", dir, err)
+		}
+		wc := walCloser{w, meta}
+		cached, err := raft.NewLogCache(1024, w)
+		if err != nil {
+			_ = wc.Close()
+			return nil, nil, nil, fmt.Errorf("create raft log cache: %w", err)
+		}
+		return cached, w, wc, nil
+	default:
+		b, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
+		}
+		cached, err := raft.NewLogCache(1024, b)
+		if err != nil {
+			b.Close()
+			return nil, nil, nil, fmt.Errorf("create raft log cache: %w", err)
+		}
+		return cached, b, b, nil
+	}
+}
+
+// walCloser closes a raft-wal log and then the meta store it leaves open.
+type walCloser struct {
+	w    *raftwal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (c walCloser) Close() error {
+	return errors.Join(c.w.Close(), c.meta.Close())
+}
+
+// startBackground starts the role observer, the authoriser feed and the join.
+func (c *Cluster) startBackground() {
+	ch := make(chan raft.Observation, 64)
+	c.observer = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	c.raft.RegisterObserver(c.observer)
+	c.wg.Go(func() { c.watchRole(ch) })
+	c.wg.Go(c.watchMembers)
+	if len(c.cfg.Join) > 0 {
+		c.wg.Go(c.join)
+	}
+	c.markMembersDirty()
+}
+
+// Close shuts raft down, closes the member channel and every conn, and waits for the
+// background work. Callers blocked in Apply, ReadIndex or an admin operation return with
+// reason.Shutdown (or reason.Timeout for a forwarded write whose outcome is unknown). It is
+// safe to call more than once, also concurrently; every call returns the first one's error.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.cancel() // wakes every caller waiting on this member
+		c.raft.DeregisterObserver(c.observer)
+		var errs []error
+		if err := c.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
+		}
+		c.reads.close()
+		c.rpc.close()
+		if err := c.trans.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft transport: %w", err))
+		}
+		if err := c.mux.close(); err != nil {
+			errs = append(errs, err)
+		}
+		c.wg.Wait()
+		if err := c.logStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+		_ = c.dirLock.Close()
+		c.metrics.unregister()
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// shutdownErr is what every operation returns once Close has begun.
+func shutdownErr() error { return reason.Wrap(reason.Shutdown, ErrShutdown) }
+
+// selfMember is this member's own record, applied when it first leads a new group.
+func (c *Cluster) selfMember() wire.Member {
+	return wire.Member{Name: c.cfg.Name, MemberAddr: c.cfg.Advertise, ClientURL: c.cfg.ClientURL, DN: c.cfg.DN}
+}
+
+// isLeader reports whether this member is the raft leader right now.
+func (c *Cluster) isLeader() bool { return c.raft.State() == raft.Leader }
+
+// waitLeader returns the current primary, waiting while an election runs, up to the time
+// a failover takes: followers notice the silence after one to two heartbeat timeouts, and
+// an election with pre-vote may take a few rounds of one to two election timeouts. With
+// avoid set (a member that just failed as primary), it waits for another one, and returns
+// avoid only if no other shows up in that time.
+func (c *Cluster) waitLeader(ctx context.Context, avoid string) (primary, error) {
+	deadline := time.Now().Add(2*c.cfg.HeartbeatTimeout + 6*c.cfg.ElectionTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.closing.Load() {
+			return primary{}, shutdownErr()
+		}
+		a, i := c.raft.LeaderWithID()
+		late := time.Now().After(deadline)
+		if i != "" && (string(i) != avoid || late) {
+			return primary{addr: string(a), id: string(i)}, nil
+		}
+		if late {
+			return primary{}, reason.Wrap(reason.NoPrimary, ErrNoPrimary)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return primary{}, reason.Wrap(reason.NoPrimary, fmt.Errorf("wait for a primary: %w", ctx.Err()))
+		case <-c.ctx.Done():
+			return primary{}, shutdownErr()
+		}
+	}
+}

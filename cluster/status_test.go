@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+func TestMemberStatus(t *testing.T) {
+	c := &Cluster{cfg: Config{SyncLag: 10}}
+	voter := &raft.Server{ID: "m1", Suffrage: raft.Voter}
+	nonvoter := &raft.Server{ID: "m1", Suffrage: raft.Nonvoter}
+	for _, tc := range []struct {
+		name        string
+		server      *raft.Server
+		info        selfInfo
+		primaryLast uint64
+		role        wire.Role
+		reason      reason.Code
+	}{
+		{"leader", voter, selfInfo{State: raft.Leader, Applied: 100}, 100, wire.RolePrimary, reason.OK},
+		{"voter in sync", voter, selfInfo{State: raft.Follower, Applied: 95}, 100, wire.RoleStandby, reason.OK},
+		{"non-voter in sync", nonvoter, selfInfo{State: raft.Follower, Applied: 100}, 100, wire.RoleAsync, reason.OK},
+		{"voter lagging", voter, selfInfo{State: raft.Follower, Applied: 50}, 100, wire.RoleUnsync, reason.CatchingUp},
+		{"restoring", voter, selfInfo{State: raft.Follower, Applied: 100, Restoring: true}, 100, wire.RoleUnsync, reason.CatchingUp},
+		{"candidate with a full log", voter, selfInfo{State: raft.Candidate, Applied: 100}, 100, wire.RoleUnsync, reason.NoPrimary},
+		{"no primary answered", voter, selfInfo{State: raft.Follower, Applied: 100}, 0, wire.RoleUnsync, reason.NoPrimary},
+		{"not in raft", nil, selfInfo{State: raft.Follower, Applied: 100}, 100, wire.RoleUnsync, reason.NotMember},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ms := c.memberStatus(&statusEntry{member: wire.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast)
+			if ms.Role != tc.role || ms.Reason.Code != int(tc.reason) {
+				t.Errorf("role %s reason %d, want %s reason %d", ms.Role, ms.Reason.Code, tc.role, tc.reason)
+			}
+		})
+	}
+}
