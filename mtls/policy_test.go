@@ -259,3 +259,35 @@ func TestListen_AcceptErrorsOnlyOnClose(t *testing.T) {
 		t.Errorf("Accept after Close = %v, want ErrClosed", err)
 	}
 }
+
+// A new member knows no DN yet: it may reach a join address on the CA's word alone, but
+// only until the membership names the member at that address, and never another address.
+func TestSource_JoinAddrsTrustedUntilKnown(t *testing.T) {
+	rca := pkitest.NewCA(t, "replication")
+	a, b, c := rca.Member("a"), rca.Member("b"), rca.Member("c")
+	dn := func(l *pkitest.Leaf) string { return dnOf(l.Cert) }
+	acc := sourceFor(t, RoleMember, a, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
+	addr, accepted := listen(t, acc.Listen)
+	acc.SetMembers(map[string]string{addr: dn(a), "127.0.0.9:1": dn(b)})
+	go func() {
+		for conn := range accepted {
+			conn.Close()
+		}
+	}()
+
+	stranger := sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
+	if _, err := stranger.Dial(t.Context(), addr); err == nil {
+		t.Fatal("a dial to an unknown address that is not a join address passed policy dn")
+	}
+	joiner := sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN; c.JoinAddrs = []string{addr} })
+	conn, err := joiner.Dial(t.Context(), addr)
+	if err != nil {
+		t.Fatalf("dial to the join address before the membership is known: %v", err)
+	}
+	conn.Close()
+	joiner.SetMembers(map[string]string{addr: dn(c)}) // the membership says c lives there
+	_, err = joiner.Dial(t.Context(), addr)
+	if he, ok := errors.AsType[*HandshakeError](err); !ok || he.Reason != reason.WrongMember {
+		t.Fatalf("dial to a join address whose known DN differs = %v; want a WrongMember refusal", err)
+	}
+}

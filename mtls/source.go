@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,7 +188,9 @@ func (s *Source) LeafNotAfter() time.Time { return s.mat.Load().leaf.NotAfter }
 const recheckEvery = time.Minute
 
 // logEvery bounds how often the same refusal of the same host is logged: raft redials a
-// refused peer many times a second. Metrics still count every one.
+// refused peer many times a second. The error text is part of what is "the same", so that a
+// second certificate refused from one host (another DN, another cause) is logged too.
+// Metrics still count every one.
 const logEvery = 30 * time.Second
 
 // refused logs and counts one refused peer.
@@ -198,7 +201,8 @@ func (s *Source) refused(port, peer string, err error, msg string) {
 	if splitErr != nil {
 		host = peer
 	}
-	key := fmt.Sprintf("%s|%s|%d", port, host, code)
+	// The peer's port changes with every redial; keep it out of the key.
+	key := fmt.Sprintf("%s|%s|%d|%s", port, host, code, strings.ReplaceAll(fmt.Sprint(err), peer, host))
 	now := time.Now()
 	s.logMu.Lock()
 	last, seen := s.logged[key]

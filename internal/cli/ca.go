@@ -1,7 +1,421 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
-func newCACmd(_ *env) *cobra.Command {
-	return &cobra.Command{Use: "ca", Short: "(under construction)", Hidden: true}
+	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/spf13/cobra"
+)
+
+func newCACmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "run the private CA: init, issue, sign, revoke, crl",
+		Long: `mirrorkv runs its own private, dedicated certificate authority. Keep the CA directory
+(ca.key and index.json) on a safe host; copy ca.crt and crl.pem to every member.
+See docs/certificates.md for the whole lifecycle.`,
+	}
+	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e))
+	return cmd
+}
+
+type caInitOptions struct {
+	Dir, Name, KeyType, PassphraseFile string
+	Days                               int
+}
+
+func newCAInitCmd(e *env) *cobra.Command {
+	var o caInitOptions
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "create a new CA: DIR/ca.crt, ca.key, crl.pem, index.json",
+		Args:  args(cobra.NoArgs),
+		RunE:  func(*cobra.Command, []string) error { return runCAInit(e, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "CA directory (created if missing; must not hold a CA)")
+	f.StringVar(&o.Name, "name", pki.DefaultCAName, "CA subject common name")
+	f.StringVar(&o.KeyType, "key-type", string(pki.KeyECDSAP256), "ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
+	f.IntVar(&o.Days, "days", pki.DefaultCADays, "CA lifetime in days")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file")
+	return cmd
+}
+
+func runCAInit(e *env, o caInitOptions) error {
+	if o.Dir == "" {
+		return usagef("ca init: --dir is required")
+	}
+	kt, err := pki.ParseKeyType(o.KeyType)
+	if err != nil {
+		return usagef("ca init: %w", err)
+	}
+	if o.Days <= 0 {
+		return usagef("ca init: --days must be positive")
+	}
+	pass, err := readPassphraseFile(o.PassphraseFile)
+	if err != nil {
+		return err
+	}
+	ca, err := pki.InitCA(o.Dir, pki.CAOptions{Name: o.Name, KeyType: kt, Days: o.Days, Passphrase: pass})
+	if err != nil {
+		return err
+	}
+	enc := "unencrypted: keep this directory private"
+	if pass != nil {
+		enc = "encrypted with the passphrase"
+	}
+	c := ca.Certificate()
+	fmt.Fprintf(e.stdout, "created CA %s in %s, valid until %s\n", pki.DNOf(c), o.Dir, caDay(c.NotAfter))
+	fmt.Fprintf(e.stdout, "  %s  copy to every member (trust bundle)\n", filepath.Join(o.Dir, pki.CACertFile))
+	fmt.Fprintf(e.stdout, "  %s  %s\n", filepath.Join(o.Dir, pki.CAKeyFile), enc)
+	fmt.Fprintf(e.stdout, "  %s  copy to every member (revocation list)\n", filepath.Join(o.Dir, pki.CRLFile))
+	fmt.Fprintf(e.stdout, "next: mirrorkv ca issue --dir %s --name NAME --ip ADDRESS\n", o.Dir)
+	return nil
+}
+
+// readPassphrase returns the first line of path, or nil when path is empty.
+func readPassphraseFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase file (check --passphrase-file): %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return nil, fmt.Errorf("passphrase file %s: its first line is empty; write the passphrase there", path)
+	}
+	return []byte(line), nil
+}
+
+// openCA opens the CA directory with the passphrase from passFile.
+func openCADir(dir, passFile string) (*pki.CA, error) {
+	pass, err := readPassphraseFile(passFile)
+	if err != nil {
+		return nil, err
+	}
+	return pki.OpenCA(dir, pass)
+}
+
+func caDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+// grantFlags are the flags that decide what a certificate is for.
+type grantFlags struct {
+	Client bool
+	Role   string
+	Days   int
+	Renew  bool
+}
+
+func (g *grantFlags) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, role URI) instead of a member certificate")
+	f.StringVar(&g.Role, "role", "", "client role: admin, readwrite (default) or readonly; needs --client")
+	f.IntVar(&g.Days, "days", pki.DefaultLeafDays, "lifetime in days (never beyond the CA's)")
+	f.BoolVar(&g.Renew, "renew", false, "allow a new certificate while one for the same subject is still valid")
+}
+
+func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
+	if g.Role != "" && !g.Client {
+		return pki.SignOptions{}, usagef("%s: --role needs --client", cmd)
+	}
+	if g.Days <= 0 {
+		return pki.SignOptions{}, usagef("%s: --days must be positive", cmd)
+	}
+	opts := pki.SignOptions{Days: g.Days, Renew: g.Renew}
+	if g.Client {
+		a, err := pki.ParseAccess(g.Role)
+		if err != nil {
+			return opts, usagef("%s: %w", cmd, err)
+		}
+		opts.Role, opts.Access = pki.RoleClient, a
+	}
+	return opts, nil
+}
+
+// parseIPs reads --ip values.
+func parseIPFlags(cmd string, vals []string) ([]net.IP, error) {
+	ips := make([]net.IP, 0, len(vals))
+	for _, v := range vals {
+		ip := net.ParseIP(v)
+		if ip == nil {
+			return nil, usagef("%s: --ip %q is not an IP address", cmd, v)
+		}
+		ips = append(ips, ip)
+	}
+	return ips, nil
+}
+
+// refuseExisting fails when any path exists, so that nothing is replaced by accident.
+func refuseExistingFiles(hint string, paths ...string) error {
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s exists; %s", p, hint)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("check %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func describeIssued(e *env, verb string, is *pki.Issued) {
+	c := is.Cert
+	kind := "member"
+	if a, err := pki.AccessOf(c); err == nil && len(c.URIs) > 0 {
+		kind = "client (" + string(a) + ")"
+	}
+	fmt.Fprintf(e.stdout, "%s %s certificate %s, serial %s, valid until %s\n",
+		verb, kind, pki.DNOf(c), c.SerialNumber.Text(16), caDay(c.NotAfter))
+}
+
+type caIssueOptions struct {
+	Dir, Name, Out, KeyType, PassphraseFile string
+	IPs, DNS                                []string
+	grantFlags
+}
+
+func newCAIssueCmd(e *env) *cobra.Command {
+	var o caIssueOptions
+	cmd := &cobra.Command{
+		Use:   "issue --dir DIR --name NAME",
+		Short: "issue a member (or --client) certificate and its key: OUT/NAME.crt, OUT/NAME.key",
+		Args:  args(cobra.NoArgs),
+		RunE:  func(*cobra.Command, []string) error { return runCAIssue(e, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "CA directory")
+	f.StringVar(&o.Name, "name", "", "member or client name: the subject CN and the file names")
+	f.StringSliceVar(&o.IPs, "ip", nil, "IP address SAN (repeatable)")
+	f.StringSliceVar(&o.DNS, "dns", nil, "DNS name SAN (repeatable)")
+	f.StringVar(&o.Out, "out", ".", "directory for NAME.crt and NAME.key")
+	f.StringVar(&o.KeyType, "key-type", string(pki.KeyECDSAP256), "ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	o.grantFlags.bind(cmd)
+	return cmd
+}
+
+// request checks the flags and turns them into an issue request.
+func (o caIssueOptions) request() (pki.IssueRequest, error) {
+	const name = "ca issue"
+	if o.Dir == "" || o.Name == "" {
+		return pki.IssueRequest{}, usagef("%s: --dir and --name are required", name)
+	}
+	if err := pki.CheckName(o.Name); err != nil {
+		return pki.IssueRequest{}, usagef("%s: %w", name, err)
+	}
+	opts, err := o.grantFlags.options(name)
+	if err != nil {
+		return pki.IssueRequest{}, err
+	}
+	kt, err := pki.ParseKeyType(o.KeyType)
+	if err != nil {
+		return pki.IssueRequest{}, usagef("%s: %w", name, err)
+	}
+	ips, err := parseIPFlags(name, o.IPs)
+	return pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: opts.Days, Role: opts.Role,
+		Access: opts.Access, KeyType: kt, Renew: o.Renew}, err
+}
+
+func runCAIssue(e *env, o caIssueOptions) error {
+	req, err := o.request()
+	if err != nil {
+		return err
+	}
+	certPath, keyPath := filepath.Join(o.Out, o.Name+".crt"), filepath.Join(o.Out, o.Name+".key")
+	if !o.Renew {
+		if err := refuseExistingFiles("add --renew to replace it, or choose another --out", certPath, keyPath); err != nil {
+			return err
+		}
+	}
+	ca, err := openCADir(o.Dir, o.PassphraseFile)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.Out, 0o700); err != nil {
+		return fmt.Errorf("create output directory (check --out): %w", err)
+	}
+	is, err := ca.Issue(req)
+	if err != nil {
+		return err
+	}
+	if certPath, keyPath, err = pki.WriteIssued(o.Out, is); err != nil {
+		return err
+	}
+	describeIssued(e, "issued", is)
+	fmt.Fprintf(e.stdout, "  %s\n  %s  (private key, 0600)\n", certPath, keyPath)
+	return nil
+}
+
+type caSignOptions struct {
+	Dir, CSR, Out, PassphraseFile string
+	grantFlags
+}
+
+func newCASignCmd(e *env) *cobra.Command {
+	var o caSignOptions
+	cmd := &cobra.Command{
+		Use:   "sign --dir DIR --csr FILE",
+		Short: "sign a request made by 'mirrorkv cert request'; the CA decides the extensions",
+		Args:  args(cobra.NoArgs),
+		RunE:  func(*cobra.Command, []string) error { return runCASign(e, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "CA directory")
+	f.StringVar(&o.CSR, "csr", "", "certificate request file (PEM or DER)")
+	f.StringVar(&o.Out, "out", "", "certificate file to write (default: standard output)")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	o.grantFlags.bind(cmd)
+	return cmd
+}
+
+func runCASign(e *env, o caSignOptions) error {
+	if o.Dir == "" || o.CSR == "" {
+		return usagef("ca sign: --dir and --csr are required")
+	}
+	opts, err := o.grantFlags.options("ca sign")
+	if err != nil {
+		return err
+	}
+	csr, err := os.ReadFile(o.CSR)
+	if err != nil {
+		return fmt.Errorf("read request (check --csr): %w", err)
+	}
+	ca, err := openCADir(o.Dir, o.PassphraseFile)
+	if err != nil {
+		return err
+	}
+	is, err := ca.Sign(csr, opts)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", o.CSR, err)
+	}
+	if o.Out == "" {
+		_, err := e.stdout.Write(is.CertPEM)
+		return err
+	}
+	if err := pki.WriteCertFile(o.Out, is.CertPEM); err != nil {
+		return err
+	}
+	describeIssued(e, "signed", is)
+	fmt.Fprintf(e.stdout, "  %s  (send it back to the host that holds the key)\n", o.Out)
+	return nil
+}
+
+type caRevokeOptions struct {
+	Dir, Serial, Reason, PassphraseFile string
+	CRLDays                             int
+}
+
+func newCARevokeCmd(e *env) *cobra.Command {
+	var o caRevokeOptions
+	cmd := &cobra.Command{
+		Use:   "revoke --dir DIR (CERTFILE | --serial HEX)",
+		Short: "revoke a certificate and rewrite DIR/crl.pem",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE:  func(_ *cobra.Command, a []string) error { return runCARevoke(e, o, a) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "CA directory")
+	f.StringVar(&o.Serial, "serial", "", "serial number in hex, as 'mirrorkv cert inspect' prints it")
+	f.StringVar(&o.Reason, "reason", "unspecified", "unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn")
+	f.IntVar(&o.CRLDays, "crl-days", pki.DefaultCRLDays, "days until the new CRL's next update")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	return cmd
+}
+
+func runCARevoke(e *env, o caRevokeOptions, a []string) error {
+	if o.Dir == "" || (len(a) == 1) == (o.Serial != "") {
+		return usagef("ca revoke: give --dir and either a certificate file or --serial")
+	}
+	reason, err := pki.ParseReason(o.Reason)
+	if err != nil {
+		return usagef("ca revoke: %w", err)
+	}
+	serial, err := revokeSerial(o.Serial, a)
+	if err != nil {
+		return err
+	}
+	ca, err := openCADir(o.Dir, o.PassphraseFile)
+	if err != nil {
+		return err
+	}
+	if err := ca.Revoke(serial, reason); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "revoked serial %s\n", serial.Text(16))
+	return writeCRLFile(e, ca, o.CRLDays)
+}
+
+func revokeSerial(flag string, a []string) (*big.Int, error) {
+	if flag != "" {
+		s, err := pki.ParseSerial(flag)
+		if err != nil {
+			return nil, usagef("ca revoke: %w", err)
+		}
+		return s, nil
+	}
+	b, err := os.ReadFile(a[0])
+	if err != nil {
+		return nil, fmt.Errorf("read certificate to revoke (or give --serial): %w", err)
+	}
+	certs, err := pki.ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("read certificate to revoke %s: %w", a[0], err)
+	}
+	return certs[0].SerialNumber, nil
+}
+
+func writeCRLFile(e *env, ca *pki.CA, days int) error {
+	if days <= 0 {
+		return usagef("--days must be positive")
+	}
+	b, err := ca.CRL(days)
+	if err != nil {
+		return err
+	}
+	crl, err := pki.ParseCRL(b)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: CRL number %s, %d revoked, next update %s\n",
+		filepath.Join(ca.Dir(), pki.CRLFile), crl.Number, len(crl.RevokedCertificateEntries), caDay(crl.NextUpdate))
+	fmt.Fprintln(e.stdout, "copy it to every member; they reload it without a restart")
+	return nil
+}
+
+type caCRLOptions struct {
+	Dir, PassphraseFile string
+	Days                int
+}
+
+func newCACRLCmd(e *env) *cobra.Command {
+	var o caCRLOptions
+	cmd := &cobra.Command{
+		Use:   "crl --dir DIR",
+		Short: "rewrite DIR/crl.pem (run it before the current CRL's next update)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			if o.Dir == "" {
+				return usagef("ca crl: --dir is required")
+			}
+			ca, err := openCADir(o.Dir, o.PassphraseFile)
+			if err != nil {
+				return err
+			}
+			return writeCRLFile(e, ca, o.Days)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "CA directory")
+	f.IntVar(&o.Days, "days", pki.DefaultCRLDays, "days until the CRL's next update")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	return cmd
 }

@@ -1,7 +1,165 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
 
-func newMemberCmd(_ *env) *cobra.Command {
-	return &cobra.Command{Use: "member", Short: "(under construction)", Hidden: true}
+	"github.com/spf13/cobra"
+
+	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+func newMemberCmd(e *env) *cobra.Command {
+	var conn connectOptions
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "add, remove, list and promote members; transfer the primary role",
+		Long: `Change the group's membership. Every command but list needs a client certificate
+with the admin role (mirrorkv ca issue --client --role admin).
+
+A member is authorised by the subject DN of its certificate: add it on the group before
+starting it, then start it with --join.`,
+	}
+	addConnectFlags(cmd, e, &conn)
+	cmd.AddCommand(newMemberAddCmd(e, &conn), newMemberListCmd(e, &conn),
+		newMemberOpCmd(e, &conn, "remove", "remove a member and withdraw its DN's authorisation", "removed"),
+		newMemberOpCmd(e, &conn, "promote", "make an async member a failover member (a voter)", "promoted"),
+		newMemberOpCmd(e, &conn, "transfer", "make NAME the primary (leadership transfer)", "is now the primary"))
+	return cmd
+}
+
+type memberAddOptions struct {
+	Addr      string // --addr
+	DN        string // --dn
+	CertFile  string // --cert: take the DN from the member's certificate instead
+	ClientURL string // --client-url
+	Async     bool   // --async
+}
+
+func newMemberAddCmd(e *env, conn *connectOptions) *cobra.Command {
+	var o memberAddOptions
+	cmd := &cobra.Command{
+		Use:   "add NAME --addr HOST:PORT --dn DN",
+		Short: "authorise a member's DN and add it to the group",
+		Long: `Authorise a member's certificate DN and add it to the group. A failover member joins as a
+non-voter and becomes a voter once it has caught up; --async keeps it a non-voter.`,
+		Example: `  mirrorkv member add m4 --addr 10.0.0.4:7001 --dn "CN=m4,O=example" --client-url https://10.0.0.4:8001
+  mirrorkv member add m5 --addr 10.0.0.5:7001 --cert m5.crt --async`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(_ *cobra.Command, a []string) error {
+			if o.CertFile != "" {
+				if o.DN != "" {
+					return usagef("give --dn or --cert, not both")
+				}
+				dn, err := dnOfCertFile(o.CertFile)
+				if err != nil {
+					return err
+				}
+				o.DN = dn
+			}
+			if o.Addr == "" || o.DN == "" {
+				return usagef("member add needs --addr HOST:PORT (its member port) and --dn DN or --cert FILE (its certificate subject; mirrorkv cert inspect prints it)")
+			}
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			m := wire.Member{Name: a[0], MemberAddr: o.Addr, DN: o.DN, ClientURL: o.ClientURL, Async: o.Async}
+			if err := c.AddMember(e.ctx, m); err != nil {
+				return serverError(err)
+			}
+			fmt.Fprintf(e.stdout, "member %s added; start it with --join pointing at the group\n", a[0])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", "", "member port `HOST:PORT` of the new member")
+	f.StringVar(&o.DN, "dn", "", "subject `DN` of the new member's certificate")
+	f.StringVar(&o.CertFile, "cert", "", "take the DN from the new member's certificate `FILE`")
+	f.StringVar(&o.ClientURL, "client-url", "", "client `URL` of the new member (https://HOST:PORT)")
+	f.BoolVar(&o.Async, "async", false, "add an async member: it follows but never votes")
+	return cmd
+}
+
+func newMemberListCmd(e *env, conn *connectOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "list the authorised members",
+		Args:  args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ms, err := c.Members(e.ctx)
+			if err != nil {
+				return serverError(err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tKIND\tADDRESS\tCLIENT URL\tDN")
+			for _, m := range ms {
+				kind := "failover"
+				if m.Async {
+					kind = "async"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, kind, m.MemberAddr, orDash(m.ClientURL), m.DN)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the members as JSON")
+	return cmd
+}
+
+// newMemberOpCmd builds remove, promote and transfer: one member name, one admin call.
+func newMemberOpCmd(e *env, conn *connectOptions, verb, short, done string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(_ *cobra.Command, a []string) error {
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			switch verb {
+			case "remove":
+				err = c.RemoveMember(e.ctx, a[0])
+			case "promote":
+				err = c.Promote(e.ctx, a[0])
+			case "transfer":
+				err = c.TransferLeadership(e.ctx, a[0])
+			}
+			if err != nil {
+				return serverError(err)
+			}
+			fmt.Fprintf(e.stdout, "member %s %s\n", a[0], done)
+			return nil
+		},
+	}
+}
+
+// dnOfCertFile is the canonical subject DN of the first certificate in path.
+func dnOfCertFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read member certificate: %w", err)
+	}
+	certs, err := pki.ParseCertificates(data)
+	if err != nil {
+		return "", fmt.Errorf("parse member certificate %s: %w", path, err)
+	}
+	return pki.DNOf(certs[0]), nil
 }

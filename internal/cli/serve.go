@@ -1,7 +1,180 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
-func newServeCmd(_ *env) *cobra.Command {
-	return &cobra.Command{Use: "serve", Short: "(under construction)", Hidden: true}
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mirrorkv/mirrorkv/node"
+)
+
+func newServeCmd(e *env) *cobra.Command {
+	var cfg node.Config
+	var configFile, logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run a member of a mirrorkv group",
+		Long: `Run a member: the member port carries replication (mutual TLS, member certificates
+only), the client port carries the HTTPS API (client certificates required).
+
+Every flag may also come from the environment as MIRRORKV_<FLAG> (for example
+MIRRORKV_MEMBER_LISTEN) or from --config FILE, one "flag-name = value" per line.
+Flags win over the environment, the environment over the file.
+
+A bad credential stops the member at start with one line that says what to fix: mirrorkv
+never falls back to plaintext or to weaker checks. Credentials are reloaded when their files
+change and on SIGHUP.`,
+		Example: `  mirrorkv serve --name m1 --dir data/m1 --bootstrap \
+    --member-listen 127.0.0.1:7001 --client-listen 127.0.0.1:8001 \
+    --member-cert m1.crt --member-key m1.key --member-ca ca.crt --client-ca client-ca.crt`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := fillFlags(cmd.Flags(), configFile, e.getenv); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError{fmt.Errorf("serve configuration:\n%w", err)}
+			}
+			log, err := newLogger(e, logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			return serve(e, cfg, log.With("member", cfg.Name))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "read flags from `FILE`, one \"flag-name = value\" per line")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&cfg.Name, "name", "", "unique member name; the CN of its certificate by convention")
+	f.StringVar(&cfg.Dir, "dir", "", "data `DIR` (raft log, snapshots, store)")
+	f.StringVar(&cfg.MemberListen, "member-listen", "", "member port `HOST:PORT` (replication, mutual TLS)")
+	f.StringVar(&cfg.MemberAdvertise, "member-advertise", "", "member address other members dial (default --member-listen)")
+	f.StringVar(&cfg.ClientListen, "client-listen", "", "client port `HOST:PORT` (HTTPS API)")
+	f.StringVar(&cfg.ClientAdvertise, "client-advertise", "", "`URL` clients use to reach this member (default https://--client-listen)")
+	f.StringVar(&cfg.MemberCert, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
+	f.StringVar(&cfg.MemberKey, "member-key", "", "member private key `FILE`")
+	f.StringVar(&cfg.MemberCA, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
+	f.StringVar(&cfg.MemberCRL, "member-crl", "", "CRL `FILE` of the replication CA")
+	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA `FILE` of client certificates")
+	f.StringVar(&cfg.ClientCRL, "client-crl", "", "CRL `FILE` of the client CA")
+	f.StringVar((*string)(&cfg.Policy), "policy", "dn", "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
+	f.StringVar(&cfg.MinTLS, "min-tls", "1.3", "minimum TLS version on the member port: 1.3 or 1.2")
+	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication CA that the system trust store also holds (unsafe: any certificate it signs becomes a member)")
+	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
+	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
+	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group is refused")
+	f.StringVar(&cfg.LogStore, "log-store", "wal", "raft log store: wal (one fsync per append) or bolt")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
+	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "time without contact before a follower suspects the primary (default 500ms)")
+	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")
+	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 0, "how often the snapshot threshold is checked (default 30s)")
+	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members (default 10240)")
+	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often credential files are checked for changes (default 2s)")
+	f.Int64Var(&cfg.MaxValueBytes, "max-value-bytes", 0, "largest value a client may write (default 1 MiB)")
+	return cmd
+}
+
+// fillFlags gives every flag not set on the command line its value from the environment
+// (MIRRORKV_FLAG_NAME) or, failing that, from the config file.
+func fillFlags(fs *pflag.FlagSet, configFile string, getenv func(string) string) error {
+	fromFile := map[string][]string{}
+	if configFile != "" {
+		var err error
+		if fromFile, err = readConfigFile(configFile); err != nil {
+			return err
+		}
+		for key := range fromFile {
+			if fs.Lookup(key) == nil || key == "config" {
+				return usagef("config file %s: unknown setting %q (settings are serve's flag names)", configFile, key)
+			}
+		}
+	}
+	var errs []string
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || fl.Name == "config" {
+			return
+		}
+		env := "MIRRORKV_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		values := fromFile[fl.Name]
+		source := "config file " + configFile
+		if v := getenv(env); v != "" {
+			values, source = []string{v}, "environment variable "+env
+		}
+		for _, v := range values {
+			if err := fs.Set(fl.Name, v); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %s: %v", source, fl.Name, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return usagef("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func readConfigFile(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	out := map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, usagef("config file %s line %d: want \"flag-name = value\", got %q", path, n, line)
+		}
+		key = strings.TrimPrefix(strings.TrimSpace(key), "--")
+		out[key] = append(out[key], strings.Trim(strings.TrimSpace(value), `"`))
+	}
+	return out, nil
+}
+
+func newLogger(e *env, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(e.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(e.stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+// serve runs the member until the context ends; SIGHUP reloads its credentials.
+func serve(e *env, cfg node.Config, log *slog.Logger) error {
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := n.Reload(); err != nil {
+				log.Error("reload on SIGHUP refused; the old credentials stay in force", "err", err)
+			} else {
+				log.Info("credentials reloaded on SIGHUP")
+			}
+		}
+	}()
+	return n.Run(e.ctx)
 }

@@ -1,7 +1,234 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-func newStatusCmd(_ *env) *cobra.Command {
-	return &cobra.Command{Use: "status", Short: "(under construction)", Hidden: true}
+	"github.com/spf13/cobra"
+
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+type statusOptions struct {
+	JSON     bool          // --json
+	Watch    bool          // --watch
+	Interval time.Duration // --interval
+}
+
+func newStatusCmd(e *env) *cobra.Command {
+	var conn connectOptions
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show the group: primary, roles, sync progress, lag and certificate expiry",
+		Long: `Show the group as the first member that answers sees it: one row per member with its
+role (PRIMARY, STANDBY, ASYNC or UNSYNC), whether it votes, its address and certificate DN,
+its log lag, sync percent, last contact with the primary, certificate expiry, and the
+reason code of anything wrong.
+
+--json prints the raw GET /v1/status body; --watch redraws every --interval and shows a
+progress bar for members that are catching up.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			if o.Watch && o.JSON {
+				return usagef("--watch and --json exclude each other")
+			}
+			if o.Interval <= 0 {
+				return usagef("--interval %s: want a positive duration", o.Interval)
+			}
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if o.Watch {
+				return watchStatus(e.ctx, e.stdout, c.Status, o.Interval)
+			}
+			st, err := c.Status(e.ctx)
+			if err != nil {
+				return serverError(err)
+			}
+			if o.JSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			return renderStatus(e.stdout, st, time.Now(), false)
+		},
+	}
+	addConnectFlags(cmd, e, &conn)
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the raw status as JSON")
+	cmd.Flags().BoolVar(&o.Watch, "watch", false, "redraw every --interval until interrupted")
+	cmd.Flags().DurationVar(&o.Interval, "interval", 2*time.Second, "redraw period of --watch")
+	return cmd
+}
+
+// clearScreen moves the cursor home and clears the terminal (ANSI).
+const clearScreen = "\033[H\033[2J"
+
+// watchStatus redraws the status every interval until ctx ends. A failed fetch is shown in
+// place of the table and does not stop the watch: the point is to see a group recover.
+func watchStatus(ctx context.Context, w io.Writer, fetch func(context.Context) (wire.Status, error), interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var buf bytes.Buffer
+	for {
+		buf.Reset()
+		buf.WriteString(clearScreen)
+		st, err := fetch(ctx)
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			fmt.Fprintf(&buf, "%s  %v\n", now.Format(time.TimeOnly), serverError(err))
+		default:
+			if err := renderStatus(&buf, st, now, true); err != nil {
+				return err
+			}
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return fmt.Errorf("write status: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// renderStatus writes the status for people: a summary, then one row per member. now fixes
+// the relative times, so that golden files are stable; bars adds progress bars for members
+// that are catching up.
+func renderStatus(w io.Writer, st wire.Status, now time.Time, bars bool) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "group %s  primary %s", orDash(st.Group), orDash(st.Primary))
+	if st.PrimarySince != nil {
+		fmt.Fprintf(&b, " (since %s, %s)", st.PrimarySince.UTC().Format(time.RFC3339), ago(now, *st.PrimarySince))
+	}
+	fmt.Fprintf(&b, "  active %d  sync %d/%d\n", st.ActiveNodes, st.SyncNodes, len(st.Members))
+	fmt.Fprintf(&b, "answered by %s: %s (was %s)  applied %d  commit %d\n",
+		st.Node, orDash(string(st.Role)), orDash(string(st.PreviousRole)), st.AppliedIndex, st.CommitIndex)
+	if st.Reason.Code != 0 {
+		fmt.Fprintf(&b, "reason %d: %s\n", st.Reason.Code, st.Reason.Text)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tVOTER\tADDRESS\tDN\tLAG\tSYNC%\tLAST CONTACT\tCERT EXPIRES\tREASON")
+	for _, m := range st.Members {
+		name := m.Name
+		if m.Name == st.Node {
+			name += "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", name, orDash(string(m.Role)), yesNo(m.Voter),
+			orDash(m.MemberAddr), orDash(m.DN), m.Lag, percent(m.SyncPercent), lastContact(now, m), expiry(now, m.CertNotAfter), reasonCell(m.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("render status: %w", err)
+	}
+	b.WriteString("(* answered this request)\n")
+	if bars {
+		writeBars(&b, st.Members)
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// writeBars draws a progress bar per member that is catching up.
+func writeBars(b *bytes.Buffer, members []wire.MemberStatus) {
+	const width = 30
+	drawn := false
+	for _, m := range members {
+		if m.Role != wire.RoleUnsync || m.SyncPercent < 0 {
+			continue
+		}
+		p := min(max(m.SyncPercent, 0), 100)
+		done := int(p / 100 * width)
+		if !drawn {
+			b.WriteString("\n")
+			drawn = true
+		}
+		fmt.Fprintf(b, "%-12s [%s%s] %5.1f%%  lag %d\n", m.Name, strings.Repeat("#", done), strings.Repeat(".", width-done), p, m.Lag)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// percent prints the sync percent; negative means "not applicable", as in Amlen's
+// PctSyncCompletion of -1.
+func percent(p float64) string {
+	if p < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", p)
+}
+
+func lastContact(now time.Time, m wire.MemberStatus) string {
+	if m.Role == wire.RolePrimary {
+		return "-"
+	}
+	if m.LastContact == nil {
+		return "never"
+	}
+	return ago(now, *m.LastContact)
+}
+
+func expiry(now time.Time, t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return t.UTC().Format(time.DateOnly) + " (EXPIRED)"
+	}
+	return fmt.Sprintf("%s (%s)", t.UTC().Format(time.DateOnly), roughly(d))
+}
+
+func reasonCell(r wire.Reason) string {
+	if r.Code == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d %s", r.Code, r.Text)
+}
+
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	return roughly(d) + " ago"
+}
+
+// roughly rounds a duration to what a person reads at a glance.
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

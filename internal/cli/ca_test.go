@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mirrorkv/mirrorkv/pki"
+)
+
+// pkiResult is the outcome of one command line.
+type pkiResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// pkiRun runs mirrorkv with args in dir-independent form and returns what it printed.
+func pkiRun(t *testing.T, args ...string) pkiResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+		getenv: func(string) string { return "" }}
+	code := run(e, args)
+	return pkiResult{code, out.String(), errOut.String()}
+}
+
+// pkiMust runs args and fails the test unless they succeed.
+func pkiMust(t *testing.T, args ...string) pkiResult {
+	t.Helper()
+	r := pkiRun(t, args...)
+	if r.code != ExitOK {
+		t.Fatalf("mirrorkv %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// newCLICA makes a CA with a passphrase through the CLI; it returns the CA directory and the
+// passphrase file.
+func newCLICA(t *testing.T) (dir, pass string) {
+	t.Helper()
+	root := t.TempDir()
+	dir, pass = filepath.Join(root, "ca"), filepath.Join(root, "pass")
+	if err := os.WriteFile(pass, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pkiMust(t, "ca", "init", "--dir", dir, "--name", "Replication-Root-CA", "--passphrase-file", pass)
+	return dir, pass
+}
+
+func readCRLNumber(t *testing.T, dir string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, pki.CRLFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := pki.ParseCRL(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl.Number.Int64()
+}
+
+func TestCACmd_Lifecycle(t *testing.T) {
+	dir, pass := newCLICA(t)
+	out := t.TempDir()
+	r := pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--ip", "127.0.0.1", "--dns", "m1.example", "--out", out)
+	if !strings.Contains(r.stdout, "issued member certificate CN=m1") {
+		t.Errorf("issue output: %s", r.stdout)
+	}
+	if st, err := os.Stat(filepath.Join(out, "m1.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("m1.key: %v", err)
+	}
+	pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "alice", "--client", "--role", "admin", "--out", out)
+
+	r = pkiRun(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--out", t.TempDir())
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "--renew") {
+		t.Fatalf("second m1: exit %d %s", r.code, r.stderr)
+	}
+	r = pkiRun(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--out", out)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "exists; add --renew") {
+		t.Fatalf("existing files: exit %d %s", r.code, r.stderr)
+	}
+	pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--out", out, "--renew")
+
+	if n := readCRLNumber(t, dir); n != 1 {
+		t.Fatalf("initial CRL number %d", n)
+	}
+	pkiMust(t, "ca", "revoke", "--dir", dir, "--passphrase-file", pass, filepath.Join(out, "alice.crt"), "--reason", "keyCompromise")
+	pkiMust(t, "ca", "crl", "--dir", dir, "--passphrase-file", pass, "--days", "7")
+	if n := readCRLNumber(t, dir); n != 3 {
+		t.Fatalf("CRL number after revoke and crl: %d, want 3", n)
+	}
+	r = pkiRun(t, "cert", "lint", filepath.Join(out, "alice.crt"), "--ca", filepath.Join(dir, "ca.crt"),
+		"--crl", filepath.Join(dir, "crl.pem"), "--role", "client")
+	if r.code != ExitFailure || !strings.Contains(r.stdout, "revoked") {
+		t.Fatalf("lint of revoked alice: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestCACmd_RequestAndSign(t *testing.T) {
+	dir, pass := newCLICA(t)
+	member := t.TempDir()
+	pkiMust(t, "cert", "request", "--name", "m2", "--ip", "10.0.0.2", "--out", member)
+	if st, err := os.Stat(filepath.Join(member, "m2.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("m2.key: %v", err)
+	}
+	crt := filepath.Join(member, "m2.crt")
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--out", crt)
+	r := pkiRun(t, "cert", "lint", crt, "--ca", filepath.Join(dir, "ca.crt"), "--key", filepath.Join(member, "m2.key"))
+	if r.code != ExitOK || !strings.Contains(r.stdout, "ok for member use") {
+		t.Fatalf("lint of signed m2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Without --out the certificate goes to standard output.
+	r = pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--renew")
+	if !strings.HasPrefix(r.stdout, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("sign to stdout: %q", r.stdout)
+	}
+	// Revoke by serial, as cert inspect prints it.
+	certs, err := pki.ParseCertificates([]byte(r.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkiMust(t, "ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", certs[0].SerialNumber.Text(16))
+	r = pkiRun(t, "ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", certs[0].SerialNumber.Text(16))
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "already revoked") {
+		t.Fatalf("second revoke: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestCACmd_Usage(t *testing.T) {
+	dir, _ := newCLICA(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"init without --dir", []string{"ca", "init"}},
+		{"init with bad key type", []string{"ca", "init", "--dir", t.TempDir(), "--key-type", "dsa"}},
+		{"issue without --name", []string{"ca", "issue", "--dir", dir}},
+		{"issue with a path as name", []string{"ca", "issue", "--dir", dir, "--name", "../m1"}},
+		{"role without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--role", "admin"}},
+		{"unknown role", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--role", "root"}},
+		{"bad --ip", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--ip", "10.0.0"}},
+		{"sign without --csr", []string{"ca", "sign", "--dir", dir}},
+		{"revoke with file and --serial", []string{"ca", "revoke", "--dir", dir, "x.crt", "--serial", "1f"}},
+		{"revoke with neither", []string{"ca", "revoke", "--dir", dir}},
+		{"revoke with bad serial", []string{"ca", "revoke", "--dir", dir, "--serial", "zz"}},
+		{"unknown reason", []string{"ca", "revoke", "--dir", dir, "--serial", "1f", "--reason", "bored"}},
+		{"unknown flag", []string{"ca", "crl", "--dir", dir, "--nope"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := pkiRun(t, tc.args...); r.code != ExitUsage {
+				t.Fatalf("exit %d, want %d\n%s", r.code, ExitUsage, r.stderr)
+			}
+		})
+	}
+}
+
+// TestCACmd_BadInput: each mistake gets one line that says what to do, exit 1, and
+// leaves nothing behind.
+func TestCACmd_BadInput(t *testing.T) {
+	dir, pass := newCLICA(t)
+	tmp := t.TempDir()
+	wrong, notKey, notCA := filepath.Join(tmp, "wrong"), filepath.Join(tmp, "notkey"), filepath.Join(tmp, "notca")
+	os.WriteFile(wrong, []byte("guess\n"), 0o600)
+	os.MkdirAll(notCA, 0o700)
+	brokenCA := filepath.Join(tmp, "broken")
+	os.CopyFS(brokenCA, os.DirFS(dir))
+	os.WriteFile(filepath.Join(brokenCA, "ca.key"), []byte("this is not a key\n"), 0o600)
+	os.WriteFile(notKey, []byte("hello"), 0o600)
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"directory that is not a CA", "not a mirrorkv CA directory", []string{"ca", "issue", "--dir", notCA, "--name", "m1"}},
+		{"wrong passphrase", "wrong or missing passphrase", []string{"ca", "issue", "--dir", dir, "--passphrase-file", wrong, "--name", "m1"}},
+		{"missing passphrase", "wrong or missing passphrase", []string{"ca", "crl", "--dir", dir}},
+		{"missing passphrase file", "check --passphrase-file", []string{"ca", "crl", "--dir", dir, "--passphrase-file", filepath.Join(tmp, "none")}},
+		{"CA key that is not a key", "no private key found", []string{"ca", "issue", "--dir", brokenCA, "--passphrase-file", pass, "--name", "m1"}},
+		{"existing CA", "a CA already exists", []string{"ca", "init", "--dir", dir}},
+		{"missing CSR", "check --csr", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(tmp, "none.csr")}},
+		{"CSR that is not one", "no certificate request found", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", notKey}},
+		{"unknown serial", "issued no certificate", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", "1f"}},
+		{"missing certificate to revoke", "or give --serial", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, filepath.Join(tmp, "none.crt")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			r := pkiRun(t, append(tc.args, "--out", out)...)
+			if tc.args[1] == "revoke" || tc.args[1] == "crl" || tc.args[1] == "init" {
+				r = pkiRun(t, tc.args...)
+			}
+			if r.code != ExitFailure || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 {
+				t.Fatalf("exit %d, want 1 and one line with %q:\n%s", r.code, tc.want, r.stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Fatalf("%s was created", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mirrorkv/mirrorkv/pki"
+)
+
+// certFixture issues, straight through pki, a member and a client certificate into a temp
+// dir and returns the paths by name: ca, m1.crt, m1.key, alice.crt, alice.key.
+func certFixture(t *testing.T) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{"ca": filepath.Join(dir, "ca", pki.CACertFile), "crl": filepath.Join(dir, "ca", pki.CRLFile)}
+	for _, req := range []pki.IssueRequest{{Name: "m1", DNS: []string{"m1.example"}}, {Name: "alice", Role: pki.RoleClient}} {
+		is, err := ca.Issue(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, k, err := pki.WriteIssued(dir, is)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths[req.Name+".crt"], paths[req.Name+".key"] = c, k
+	}
+	return paths
+}
+
+func TestCertInspect(t *testing.T) {
+	p := certFixture(t)
+	r := pkiMust(t, "cert", "inspect", p["m1.crt"])
+	for _, want := range []string{"subject:       CN=m1", "issuer:        CN=mirrorkv replication CA", "DNS:           m1.example",
+		"ext key usage: serverAuth, clientAuth", "(365 days left)", "sha256:"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	m1, _ := os.ReadFile(p["m1.crt"])
+	ca, _ := os.ReadFile(p["ca"])
+	os.WriteFile(bundle, append(m1, ca...), 0o644)
+	r = pkiMust(t, "cert", "inspect", bundle, "--json")
+	var infos []pki.Info
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, r.stdout)
+	}
+	if len(infos) != 2 || infos[0].Subject != "CN=m1" || !infos[1].IsCA || infos[0].DaysLeft != 365 || len(infos[0].Fingerprint) != 95 {
+		t.Fatalf("inspect --json: %+v", infos)
+	}
+}
+
+func TestCertLint(t *testing.T) {
+	p := certFixture(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+	}{
+		{"member as member", []string{p["m1.crt"], "--key", p["m1.key"], "--crl", p["crl"]}, ExitOK, "ok for member use"},
+		{"client as client", []string{p["alice.crt"], "--role", "client"}, ExitOK, "client access: readwrite"},
+		{"client as member", []string{p["alice.crt"]}, ExitFailure, "error   ext-key-usage"},
+		{"key of another certificate", []string{p["m1.crt"], "--key", p["alice.key"]}, ExitFailure, "key-mismatch"},
+		{"key file that is a certificate", []string{p["m1.crt"], "--key", p["m1.crt"]}, ExitFailure, "no private key found"},
+		{"CA given as the certificate", []string{p["ca"]}, ExitFailure, "not-leaf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pkiRun(t, append([]string{"cert", "lint", "--ca", p["ca"]}, tc.args...)...)
+			if r.code != tc.code || !strings.Contains(r.stdout, tc.stdout) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", r.code, tc.code, tc.stdout, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestCertLint_JSON(t *testing.T) {
+	p := certFixture(t)
+	r := pkiRun(t, "cert", "lint", p["alice.crt"], "--ca", p["ca"], "--json")
+	var got struct {
+		OK       bool
+		Role     string
+		Findings []struct {
+			pki.Finding
+			Reason int
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("lint --json: %v\n%s", err, r.stdout)
+	}
+	if r.code != ExitFailure || got.OK || got.Role != "member" || len(got.Findings) == 0 || got.Findings[0].Rule != "ext-key-usage" || got.Findings[0].Fix == "" || got.Findings[0].Reason != 106 {
+		t.Fatalf("exit %d, %+v", r.code, got)
+	}
+}
+
+func TestCertCmd_BadInput(t *testing.T) {
+	p := certFixture(t)
+	missing := filepath.Join(t.TempDir(), "none.crt")
+	for _, tc := range []struct {
+		name, want string
+		code       int
+		args       []string
+	}{
+		{"inspect a missing file", "check the path", ExitFailure, []string{"cert", "inspect", missing}},
+		{"inspect a key", "no certificate found", ExitFailure, []string{"cert", "inspect", p["m1.key"]}},
+		{"lint with a missing CA", "check the path", ExitFailure, []string{"cert", "lint", p["m1.crt"], "--ca", missing}},
+		{"lint without --ca", "--ca is required", ExitUsage, []string{"cert", "lint", p["m1.crt"]}},
+		{"lint with an unknown role", "use member or client", ExitUsage, []string{"cert", "lint", p["m1.crt"], "--ca", p["ca"], "--role", "admin"}},
+		{"inspect without a file", "accepts 1 arg", ExitUsage, []string{"cert", "inspect"}},
+		{"request without --name", "--name is required", ExitUsage, []string{"cert", "request"}},
+		{"request over existing files", "exists; remove it", ExitFailure, []string{"cert", "request", "--name", "m1", "--out", filepath.Dir(p["m1.key"])}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pkiRun(t, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d (want %d), stderr lacks %q:\n%s", r.code, tc.code, tc.want, r.stderr)
+			}
+			if tc.code == ExitFailure && strings.Count(r.stderr, "\n") != 1 {
+				t.Fatalf("want one line on stderr:\n%s", r.stderr)
+			}
+		})
+	}
+}

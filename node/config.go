@@ -1,0 +1,150 @@
+// Package node builds a mirrorkv member from its configuration: it loads the member and
+// client TLS material, opens the store, starts raft over the member channel and the HTTPS API
+// on the client port, and stops them in order. It owns nothing else: every part it wires is
+// its own package.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Policy names how members authorise each other on the member port.
+type Policy string
+
+// Member policies: ca accepts any member certificate from the replication CA; dn also
+// requires the subject DN to be an authorised member, recorded in the group's state.
+const (
+	PolicyCA Policy = "ca"
+	PolicyDN Policy = "dn"
+)
+
+// Config is everything a member needs to start. Each field maps to one `serve` flag and one
+// config-file key of the same name. The zero value of every optional field is safe.
+type Config struct {
+	Name  string // --name: unique member name, also the raft server ID
+	Group string // --group: group name; the data directory records it and refuses another
+	Dir   string // --dir: data directory (raft log, snapshots, store)
+
+	MemberListen    string // --member-listen: address of the member port
+	MemberAdvertise string // --member-advertise: address other members dial (default: member-listen)
+	ClientListen    string // --client-listen: address of the HTTPS client port
+	ClientAdvertise string // --client-advertise: URL clients use (default: https://client-listen)
+
+	MemberCert string // --member-cert: this member's certificate (serves both directions)
+	MemberKey  string // --member-key
+	MemberCA   string // --member-ca: replication CA bundle (may hold the old and the new CA)
+	MemberCRL  string // --member-crl: CRL of the replication CA (optional)
+	ClientCA   string // --client-ca: CA of client certificates
+	ClientCRL  string // --client-crl: CRL of the client CA (optional)
+
+	Policy        Policy // --policy: ca or dn (default dn)
+	MinTLS        string // --min-tls: minimum TLS version on the member port: 1.3 (default) or 1.2
+	AllowPublicCA bool   // --allow-public-ca: accept a replication CA that the system also trusts
+
+	Bootstrap bool     // --bootstrap: start a new group with this member as its first primary
+	Join      []string // --join: member addresses to learn the group's members from
+
+	LogStore          string        // --log-store: wal (default) or bolt
+	ElectionTimeout   time.Duration // --election-timeout
+	HeartbeatTimeout  time.Duration // --heartbeat-timeout
+	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
+	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
+	TrailingLogs      uint64        // --trailing-logs: entries kept after a snapshot
+	ReloadInterval    time.Duration // --reload-interval: how often credential files are checked
+	MaxValueBytes     int64         // --max-value-bytes: largest value a client may write
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	need := func(v, flag string) {
+		if strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("--%s is required", flag))
+		}
+	}
+	need(c.Name, "name")
+	need(c.Dir, "dir")
+	need(c.MemberListen, "member-listen")
+	need(c.ClientListen, "client-listen")
+	need(c.MemberCert, "member-cert")
+	need(c.MemberKey, "member-key")
+	need(c.MemberCA, "member-ca")
+	need(c.ClientCA, "client-ca")
+	if c.Group != "" && !validName(c.Group) {
+		errs = append(errs, fmt.Errorf("--group %q: use letters, digits, '-', '_' and '.' only", c.Group))
+	}
+	if c.Name != "" && !validName(c.Name) {
+		errs = append(errs, fmt.Errorf("--name %q: use letters, digits, '-', '_' and '.' only", c.Name))
+	}
+	for flag, addr := range map[string]string{"member-listen": c.MemberListen, "client-listen": c.ClientListen, "member-advertise": c.MemberAdvertise} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want HOST:PORT: %w", flag, addr, err))
+		}
+	}
+	if c.ClientAdvertise != "" {
+		if u, err := url.Parse(c.ClientAdvertise); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--client-advertise %q: want an https:// URL", c.ClientAdvertise))
+		}
+	}
+	switch c.Policy {
+	case "", PolicyCA, PolicyDN:
+	default:
+		errs = append(errs, fmt.Errorf("--policy %q: want ca or dn", c.Policy))
+	}
+	switch c.MinTLS {
+	case "", "1.2", "1.3":
+	default:
+		errs = append(errs, fmt.Errorf("--min-tls %q: want 1.3 or 1.2 (older versions are never allowed)", c.MinTLS))
+	}
+	switch c.LogStore {
+	case "", "bolt", "wal":
+	default:
+		errs = append(errs, fmt.Errorf("--log-store %q: want bolt or wal", c.LogStore))
+	}
+	if c.Bootstrap && len(c.Join) > 0 {
+		errs = append(errs, errors.New("--bootstrap and --join exclude each other: bootstrap the first member only, join the others"))
+	}
+	if c.MemberCA != "" && c.MemberCA == c.ClientCA && c.policy() != PolicyDN {
+		errs = append(errs, errors.New("--member-ca and --client-ca are the same file: with policy ca any client certificate could pass as a member; use separate CAs or --policy dn"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) policy() Policy {
+	if c.Policy == "" {
+		return PolicyDN
+	}
+	return c.Policy
+}
+
+func (c Config) memberAdvertise() string {
+	if c.MemberAdvertise != "" {
+		return c.MemberAdvertise
+	}
+	return c.MemberListen
+}
+
+func (c Config) clientURL() string {
+	if c.ClientAdvertise != "" {
+		return c.ClientAdvertise
+	}
+	return "https://" + c.ClientListen
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+	return len(s) <= 64
+}

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// identityFile records, in the data directory, which member of which group the directory
+// belongs to.
+const identityFile = "member.json"
+
+// ErrForeignDir is returned when the data directory belongs to another member or group.
+var ErrForeignDir = errors.New("data directory belongs to another member or group")
+
+type identity struct {
+	Name  string `json:"name"`
+	Group string `json:"group"`
+}
+
+// claimDir makes dir the data directory of member name of group, or checks that it already
+// is. A directory of another member or group is refused: its raft log and store would
+// otherwise be served as this member's, or mixed into another group's history.
+func claimDir(dir, name, group string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, identityFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var id identity
+		if err := json.Unmarshal(data, &id); err != nil {
+			return fmt.Errorf("read %s: %w: the file is damaged; if this directory is this member's, restore the file as {\"name\":%q,\"group\":%q}", path, err, name, group)
+		}
+		if id.Name != name || id.Group != group {
+			return fmt.Errorf("%w: %s holds member %q of group %q, but this is member %q of group %q; point --dir at this member's own directory, or at an empty one to join afresh", ErrForeignDir, dir, id.Name, id.Group, name, group)
+		}
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read data directory %s: %w", dir, err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%w: %s is not empty and has no %s, so it is not a mirrorkv member's directory; use an empty directory", ErrForeignDir, dir, identityFile)
+	}
+	data, err = json.Marshal(identity{Name: name, Group: group})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mirrorkv/mirrorkv/api"
+	"github.com/mirrorkv/mirrorkv/cluster"
+	"github.com/mirrorkv/mirrorkv/mtls"
+	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/store"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultGroup          = "mirrorkv"
+	DefaultReloadInterval = 2 * time.Second
+	// shutdownGrace bounds how long Run waits for in-flight HTTP requests at shutdown.
+	shutdownGrace = 5 * time.Second
+)
+
+// Node is one running member: its TLS sources, store, raft and API.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	memberSrc *mtls.Source
+	clientSrc *mtls.Source
+	store     *store.Store
+	cluster   *cluster.Cluster
+	http      *http.Server
+	clientLn  net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New loads the credentials, opens the data directory and starts raft and the member
+// port. Every problem stops it here with an error that names what to fix: a member never
+// starts with weaker checks than configured. Run serves the client port.
+func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	n := &Node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+	if err := claimDir(cfg.Dir, cfg.Name, cfg.Group); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tlsMetrics, err := mtls.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register TLS metrics: %w", err)
+	}
+	if err := n.loadCredentials(tlsMetrics); err != nil {
+		return nil, err
+	}
+	dn, err := certDN(cfg.MemberCert)
+	if err != nil {
+		return nil, err
+	}
+	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{Logger: log.With("component", "store")}); err != nil {
+		return nil, err
+	}
+	memberLn, err := net.Listen("tcp", cfg.MemberListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on member port %s: %w (is another member or process using it?)", cfg.MemberListen, err)
+	}
+	nw := memberNetwork{Listener: n.memberSrc.Listen(memberLn), src: n.memberSrc}
+	n.cluster, err = cluster.New(cluster.Config{
+		Name: cfg.Name, Dir: filepath.Join(cfg.Dir, "raft"), Advertise: cfg.memberAdvertise(),
+		ClientURL: cfg.clientURL(), DN: dn, GroupID: cfg.Group,
+		Bootstrap: cfg.Bootstrap, Join: cfg.Join, LogStore: cfg.LogStore,
+		ElectionTimeout: cfg.ElectionTimeout, HeartbeatTimeout: cfg.HeartbeatTimeout,
+		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
+		CertNotAfter: n.memberSrc.LeafNotAfter, Registerer: reg,
+	}, n.store, nw, n.memberSrc, log.With("component", "cluster"))
+	if err != nil {
+		memberLn.Close()
+		return nil, err
+	}
+	clientLn, err := net.Listen("tcp", cfg.ClientListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
+	}
+	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
+	apiServer := api.New(api.Config{Node: cfg.Name, MaxValueBytes: cfg.MaxValueBytes}, n.cluster, n.store, reg, log.With("component", "api"))
+	n.http = &http.Server{
+		Handler:           apiServer.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		// TLS and protocol noise from clients is debug detail, not an operator's concern.
+		ErrorLog: slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelDebug),
+		// The listener hands over finished TLS conns; an empty map keeps net/http from
+		// negotiating HTTP/2 on its own.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	log.Info("member started", "group", cfg.Group, "dn", dn, "member_addr", cfg.memberAdvertise(),
+		"client_url", cfg.clientURL(), "policy", cfg.policy(), "log_store", cfg.LogStore)
+	return n, nil
+}
+
+// loadCredentials builds the member and client TLS sources; any bad file stops the start.
+func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
+	cfg := n.cfg
+	if err := mtls.CheckSharedCA(cfg.MemberCA, cfg.ClientCA, mtls.Policy(cfg.policy())); err != nil {
+		return err
+	}
+	minVersion := uint16(tls.VersionTLS13)
+	if cfg.MinTLS == "1.2" {
+		minVersion = tls.VersionTLS12
+	}
+	var err error
+	n.memberSrc, err = mtls.NewSource(mtls.Config{
+		Role: mtls.RoleMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
+		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
+		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
+		JoinAddrs: cfg.Join, LocalAddr: sourceAddr(cfg.MemberListen),
+	}, n.log.With("component", "tls", "port", "member"))
+	if err != nil {
+		return fmt.Errorf("member port credentials: %w", err)
+	}
+	// The member certificate also serves the client port: clients verify it against the
+	// replication CA, and it needs serverAuth, which every member certificate has.
+	n.clientSrc, err = mtls.NewSource(mtls.Config{
+		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
+		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics,
+	}, n.log.With("component", "tls", "port", "client"))
+	if err != nil {
+		return fmt.Errorf("client port credentials: %w", err)
+	}
+	return nil
+}
+
+// Run serves the client API until ctx ends, watching the credential files for changes,
+// then stops the member. It returns nil on a clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	every := n.cfg.ReloadInterval
+	if every <= 0 {
+		every = DefaultReloadInterval
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go n.memberSrc.Watch(watchCtx, every)
+	go n.clientSrc.Watch(watchCtx, every)
+
+	served := make(chan error, 1)
+	go func() { served <- n.http.Serve(n.clientLn) }()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		n.log.Info("stopping member", "cause", context.Cause(ctx))
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("serve client port %s: %w", n.cfg.ClientListen, serveErr)
+	}
+	return errors.Join(serveErr, n.Close())
+}
+
+// Reload re-reads every credential file now; on any error the old material stays in force.
+func (n *Node) Reload() error {
+	return errors.Join(n.memberSrc.Reload(), n.clientSrc.Reload())
+}
+
+// Close stops the API, raft and the store, in that order, so that no request sees a closed
+// store. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			if err := n.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, fmt.Errorf("shut down client port: %w", err))
+			}
+			cancel()
+		} else if n.clientLn != nil {
+			n.clientLn.Close()
+		}
+		if n.cluster != nil {
+			if err := n.cluster.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// memberNetwork is the member port as the cluster sees it: authorised TLS conns both ways.
+type memberNetwork struct {
+	net.Listener
+	src *mtls.Source
+}
+
+func (m memberNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	return m.src.Dial(ctx, addr)
+}
+
+// sourceAddr is the address member dials leave from: the member port's own IP when it
+// listens on one, so that peers see the member at the address they know it by.
+func sourceAddr(listen string) *net.TCPAddr {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return nil
+	}
+	return &net.TCPAddr{IP: ip}
+}
+
+// certDN is the canonical subject DN of the member certificate, recorded in the status so
+// operators can see which DN each member must be authorised under.
+func certDN(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read member certificate %s: %w", path, err)
+	}
+	certs, err := pki.ParseCertificates(data)
+	if err != nil || len(certs) == 0 {
+		return "", fmt.Errorf("parse member certificate %s: %v", path, err)
+	}
+	return pki.DNOf(certs[0]), nil
+}
