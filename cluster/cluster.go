@@ -155,9 +155,10 @@ func (c *Cluster) raftConfig(hlog hclog.Logger) *raft.Config {
 	rc.SnapshotInterval = c.cfg.SnapshotInterval
 	rc.TrailingLogs = c.cfg.TrailingLogs
 	rc.MaxAppendEntries = c.cfg.MaxAppendEntries
-	// Buffer applies up to a batch so that concurrent writers group-commit into one append
-	// and one store transaction.
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with it, raft buffers apply futures in a channel that nothing
+	// drains at shutdown, so an Apply enqueued as raft stops never returns (seen as a hung
+	// Close). Without it the leader loop still group-commits every writer waiting to send.
+	rc.BatchApplyCh = false
 	// The store is on disk and skips entries it already has: restoring the last snapshot
 	// at start would wipe it only to replay everything. startRaft turns the restore back
 	// on when the store is behind the last snapshot.

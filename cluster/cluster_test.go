@@ -329,7 +329,16 @@ func TestCluster(t *testing.T) {
 
 	t.Run("primary removing itself hands over first", func(t *testing.T) {
 		l := g.leader(t)
-		if err := l.c.RemoveMember(testCtx(t), l.name); err != nil {
+		err := l.c.RemoveMember(testCtx(t), l.name)
+		if errors.Is(err, ErrLeadershipLost) {
+			// An election under load can cut the removal short with its outcome unknown;
+			// the caller's documented answer is to ask again, which must then succeed.
+			// ErrUnknownMember then means the first attempt did take effect.
+			if err = g.leader(t).c.RemoveMember(testCtx(t), l.name); errors.Is(err, ErrUnknownMember) {
+				err = nil
+			}
+		}
+		if err != nil {
 			t.Fatalf("primary %s removes itself: %v", l.name, err)
 		}
 		nl := g.leader(t)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/internal/localgroup"
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -414,5 +416,34 @@ func TestDemo(t *testing.T) {
 	env, err := os.ReadFile(filepath.Join(dir, "demo.env"))
 	if err != nil || !bytes.Contains(env, []byte("MIRRORKV_ENDPOINTS=")) {
 		t.Fatalf("demo.env = %q, %v", env, err)
+	}
+}
+
+func TestServe_ReloadsCredentialsOnSIGHUP(t *testing.T) {
+	// A long reload interval: only the SIGHUP can make the member notice the new files.
+	g := startGroup(t, localgroup.Options{Failover: 1, ServeArgs: append([]string{"--reload-interval", "1h"}, fastServe...)})
+	m := g.Members[0]
+	renewed, err := g.PKI.ReplicationCA().Issue(pki.IssueRequest{Name: m.Name, IPs: []net.IP{net.ParseIP(m.Host)}, DNS: []string{"localhost"}, Days: 30, Renew: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pki.WriteIssued(filepath.Dir(m.CertFile), renewed); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the member serves its renewed certificate", func() error {
+		st, err := statusOf(t, g, m)
+		if err != nil {
+			return err
+		}
+		if len(st.Members) != 1 || st.Members[0].CertNotAfter == nil || !st.Members[0].CertNotAfter.Equal(renewed.Cert.NotAfter) {
+			return fmt.Errorf("status shows certNotAfter %v, want %v", st.Members[0].CertNotAfter, renewed.Cert.NotAfter)
+		}
+		return nil
+	})
+	if _, err := clientOf(t, g, m).Put(t.Context(), "after-reload", []byte("ok")); err != nil {
+		t.Fatalf("write after the reload: %v", err)
 	}
 }

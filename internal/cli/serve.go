@@ -168,7 +168,12 @@ func serve(e *env, cfg node.Config, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
-		for range hup {
+		for {
+			select {
+			case <-hup:
+			case <-e.ctx.Done():
+				return
+			}
 			if err := n.Reload(); err != nil {
 				log.Error("reload on SIGHUP refused; the old credentials stay in force", "err", err)
 			} else {

@@ -165,6 +165,9 @@ func (m *Member) Stop(timeout time.Duration) error {
 	return m.Kill()
 }
 
+// Reload asks the member to re-read its credentials now (SIGHUP).
+func (m *Member) Reload() error { return m.signal(syscall.SIGHUP) }
+
 // Freeze suspends the member (SIGSTOP); Thaw resumes it.
 func (m *Member) Freeze() error { return m.signal(syscall.SIGSTOP) }
 
