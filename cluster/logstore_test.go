@@ -63,3 +63,50 @@ func TestOpenLogStore_Reopen(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenLogStore_ReopenAfterTailTruncation is what raft does to a primary that dies with
+// uncommitted entries: on its return the new primary's log overrides its tail. raft-wal
+// v0.4.0 sealed the truncated segment without an index block and could then never open
+// again ("sealed segment has no index block", hashicorp/raft-wal#31).
+func TestOpenLogStore_ReopenAfterTailTruncation(t *testing.T) {
+	for _, kind := range []string{LogStoreWAL, LogStoreBolt} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			logs, _, closer, err := openLogStore(kind, dir, newHCLog(testLogger(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := uint64(1); i <= 10; i++ {
+				if err := logs.StoreLog(&raft.Log{Index: i, Term: 1, Data: []byte("x")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := logs.DeleteRange(8, 10); err != nil {
+				t.Fatalf("truncate the tail: %v", err)
+			}
+			if err := logs.StoreLog(&raft.Log{Index: 8, Term: 2, Data: []byte("y")}); err != nil {
+				t.Fatalf("append after truncating: %v", err)
+			}
+			if err := closer.Close(); err != nil {
+				t.Fatal(err)
+			}
+			logs, _, closer, err = openLogStore(kind, dir, newHCLog(testLogger(t)))
+			if err != nil {
+				t.Fatalf("reopen after a tail truncation: %v", err)
+			}
+			defer closer.Close()
+			var l raft.Log
+			for i := uint64(1); i <= 8; i++ {
+				if err := logs.GetLog(i, &l); err != nil {
+					t.Fatalf("entry %d after reopening: %v", i, err)
+				}
+			}
+			if l.Term != 2 {
+				t.Fatalf("entry 8 has term %d after reopening, want the overriding term 2", l.Term)
+			}
+			if last, err := logs.LastIndex(); err != nil || last != 8 {
+				t.Fatalf("last index after reopening = %d, %v; want 8", last, err)
+			}
+		})
+	}
+}
