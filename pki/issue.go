@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -200,9 +199,6 @@ func isAlnum(c byte) bool {
 // WriteIssued writes is to outDir/NAME.crt (0644) and, when it has a key, outDir/NAME.key
 // (0600), both or neither; existing files are replaced whole.
 func WriteIssued(outDir string, is *Issued) (certPath, keyPath string, err error) {
-	if err := os.MkdirAll(outDir, 0o700); err != nil {
-		return "", "", fmt.Errorf("create output directory: %w", err)
-	}
 	certPath = filepath.Join(outDir, is.Name+".crt")
 	files := []fileSpec{{certPath, is.CertPEM, modePublic}}
 	if is.KeyPEM != nil {

@@ -34,6 +34,9 @@ func makePKI(dir string, members []*Member) (*PKI, error) {
 	if p.clientCA, err = pki.InitCA(filepath.Join(dir, "client-ca"), pki.CAOptions{Name: "mirrorkv client CA"}); err != nil {
 		return nil, fmt.Errorf("create client CA: %w", err)
 	}
+	if err := mkdirs(filepath.Join(dir, "members"), filepath.Join(dir, "clients")); err != nil {
+		return nil, err
+	}
 	p.MemberCA = filepath.Join(dir, "member-ca", "ca.crt")
 	p.MemberCRL = filepath.Join(dir, "member-ca", "crl.pem")
 	p.ClientCA = filepath.Join(dir, "client-ca", "ca.crt")
