@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"time"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -39,6 +41,18 @@ func newMetrics(c *Cluster, reg prometheus.Registerer) *metrics {
 		gauge("mirrorkv_cluster_commit_index", "Raft commit index.", func() float64 { return float64(c.raft.CommitIndex()) }),
 		gauge("mirrorkv_cluster_applied_index", "Last raft index the store reflects.",
 			func() float64 { return float64(c.fsm.appliedIndex()) }),
+		gauge("mirrorkv_cluster_apply_lag", "Committed raft entries this member has not applied to its store yet.",
+			func() float64 { return float64(c.raft.CommitIndex()) - float64(c.fsm.appliedIndex()) }),
+		gauge("mirrorkv_cluster_last_contact_seconds", "Seconds since this member last heard from the primary (0 on the primary).",
+			func() float64 {
+				if c.raft.State() == raft.Leader {
+					return 0
+				}
+				if t := c.raft.LastContact(); !t.IsZero() {
+					return time.Since(t).Seconds()
+				}
+				return -1
+			}),
 		gauge("mirrorkv_cluster_is_primary", "1 on the primary.", func() float64 {
 			if c.raft.State() == raft.Leader {
 				return 1

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,6 +391,28 @@ func TestCLI_AgainstGroup(t *testing.T) {
 	}
 	if len(st.Members) != 3 || st.SyncNodes != 3 {
 		t.Fatalf("status --json: %d members, %d in sync; want 3 and 3", len(st.Members), st.SyncNodes)
+	}
+	// The metrics a monitoring system scrapes, over the same mutual TLS as the API.
+	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, g.PKI.AdminCert, g.PKI.AdminKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}
+	resp, err := hc.Get(g.Members[0].ClientURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d, %v", resp.StatusCode, err)
+	}
+	for _, series := range []string{"mirrorkv_cluster_raft_state", "mirrorkv_cluster_applied_index", "mirrorkv_cluster_apply_lag",
+		"mirrorkv_http_requests_total", "mirrorkv_http_request_duration_seconds", "mirrorkv_tls_leaf_expiry_seconds",
+		"go_goroutines", "process_resident_memory_bytes"} {
+		if !bytes.Contains(body, []byte(series)) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 	table := run("status")
 	for _, m := range g.Members {
