@@ -78,9 +78,13 @@ func (c *Cluster) applyLocal(ctx context.Context, data []byte) (store.Result, er
 	if err := f.Error(); err != nil {
 		return store.Result{}, raftError(err)
 	}
-	res, ok := f.Response().(store.Result)
+	p, ok := f.Response().(*pendingResult)
 	if !ok {
 		return store.Result{}, fmt.Errorf("apply command: unexpected FSM response %T", f.Response())
+	}
+	res, err := p.wait(ctx)
+	if err != nil {
+		return store.Result{}, reason.Wrap(reason.Timeout, fmt.Errorf("apply command: committed, store outcome unknown: %w", err))
 	}
 	return res, nil
 }

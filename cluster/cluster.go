@@ -84,6 +84,7 @@ func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Log
 	c.reads = newReadBatcher(c)
 	if err := c.startRaft(); err != nil {
 		cancel()
+		c.fsm.close()
 		_ = c.mux.close()
 		return nil, err
 	}
@@ -284,6 +285,7 @@ func (c *Cluster) Close() error {
 		if err := c.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
+		c.fsm.close() // raft no longer applies: commit what it handed over
 		c.reads.close()
 		c.rpc.close()
 		if err := c.trans.Close(); err != nil {

@@ -27,6 +27,18 @@ type StateMachine interface {
 // fsm adapts the store to raft.BatchingFSM. It keeps its own applied index, the last raft
 // index the store reflects whatever its type, because raft hands configuration entries to
 // the FSM but not to the store, and read index waits for a raft index.
+//
+// Raft calls ApplyBatch once per commit notification, often a handful of entries, and waits
+// for it before handing over the next batch; a store transaction costs an fsync, so applying
+// each batch in its own transaction makes that fsync the limit of the write path while
+// batches queue up in raft. ApplyBatch therefore only queues the entries and returns a
+// *pendingResult per command; the committer goroutine applies everything queued so far in
+// one store transaction, then completes the results and moves the applied index. A write is
+// acknowledged (applyLocal waits for its result) and visible to read index only once the
+// store has committed it, as before; raft's view of what the FSM applied runs ahead of the
+// store by at most maxQueued entries, and a restart replays those from the raft log like any
+// entry beyond the store's applied index. Snapshot and Restore first wait for the queue to
+// drain, so a snapshot never claims an index the store does not hold.
 type fsm struct {
 	st        StateMachine
 	isMember  func(data []byte) bool // reports a command that changes membership
@@ -36,6 +48,14 @@ type fsm struct {
 	applied  uint64
 	advanced chan struct{} // closed and replaced whenever applied grows
 
+	qmu     sync.Mutex
+	qcond   *sync.Cond // signalled when jobs are queued, drained, or stopping
+	queue   []fsmJob
+	queued  int  // entries in queue
+	busy    bool // the committer is applying jobs taken off the queue
+	stopped bool
+	done    chan struct{} // closed when the committer has exited
+
 	restoring    atomic.Bool
 	restoreDone  atomic.Int64
 	restoreTotal atomic.Int64
@@ -43,43 +63,72 @@ type fsm struct {
 	pendingIndex atomic.Uint64 // index of the snapshot raft last opened, for Restore
 }
 
-func newFSM(st StateMachine, isMember func([]byte) bool, onMembers func()) *fsm {
-	return &fsm{st: st, isMember: isMember, onMembers: onMembers,
-		applied: st.AppliedIndex(), advanced: make(chan struct{})}
+// maxQueued bounds the entries ApplyBatch may queue ahead of the store before it blocks, so
+// that a stalled store (a full disk) stalls raft's FSM as it would without the queue.
+const maxQueued = 4096
+
+// pendingResult is the FSM response to a command entry: its store result, set before done
+// is closed.
+type pendingResult struct {
+	done chan struct{}
+	res  store.Result
 }
 
-// ApplyBatch applies the command entries of logs in one store transaction; configuration
-// entries only move the applied index.
+// wait returns the store result once the store committed the entry, or ctx's error.
+func (p *pendingResult) wait(ctx context.Context) (store.Result, error) {
+	select {
+	case <-p.done:
+		return p.res, nil
+	case <-ctx.Done():
+		return store.Result{}, ctx.Err()
+	}
+}
+
+// fsmJob is one ApplyBatch call: its command entries with their results, and the last raft
+// index it covers.
+type fsmJob struct {
+	entries []store.Entry
+	results []*pendingResult
+	last    uint64
+	members bool
+}
+
+func newFSM(st StateMachine, isMember func([]byte) bool, onMembers func()) *fsm {
+	f := &fsm{st: st, isMember: isMember, onMembers: onMembers,
+		applied: st.AppliedIndex(), advanced: make(chan struct{}), done: make(chan struct{})}
+	f.qcond = sync.NewCond(&f.qmu)
+	go f.commit()
+	return f
+}
+
+// ApplyBatch queues the command entries of logs for the committer and returns a
+// *pendingResult for each; configuration entries only move the applied index.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
-	entries := make([]store.Entry, 0, len(logs))
-	members := false
-	for _, l := range logs {
+	out := make([]any, len(logs))
+	if len(logs) == 0 {
+		return out
+	}
+	job := fsmJob{entries: make([]store.Entry, 0, len(logs)), last: logs[len(logs)-1].Index}
+	for i, l := range logs {
 		switch l.Type {
 		case raft.LogCommand:
-			entries = append(entries, store.Entry{Index: l.Index, Data: l.Data})
-			members = members || f.isMember(l.Data)
+			p := &pendingResult{done: make(chan struct{})}
+			job.entries = append(job.entries, store.Entry{Index: l.Index, Data: l.Data})
+			job.results = append(job.results, p)
+			out[i] = p
+			job.members = job.members || f.isMember(l.Data)
 		case raft.LogConfiguration:
-			members = true
+			job.members = true
 		}
 	}
-	var results []store.Result
-	if len(entries) > 0 {
-		results = f.st.ApplyBatch(entries)
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	for f.queued > 0 && f.queued+len(job.entries) > maxQueued && !f.stopped {
+		f.qcond.Wait()
 	}
-	out := make([]any, len(logs))
-	j := 0
-	for i, l := range logs {
-		if l.Type == raft.LogCommand && j < len(results) {
-			out[i] = results[j]
-			j++
-		}
-	}
-	if len(logs) > 0 {
-		f.advance(logs[len(logs)-1].Index, false)
-	}
-	if members {
-		f.onMembers()
-	}
+	f.queue = append(f.queue, job)
+	f.queued += len(job.entries)
+	f.qcond.Broadcast()
 	return out
 }
 
@@ -88,7 +137,83 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
+// commit applies every queued job in one store transaction, until close.
+func (f *fsm) commit() {
+	defer close(f.done)
+	for {
+		f.qmu.Lock()
+		for len(f.queue) == 0 && !f.stopped {
+			f.qcond.Wait()
+		}
+		if len(f.queue) == 0 { // stopped and drained
+			f.qmu.Unlock()
+			return
+		}
+		jobs := f.queue
+		f.queue, f.queued, f.busy = nil, 0, true
+		f.qcond.Broadcast() // room for ApplyBatch
+		f.qmu.Unlock()
+
+		f.applyJobs(jobs)
+
+		f.qmu.Lock()
+		f.busy = false
+		f.qcond.Broadcast() // for flush
+		f.qmu.Unlock()
+	}
+}
+
+func (f *fsm) applyJobs(jobs []fsmJob) {
+	n := 0
+	for _, j := range jobs {
+		n += len(j.entries)
+	}
+	var results []store.Result
+	if n > 0 {
+		entries := make([]store.Entry, 0, n)
+		for _, j := range jobs {
+			entries = append(entries, j.entries...)
+		}
+		results = f.st.ApplyBatch(entries)
+	}
+	members := false
+	k := 0
+	for _, j := range jobs {
+		for _, p := range j.results {
+			if k < len(results) {
+				p.res = results[k]
+			}
+			k++
+			close(p.done)
+		}
+		members = members || j.members
+	}
+	f.advance(jobs[len(jobs)-1].last, false)
+	if members {
+		f.onMembers()
+	}
+}
+
+// flush returns once every entry queued so far is in the store.
+func (f *fsm) flush() {
+	f.qmu.Lock()
+	defer f.qmu.Unlock()
+	for len(f.queue) > 0 || f.busy {
+		f.qcond.Wait()
+	}
+}
+
+// close applies what is still queued and stops the committer; raft must be shut down.
+func (f *fsm) close() {
+	f.qmu.Lock()
+	f.stopped = true
+	f.qcond.Broadcast()
+	f.qmu.Unlock()
+	<-f.done
+}
+
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.flush()
 	snap, err := f.st.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
@@ -99,6 +224,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore replaces the store with a snapshot, counting the bytes read for syncPercent.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.flush()
 	f.restoreDone.Store(0)
 	f.restoring.Store(true)
 	defer f.restoring.Store(false)

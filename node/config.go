@@ -57,6 +57,10 @@ type Config struct {
 	TrailingLogs      uint64        // --trailing-logs: entries kept after a snapshot
 	ReloadInterval    time.Duration // --reload-interval: how often credential files are checked
 	MaxValueBytes     int64         // --max-value-bytes: largest value a client may write
+
+	// DebugListen is the address of the profiling endpoint (net/http/pprof, no
+	// authentication), empty for none; only a loopback IP is accepted.
+	DebugListen string // --debug-listen
 }
 
 // Validate reports every problem with c at once.
@@ -108,6 +112,11 @@ func (c Config) Validate() error {
 	case "", "bolt", "wal":
 	default:
 		errs = append(errs, fmt.Errorf("--log-store %q: want bolt or wal", c.LogStore))
+	}
+	if c.DebugListen != "" {
+		if err := checkDebugListen(c.DebugListen); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--bootstrap and --join exclude each other: bootstrap the first member only, join the others"))

@@ -41,6 +41,7 @@ type Node struct {
 	cluster   *cluster.Cluster
 	http      *http.Server
 	clientLn  net.Listener
+	debug     *debugServer // nil without Config.DebugListen
 
 	closeOnce sync.Once
 	closeErr  error
@@ -100,6 +101,12 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err != nil {
 		memberLn.Close()
 		return nil, err
+	}
+	if cfg.DebugListen != "" {
+		if n.debug, err = startDebug(cfg.DebugListen); err != nil {
+			return nil, err
+		}
+		log.Warn("profiling endpoint open: anyone on this host can read profiles", "addr", "http://"+n.debug.Addr().String()+"/debug/pprof/")
 	}
 	clientLn, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {
@@ -207,6 +214,11 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			if err := n.store.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close store: %w", err))
+			}
+		}
+		if n.debug != nil {
+			if err := n.debug.stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stop debug port: %w", err))
 			}
 		}
 		n.closeErr = errors.Join(errs...)

@@ -72,6 +72,7 @@ change and on SIGHUP.`,
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
 	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
 	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group is refused")
+	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve net/http/pprof on loopback `HOST:PORT` (no authentication; loopback IPs only)")
 	f.StringVar(&cfg.LogStore, "log-store", "wal", "raft log store: wal (one fsync per append) or bolt")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "time without contact before a follower suspects the primary (default 500ms)")

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/pprof"
+	"runtime/trace"
+	"strconv"
+	"time"
+)
+
+// debugServer serves the runtime's profiles on its own loopback listener, apart from the
+// client port: profiles are plain HTTP without authentication, so only a local operator may
+// reach them. The handlers are written here on runtime/pprof rather than taken from
+// net/http/pprof, whose import registers them on http.DefaultServeMux as a side effect; the
+// paths and parameters are net/http/pprof's, so `go tool pprof` works unchanged.
+type debugServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// checkDebugListen refuses an address that is not HOST:PORT with a loopback IP host.
+func checkDebugListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--debug-listen %q: want HOST:PORT: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--debug-listen %q: the profiling endpoint has no authentication: use a loopback IP such as 127.0.0.1:6060 and reach it over ssh", addr)
+	}
+	return nil
+}
+
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/{$}", profileIndex)
+	mux.HandleFunc("GET /debug/pprof/{name}", namedProfile)
+	mux.HandleFunc("GET /debug/pprof/profile", cpuProfile)
+	mux.HandleFunc("GET /debug/pprof/trace", executionTrace)
+	mux.HandleFunc("POST /debug/pprof/rates", setProfileRates)
+	return mux
+}
+
+func profileIndex(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "profile?seconds=N\ntrace?seconds=N\nPOST rates?block=NANOS&mutex=FRACTION")
+	for _, p := range pprof.Profiles() {
+		fmt.Fprintf(w, "%s?debug=0|1|2 (%d)\n", p.Name(), p.Count())
+	}
+}
+
+// namedProfile writes a runtime/pprof profile: ?debug=N as pprof.Profile.WriteTo, ?gc=1 runs
+// a collection first (for heap).
+func namedProfile(w http.ResponseWriter, r *http.Request) {
+	p := pprof.Lookup(r.PathValue("name"))
+	if p == nil {
+		http.Error(w, "unknown profile: see /debug/pprof/", http.StatusNotFound)
+		return
+	}
+	debug, _ := strconv.Atoi(r.URL.Query().Get("debug"))
+	if r.URL.Query().Get("gc") != "" {
+		runtime.GC()
+	}
+	if debug == 0 {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	_ = p.WriteTo(w, debug)
+}
+
+// profileSeconds is ?seconds=N, 30 by default as in net/http/pprof.
+func profileSeconds(r *http.Request) time.Duration {
+	if n, err := strconv.Atoi(r.URL.Query().Get("seconds")); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 30 * time.Second
+}
+
+func cpuProfile(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := pprof.StartCPUProfile(w); err != nil {
+		http.Error(w, fmt.Sprintf("start CPU profile: %v (is another one running?)", err), http.StatusConflict)
+		return
+	}
+	sleepCtx(r, profileSeconds(r))
+	pprof.StopCPUProfile()
+}
+
+func executionTrace(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := trace.Start(w); err != nil {
+		http.Error(w, fmt.Sprintf("start trace: %v (is another one running?)", err), http.StatusConflict)
+		return
+	}
+	sleepCtx(r, profileSeconds(r))
+	trace.Stop()
+}
+
+func sleepCtx(r *http.Request, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+// setProfileRates sets the block and mutex profile rates, off by default because they cost
+// on every contended lock: ?block=NANOS (runtime.SetBlockProfileRate) and ?mutex=FRACTION
+// (runtime.SetMutexProfileFraction); 0 turns either off again.
+func setProfileRates(w http.ResponseWriter, r *http.Request) {
+	for name, set := range map[string]func(int){
+		"block": runtime.SetBlockProfileRate,
+		"mutex": func(n int) { runtime.SetMutexProfileFraction(n) },
+	} {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("%s=%q: want a non-negative integer", name, v), http.StatusBadRequest)
+			return
+		}
+		set(n)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// startDebug listens on addr and serves the profiling handlers until stop.
+func startDebug(addr string) (*debugServer, error) {
+	if err := checkDebugListen(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on debug port %s: %w", addr, err)
+	}
+	d := &debugServer{ln: ln, srv: &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = d.srv.Serve(ln) }()
+	return d, nil
+}
+
+// Addr is the address the debug port listens on.
+func (d *debugServer) Addr() net.Addr { return d.ln.Addr() }
+
+func (d *debugServer) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// A CPU profile or trace in progress holds its conn open; cut it.
+		return d.srv.Close()
+	}
+	return nil
+}
