@@ -102,7 +102,7 @@ var table = map[Code]entry{
 	LeadershipLost: {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
-	Corrupt:     {"corrupt", "data on disk is damaged", "move the data directory aside and let the member resync from the group"},
+	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT of a running member: it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 }
 

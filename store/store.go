@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -80,6 +81,10 @@ type Store struct {
 	closing   chan struct{} // closed by Close; wakes an ApplyBatch waiting for the disk
 	closeOnce sync.Once
 
+	// stall is the error of the commit ApplyBatch is retrying, nil while it is not; see
+	// Stalled.
+	stall atomic.Pointer[error]
+
 	// failCommit, when set (tests only, before any ApplyBatch), is called just before each
 	// commit; an error fails that attempt as a full disk would.
 	failCommit func() error
@@ -112,7 +117,14 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // openDB opens the bbolt file and makes sure its buckets exist and its format is known.
-func openDB(path string, noSync bool) (*bolt.DB, error) {
+// bbolt panics on some damage (a freelist page that points nowhere) instead of returning an
+// error; that is turned into the same "damaged" refusal as the damage it does report.
+func openDB(path string, noSync bool) (_ *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, fmt.Errorf("bbolt: %v", r))
+		}
+	}()
 	if err := checkLength(path); err != nil {
 		return nil, err
 	}
@@ -156,7 +168,7 @@ func boltOptions(noSync bool) *bolt.Options {
 }
 
 func damaged(path string, err error) error {
-	return fmt.Errorf("store file %s is damaged: %w; move it aside and let the member resync from the group", path, err)
+	return reason.Wrap(reason.Corrupt, fmt.Errorf("store file %s is damaged: %w; move it aside and restart the member with --join HOST:PORT of a running member, which then sends it the group's members and a snapshot", path, err))
 }
 
 func initBuckets(tx *bolt.Tx) error {

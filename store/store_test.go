@@ -59,7 +59,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Open(path, Options{})
-		if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "resync from the group") {
+		if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "--join") {
 			t.Fatalf("Open(garbage) = %v, want a damaged-file error", err)
 		}
 	})
