@@ -68,25 +68,53 @@ func (c *Cluster) retryOnce(ctx context.Context, p primary, do func(context.Cont
 	return do(ctx, next)
 }
 
-// applyLocal applies on this member, which must be the primary.
+// applyLocal applies on this member, which must be the primary. It refuses at once while
+// the store is stalled, and waits at most ApplyTimeout (or until ctx ends, or Close) for
+// the commit and the store's result; past that the outcome is unknown.
 func (c *Cluster) applyLocal(ctx context.Context, data []byte) (store.Result, error) {
+	if err := c.st.Stalled(); err != nil {
+		return store.Result{}, fmt.Errorf("apply command: the primary's store is stalled: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	defer cancel()
+	ctx, stop := mergeDone(ctx, c.ctx)
+	defer stop()
 	timeout := c.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
 	f := c.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return store.Result{}, raftError(err)
+	if err := c.waitFuture(ctx, f, "apply command"); err != nil {
+		return store.Result{}, err
 	}
 	p, ok := f.Response().(*pendingResult)
 	if !ok {
 		return store.Result{}, fmt.Errorf("apply command: unexpected FSM response %T", f.Response())
 	}
-	res, err := p.wait(ctx)
+	res, err := p.wait(ctx, c.st.Stalled)
 	if err != nil {
 		return store.Result{}, reason.Wrap(reason.Timeout, fmt.Errorf("apply command: committed, store outcome unknown: %w", err))
 	}
 	return res, nil
+}
+
+// waitFuture waits for a raft future until ctx ends, which leaves the outcome unknown.
+// Raft answers every future by the time it has shut down, so the helper goroutine ends.
+func (c *Cluster) waitFuture(ctx context.Context, f raft.Future, what string) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return raftError(err)
+		}
+		return nil
+	case <-ctx.Done():
+		if c.closing.Load() {
+			return reason.Wrap(reason.Timeout, fmt.Errorf("%s, outcome unknown: %w", what, ErrShutdown))
+		}
+		return reason.Wrap(reason.Timeout, fmt.Errorf("%s, outcome unknown: %w", what, ctx.Err()))
+	}
 }
 
 func (c *Cluster) forwardApply(ctx context.Context, addr string, data []byte) (store.Result, error) {

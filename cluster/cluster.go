@@ -253,7 +253,8 @@ func (c walCloser) Close() error {
 	return errors.Join(c.w.Close(), c.meta.Close())
 }
 
-// startBackground starts the role observer, the authoriser feed and the join.
+// startBackground starts the role observer, the authoriser feed, the stall watcher and the
+// join.
 func (c *Cluster) startBackground() {
 	ch := make(chan raft.Observation, 64)
 	c.observer = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
@@ -266,6 +267,7 @@ func (c *Cluster) startBackground() {
 	c.raft.RegisterObserver(c.observer)
 	c.wg.Go(func() { c.watchRole(ch) })
 	c.wg.Go(c.watchMembers)
+	c.wg.Go(c.watchStall)
 	if len(c.cfg.Join) > 0 {
 		c.wg.Go(c.join)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -22,6 +23,9 @@ type StateMachine interface {
 	Snapshot() (store.Snapshot, error)
 	Restore(r io.Reader) error
 	Members() ([]wire.Member, error)
+	// Stalled returns, while the store retries a transaction the disk refused, that error
+	// coded with its reason (reason.DiskFull for a full disk), and nil otherwise.
+	Stalled() error
 }
 
 // fsm adapts the store to raft.BatchingFSM. It keeps its own applied index, the last raft
@@ -74,13 +78,38 @@ type pendingResult struct {
 	res  store.Result
 }
 
-// wait returns the store result once the store committed the entry, or ctx's error.
-func (p *pendingResult) wait(ctx context.Context) (store.Result, error) {
+// stallPoll is how often a wait on the store looks whether the store has stalled.
+const stallPoll = 100 * time.Millisecond
+
+// wait returns the store result once the store committed the entry, or an error when ctx
+// ends or stalled reports that the store is retrying a transaction the disk refused: the
+// entry is committed, but when the store will reflect it is unknown.
+func (p *pendingResult) wait(ctx context.Context, stalled func() error) (store.Result, error) {
+	tick := time.NewTicker(stallPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return p.res, nil
+		case <-ctx.Done():
+			return store.Result{}, ctx.Err()
+		case <-tick.C:
+			if p.isDone() {
+				return p.res, nil
+			}
+			if err := stalled(); err != nil {
+				return store.Result{}, err
+			}
+		}
+	}
+}
+
+func (p *pendingResult) isDone() bool {
 	select {
 	case <-p.done:
-		return p.res, nil
-	case <-ctx.Done():
-		return store.Result{}, ctx.Err()
+		return true
+	default:
+		return false
 	}
 }
 

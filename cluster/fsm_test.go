@@ -70,7 +70,7 @@ func TestFSM_ApplyBatch(t *testing.T) {
 		}
 		g.release <- struct{}{}
 		for i, r := range slices.Concat(first, second, third) {
-			res, err := r.(*pendingResult).wait(t.Context())
+			res, err := r.(*pendingResult).wait(t.Context(), func() error { return nil })
 			if err != nil || res.Err != nil || res.Revision != int64(i+1) {
 				t.Fatalf("result %d = %+v, %v; want revision %d", i, res, err, i+1)
 			}

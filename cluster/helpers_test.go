@@ -31,6 +31,36 @@ type memStore struct {
 	Rev     int64
 	KVs     map[string]store.KV
 	Mems    map[string]wire.Member
+
+	// stall, while set, holds ApplyBatch back as a full disk holds the real store's, and
+	// is what Stalled reports; a test sets it with setStall and clears it with clearStall.
+	stall   atomic.Pointer[memStall]
+	blocked atomic.Pointer[error]
+}
+
+type memStall struct {
+	err     error
+	cleared chan struct{}
+}
+
+// setStall makes ApplyBatch wait, and Stalled report err, until clearStall.
+func (s *memStore) setStall(err error) {
+	s.stall.Store(&memStall{err: err, cleared: make(chan struct{})})
+}
+
+func (s *memStore) clearStall() {
+	if st := s.stall.Swap(nil); st != nil {
+		close(st.cleared)
+	}
+}
+
+// Stalled reports the stall's error: set once an ApplyBatch is held back, as the real
+// store reports a stall only once a commit failed.
+func (s *memStore) Stalled() error {
+	if p := s.blocked.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func newMemStore() *memStore {
@@ -38,6 +68,11 @@ func newMemStore() *memStore {
 }
 
 func (s *memStore) ApplyBatch(entries []store.Entry) []store.Result {
+	if st := s.stall.Load(); st != nil {
+		s.blocked.Store(&st.err)
+		<-st.cleared
+		s.blocked.Store(nil)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]store.Result, len(entries))

@@ -14,7 +14,12 @@ import (
 // heartbeats shared by every read that arrives meanwhile; another member asks the primary
 // for that index and waits until it has applied it. A member cut off from the majority gets
 // an error, never a stale answer.
+//
+// A member whose store is stalled (a full disk) refuses at once: its store cannot catch up.
 func (c *Cluster) ReadIndex(ctx context.Context) error {
+	if err := c.st.Stalled(); err != nil {
+		return fmt.Errorf("linearizable read: this member's store is stalled: %w", err)
+	}
 	var idx uint64
 	err := c.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
 		idx, err = c.readIndexOn(ctx, p)
@@ -78,8 +83,8 @@ func (c *Cluster) verifiedCommitIndex(ctx context.Context) (uint64, error) {
 		}
 	}
 	idx := c.raft.CommitIndex()
-	if err := c.raft.VerifyLeader().Error(); err != nil {
-		return 0, raftError(err)
+	if err := c.waitFuture(ctx, c.raft.VerifyLeader(), "confirm leadership"); err != nil {
+		return 0, err
 	}
 	if c.raft.CurrentTerm() != term {
 		return 0, reason.Wrap(reason.LeadershipLost, fmt.Errorf("confirm leadership: %w", ErrLeadershipLost))

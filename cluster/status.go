@@ -78,6 +78,9 @@ func (c *Cluster) Status(ctx context.Context) (wire.Status, error) {
 		Role: wire.RoleUnsync, Reason: reasonOf(reason.NotMember)}
 	for _, e := range entries {
 		ms := c.memberStatus(e, primaryLast)
+		if e.member.Name == c.cfg.Name {
+			ms = c.stalledStatus(ms)
+		}
 		st.Members = append(st.Members, ms)
 		if e.err == nil {
 			st.ActiveNodes++

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // Backoff of ApplyBatch while the disk refuses its transaction.
@@ -55,11 +58,11 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		return out
 	}
 	wait := retryFirst
-	failed := false
+	defer s.stall.Store(nil)
 	for {
 		err := s.applyOnce(work, arena, out)
 		if err == nil {
-			if failed {
+			if s.stall.Load() != nil {
 				s.log.Info("store writes again; the member is applying", "index", work[0].index)
 			}
 			return out
@@ -67,10 +70,10 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		if errors.Is(err, ErrClosed) {
 			return s.closedResults(work, out)
 		}
-		failed = true
+		err = stallError(fmt.Errorf("apply batch at index %d: %w", work[0].index, err))
+		s.stall.Store(&err)
 		s.log.Error("store cannot write: the member stops applying until the disk accepts writes",
-			"err", fmt.Errorf("apply batch at index %d: %w", work[0].index, err),
-			"fix", "free space in "+dirOf(s.path), "retry_in", wait)
+			"err", err, "fix", "free space in "+dirOf(s.path), "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-s.closing:
@@ -80,6 +83,26 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		}
 		wait = min(2*wait, retryMax)
 	}
+}
+
+// Stalled returns the error of the transaction ApplyBatch is retrying, and nil when no
+// ApplyBatch is waiting for the disk. The error carries reason.DiskFull when the disk is out
+// of space (or quota), reason.StorageFail otherwise. While it is not nil the store applies
+// nothing: the cluster uses it to hand the primary role over and to refuse what would wait
+// for this store.
+func (s *Store) Stalled() error {
+	if p := s.stall.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// stallError codes the error of a failed apply transaction with its reason.
+func stallError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return reason.Wrap(reason.DiskFull, err)
+	}
+	return reason.Wrap(reason.StorageFail, err)
 }
 
 // decodeBatch picks the entries beyond the applied index and decodes them, and sizes one

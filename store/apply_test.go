@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // diskFull makes the next n commits of s fail with ENOSPC and counts the attempts.
@@ -191,4 +193,55 @@ func TestStore_ConcurrentReads(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatal("no read completed")
 	}
+}
+
+func TestStore_Stalled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t, Options{NoFsync: true})
+		if err := s.Stalled(); err != nil {
+			t.Fatalf("Stalled() before any failure = %v", err)
+		}
+		diskFull(s, 3)
+		done := make(chan []Result)
+		go func() { done <- s.ApplyBatch(entries(1, put("a", "1"))) }()
+		synctest.Wait() // ApplyBatch failed once and waits to retry
+		err := s.Stalled()
+		if err == nil {
+			t.Fatal("Stalled() = nil while ApplyBatch retries a failed commit")
+		}
+		if code := reason.Of(err, reason.OK); code != reason.DiskFull {
+			t.Errorf("Stalled() reason %v, want %v: %v", code, reason.DiskFull, err)
+		}
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("Stalled() = %v, want it to wrap ENOSPC", err)
+		}
+		if out := <-done; out[0].Err != nil {
+			t.Fatalf("ApplyBatch after the disk recovered: %v", out[0].Err)
+		}
+		if err := s.Stalled(); err != nil {
+			t.Errorf("Stalled() after the commit went through = %v", err)
+		}
+	})
+}
+
+func TestStore_Stalled_Close(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t, Options{NoFsync: true})
+		s.failCommit = func() error { return syscall.EIO }
+		done := make(chan []Result)
+		go func() { done <- s.ApplyBatch(entries(1, put("a", "1"))) }()
+		synctest.Wait()
+		if code := reason.Of(s.Stalled(), reason.OK); code != reason.StorageFail {
+			t.Errorf("Stalled() reason %v on EIO, want %v", code, reason.StorageFail)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if out := <-done; !errors.Is(out[0].Err, ErrClosed) {
+			t.Fatalf("ApplyBatch interrupted by Close: %v, want ErrClosed", out[0].Err)
+		}
+		if err := s.Stalled(); err != nil {
+			t.Errorf("Stalled() after Close interrupted the retries = %v", err)
+		}
+	})
 }
