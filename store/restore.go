@@ -121,14 +121,14 @@ func (s *Store) fill(w *restoreWriter, r io.Reader) (snapMeta, error) {
 func (s *Store) swap(tmp string, meta snapMeta) error {
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
-	if err := s.db.Close(); err != nil {
-		_ = os.Remove(tmp) // keep the old state: it is consistent with the old applied index
-		return s.reopen(fmt.Errorf("close store %s: %w", s.path, err))
-	}
-	s.db = nil
+	// The old file is renamed over while still open: snapshots being streamed from it keep
+	// reading the old inode, and it is closed once they are released. Closing it here would
+	// wait for them, and raft may hold one in a goroutine that waits for the very restore
+	// this is (its snapshot thread asks the main loop, busy installing, for the
+	// configuration): a deadlock seen with a 200 MB catch-up.
 	if err := os.Rename(tmp, s.path); err != nil {
 		_ = os.Remove(tmp) // the store file is untouched; the restore is abandoned
-		return s.reopen(fmt.Errorf("rename %s over %s: %w", tmp, s.path, err))
+		return fmt.Errorf("rename %s over %s: %w", tmp, s.path, err)
 	}
 	if !s.noFsync {
 		if err := syncDir(dirOf(s.path)); err != nil {
@@ -142,20 +142,16 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	if err != nil {
 		return fmt.Errorf("reopen store after restore: %w; restart the member", err)
 	}
+	old := s.db
 	s.db = db
 	s.applied.Store(meta.applied)
 	s.revision.Store(meta.revision)
+	s.retired.Go(func() {
+		if err := old.Close(); err != nil {
+			s.log.Warn("close the store file replaced by a snapshot", "err", err)
+		}
+	})
 	return nil
-}
-
-// reopen reopens the store file after a failed swap and returns cause.
-func (s *Store) reopen(cause error) error {
-	db, err := openDB(s.path, s.noFsync)
-	if err != nil {
-		return errors.Join(cause, fmt.Errorf("reopen store: %w; restart the member", err))
-	}
-	s.db = db
-	return cause
 }
 
 // restoreWriter writes the records of a snapshot into the restore file, committing every

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/wire"
 )
@@ -266,4 +267,52 @@ func FuzzRestore(f *testing.F) {
 			t.Fatal("snapshot → restore → snapshot is not stable")
 		}
 	})
+}
+
+// Restore must not wait for snapshots still being streamed: raft's snapshot thread can hold
+// one while it waits for raft's main loop, which waits for this restore.
+func TestRestore_WhileSnapshotOpen(t *testing.T) {
+	src := openStore(t, Options{})
+	mustApply(t, src, put("new", "state"))
+	var stream bytes.Buffer
+	sn, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.WriteTo(&stream); err != nil {
+		t.Fatal(err)
+	}
+	sn.Release()
+
+	dst := openStore(t, Options{})
+	mustApply(t, dst, put("old", "state"))
+	held, err := dst.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- dst.Restore(bytes.NewReader(stream.Bytes())) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Restore waited for a snapshot that was still open")
+	}
+	if kv, err := dst.Get("new"); err != nil || string(kv.Value) != "state" {
+		t.Fatalf("after restore Get(new) = %q, %v", kv.Value, err)
+	}
+	var old bytes.Buffer
+	if _, err := held.WriteTo(&old); err != nil {
+		t.Fatalf("the snapshot taken before the restore can no longer be streamed: %v", err)
+	}
+	held.Release()
+	restored := openStore(t, Options{})
+	if err := restored.Restore(&old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.Get("old"); err != nil {
+		t.Fatalf("the snapshot taken before the restore does not hold the old state: %v", err)
+	}
 }

@@ -70,7 +70,9 @@ type Store struct {
 	// dbMu guards the db pointer, which Restore swaps and Close clears. Readers hold it for
 	// the length of their bbolt transaction; only the swap and Close take it exclusively.
 	dbMu sync.RWMutex
-	db   *bolt.DB
+	// retired closes the files Restore replaced, each once its last snapshot is released.
+	retired sync.WaitGroup
+	db      *bolt.DB
 
 	// applied and revision mirror meta/applied and meta/revision, updated after each commit,
 	// so the hot paths (raft asking for the applied index, reads reporting the revision) do
@@ -248,6 +250,7 @@ func (s *Store) Close() error {
 	defer s.writeMu.Unlock()
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	defer s.retired.Wait()
 	if s.db == nil {
 		return nil
 	}
