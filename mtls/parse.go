@@ -6,42 +6,23 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/mirrorkv/mirrorkv/pki"
 )
 
 // maxPEMFile bounds what a credential file may hold; anything larger is not a credential.
 const maxPEMFile = 4 << 20
 
 // ParseCertificates decodes every certificate in data, which is either PEM (any number of
-// CERTIFICATE blocks; other blocks are ignored) or one DER certificate.
+// CERTIFICATE blocks; other blocks are ignored) or one DER certificate. It is pki's parser
+// with a bound on the size, since a peer or a mistyped path may hand in anything.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxPEMFile {
 		return nil, fmt.Errorf("parse certificates: %d bytes is too large for a certificate file", len(data))
 	}
-	if !looksPEM(data) {
-		c, err := x509.ParseCertificate(data)
-		if err != nil {
-			return nil, fmt.Errorf("parse certificate: neither PEM nor DER: %w", err)
-		}
-		return []*x509.Certificate{c}, nil
-	}
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("parse certificates: no CERTIFICATE block found")
+	certs, err := pki.ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificates: %w", err)
 	}
 	return certs, nil
 }
