@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -137,6 +139,12 @@ func raftError(err error) error {
 		return shutdownErr()
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return reason.Wrap(reason.Timeout, fmt.Errorf("apply command: %w", err))
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT),
+		// raft flattens the log store's error into text ("unable to store logs ... %q").
+		strings.Contains(err.Error(), syscall.ENOSPC.Error()), strings.Contains(err.Error(), syscall.EDQUOT.Error()):
+		// The primary could not append to its own raft log, so the entry was never sent:
+		// the write did not happen. Raft has stepped it down; the client may retry.
+		return reason.Wrap(reason.DiskFull, fmt.Errorf("apply command: append to the raft log: %w", err))
 	}
 	return fmt.Errorf("apply command: %w", err)
 }

@@ -17,7 +17,10 @@ const (
 
 // Defaults for Config's zero values. The timeouts give failover well under 2 s on a LAN.
 const (
-	DefaultLogStore           = LogStoreWAL
+	// DefaultLogStore is bolt: raft-wal v0.4.1 stops taking appends for good after one
+	// failed on a full disk (the member then falls silently behind; e2e TestFault_DiskFull),
+	// while a failed bbolt transaction leaves the log as it was.
+	DefaultLogStore           = LogStoreBolt
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond

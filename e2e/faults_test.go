@@ -79,22 +79,32 @@ func TestFault_TwoMembersKilledInARow(t *testing.T) {
 func TestFault_RestartAfterLogSuffixCleared(t *testing.T) {
 	scenario{opts: harnessOptions{failover: 3}, faults: func(h *harness, w *workload) {
 		var victim *localgroup.Member
-		for attempt := 0; attempt < 3 && victim == nil; attempt++ {
+		for attempt := 0; attempt < 5 && victim == nil; attempt++ {
 			old := h.primary()
-			if err := h.net.Isolate(old.Name); err != nil {
-				h.t.Fatal(err)
-			}
-			// Writes through the cut-off primary alone, while it still believes it leads:
-			// they reach its log and no other.
+			// Writers hammer the primary alone from before the cut until after it: the
+			// writes in flight when the cut lands reach its log and no other, before it
+			// notices it lost the majority and steps down.
+			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for i := range 8 {
 				id := int(w.ids.Add(1))
 				wg.Go(func() {
-					for seq := range 3 {
+					for seq := 0; ; seq++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
 						w.rawPut(old, id, w.keys[(i+seq)%len(w.keys)], fmt.Sprintf("orphan%d-%d", id, seq))
 					}
 				})
 			}
+			time.Sleep(200 * time.Millisecond)
+			if err := h.net.Isolate(old.Name); err != nil {
+				h.t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			close(stop)
 			wg.Wait()
 			next := h.newPrimary(old, 30*time.Second)
 			w.writesGoOn([]*localgroup.Member{next})
@@ -106,7 +116,7 @@ func TestFault_RestartAfterLogSuffixCleared(t *testing.T) {
 			}
 		}
 		if victim == nil {
-			h.t.Skip("no member cleared a suffix of its raft log in three attempts")
+			h.t.Fatal("no member cleared a suffix of its raft log in five cut-offs of a primary under write load")
 		}
 		h.t.Logf("%s cleared a suffix of its raft log; restarting it", victim.Name)
 		if err := victim.Stop(10 * time.Second); err != nil {
@@ -265,16 +275,6 @@ func TestFault_TornTail(t *testing.T) {
 // that member is the primary. Writes must fail with a clear error or be served by the others,
 // nothing may be corrupted, and the member must recover once space returns.
 func TestFault_DiskFull(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault scenarios start real processes; skipped with -short")
-	}
-	// Known open bug: in about 2 of 5 runs with race-built members the member whose disk
-	// was full stops catching up after space returns (lag stays in the hundreds of entries,
-	// "2 of 3 members in sync" after 150 s). Until it is fixed this scenario runs on request
-	// only, so that CI stays meaningful for everything else; see docs/reliability.md.
-	if os.Getenv("MIRRORKV_E2E_DISKFULL") != "1" {
-		t.Skip("known intermittent bug after a full disk recovers (docs/reliability.md, bug 2b); run with MIRRORKV_E2E_DISKFULL=1")
-	}
 	var victim *localgroup.Member
 	sc := scenario{opts: harnessOptions{failover: 3, beforeStart: func(g *localgroup.Group) error {
 		victim = g.Members[0] // the bootstrap member, primary at first
@@ -282,7 +282,7 @@ func TestFault_DiskFull(t *testing.T) {
 	}}}
 	sc.faults = func(h *harness, w *workload) { h.fillDisk(w, victim) }
 	if err := canMountTmpfs(t); err != nil {
-		t.Skipf("cannot mount a size-limited tmpfs here (%v); docs/reliability.md says what this leaves unshown", err)
+		t.Fatalf("the disk-full scenario needs a size-limited tmpfs (run the tests as root, as .ci/run does): %v", err)
 	}
 	sc.run(t)
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,7 +207,7 @@ func (h *harness) settle() {
 	ctx, cancel := context.WithTimeout(h.t.Context(), 150*time.Second)
 	defer cancel()
 	if err := h.g.WaitInSync(ctx); err != nil {
-		h.t.Fatalf("group does not settle after the faults are undone: %v", err)
+		h.t.Fatalf("group does not settle after the faults are undone: %v\n%s", err, h.dumpMembers())
 	}
 }
 
@@ -604,9 +605,6 @@ type scenario struct {
 // run starts the group and runs rounds of sc until -mirrorkv.soak has passed (one round
 // when it is zero), checking each round's history.
 func (sc scenario) run(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault scenarios start real processes; skipped with -short")
-	}
 	h := startHarness(t, sc.opts)
 	if sc.warmup == 0 {
 		sc.warmup = time.Second
@@ -636,3 +634,22 @@ func (sc scenario) run(t *testing.T) {
 
 // hold keeps a fault in place for d while the workload runs.
 func hold(d time.Duration) { time.Sleep(d) }
+
+// dumpMembers makes every running member print its goroutines (SIGQUIT ends it) and keeps
+// each member's whole log in a directory that outlives the test, for diagnosing a hang.
+func (h *harness) dumpMembers() string {
+	dir, err := os.MkdirTemp("", "mirrorkv-dump-")
+	if err != nil {
+		return fmt.Sprintf("(no dump: %v)", err)
+	}
+	for _, m := range h.g.Members {
+		if pid := m.Pid(); pid != 0 && m.Running() {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	for _, m := range h.g.Members {
+		_ = os.WriteFile(filepath.Join(dir, m.Name+".log"), []byte(m.Log()), 0o600)
+	}
+	return "members' logs and goroutine dumps: " + dir
+}

@@ -33,9 +33,6 @@ import (
 const idleConns = 2000
 
 func TestHostile_ClientPort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real member; skipped with -short")
-	}
 	g := startGroup(t, localgroup.Options{Failover: 1, ServeArgs: fastServe})
 	m := g.Members[0]
 	hc := newHostile(t, g, m)

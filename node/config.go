@@ -49,7 +49,7 @@ type Config struct {
 	Bootstrap bool     // --bootstrap: start a new group with this member as its first primary
 	Join      []string // --join: member addresses to learn the group's members from
 
-	LogStore          string        // --log-store: wal (default) or bolt
+	LogStore          string        // --log-store: bolt (default) or wal
 	ElectionTimeout   time.Duration // --election-timeout
 	HeartbeatTimeout  time.Duration // --heartbeat-timeout
 	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots

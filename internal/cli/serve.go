@@ -73,7 +73,7 @@ change and on SIGHUP.`,
 	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
 	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group is refused")
 	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve net/http/pprof on loopback `HOST:PORT` (no authentication; loopback IPs only)")
-	f.StringVar(&cfg.LogStore, "log-store", "wal", "raft log store: wal (one fsync per append) or bolt")
+	f.StringVar(&cfg.LogStore, "log-store", "bolt", "raft log store: bolt, or wal (faster appends, but it does not recover from a full disk without a restart)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "time without contact before a follower suspects the primary (default 500ms)")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")
