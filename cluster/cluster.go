@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -230,9 +231,14 @@ func openLogStore(kind, dir string, hlog hclog.Logger) (raft.LogStore, raft.Stab
 		}
 		return cached, w, wc, nil
 	default:
-		b, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+		path := filepath.Join(dir, "raft.db")
+		// A bbolt file cut short crashes bolt.Open with SIGBUS; refuse it with advice instead.
+		if err := store.CheckBoltFile(path); err != nil {
+			return nil, nil, nil, reason.Wrap(reason.Corrupt, fmt.Errorf("raft log %s is damaged: %w; move the raft directory %s aside and restart the member with --join HOST:PORT of a running member", path, err, dir))
+		}
+		b, err := openBoltLog(path)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
+			return nil, nil, nil, reason.Wrap(reason.Corrupt, fmt.Errorf("open raft log %s: %w; if it is damaged, move the raft directory %s aside and restart the member with --join HOST:PORT of a running member", path, err, dir))
 		}
 		cached, err := raft.NewLogCache(1024, b)
 		if err != nil {
@@ -347,4 +353,15 @@ func (c *Cluster) waitLeader(ctx context.Context, avoid string) (primary, error)
 			return primary{}, shutdownErr()
 		}
 	}
+}
+
+// openBoltLog opens the bolt raft log; bbolt panics on some damage instead of returning an
+// error, and that becomes an error here.
+func openBoltLog(path string) (_ *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt: %v", r)
+		}
+	}()
+	return raftboltdb.New(raftboltdb.Options{Path: path})
 }

@@ -258,13 +258,24 @@ func TestFault_EveryMemberRestarted(t *testing.T) {
 // start with a message that says what to do (which the test then does); it must never serve
 // wrong data, which the history and the final comparison of every member's copy check.
 func TestFault_TornTail(t *testing.T) {
-	damages := []tornTail{
-		{name: "wal-truncate", file: newestWAL, truncate: true},
-		{name: "wal-flip", file: newestWAL},
+	runTornTail(t, nil, []tornTail{
+		{name: "raftlog-truncate", file: boltRaftLog, truncate: true},
+		{name: "raftlog-flip", file: boltRaftLog},
 		{name: "store-truncate", file: storeFile, truncate: true},
 		{name: "store-flip", file: storeFile},
-	}
-	scenario{opts: harnessOptions{failover: 3}, faults: func(h *harness, w *workload) {
+	})
+}
+
+// TestFault_TornTailWAL is TestFault_TornTail for members on the wal log store.
+func TestFault_TornTailWAL(t *testing.T) {
+	runTornTail(t, []string{"--log-store", "wal"}, []tornTail{
+		{name: "wal-truncate", file: newestWAL, truncate: true},
+		{name: "wal-flip", file: newestWAL},
+	})
+}
+
+func runTornTail(t *testing.T, serveArgs []string, damages []tornTail) {
+	scenario{opts: harnessOptions{failover: 3, serveArgs: serveArgs}, faults: func(h *harness, w *workload) {
 		for _, d := range damages {
 			h.tearTail(d)
 		}
@@ -611,6 +622,10 @@ func newestWAL(dataDir string) (string, error) {
 }
 
 func storeFile(dataDir string) (string, error) { return filepath.Join(dataDir, "store.db"), nil }
+
+func boltRaftLog(dataDir string) (string, error) {
+	return filepath.Join(dataDir, "raft", "raft.db"), nil
+}
 
 // damageTail cuts or flips the last tailBytes before the end of what was written to path:
 // raft-wal preallocates segments and bbolt grows its file ahead, so the file's physical end

@@ -20,14 +20,14 @@ const (
 	boltMetaSummed = 56 // the checksum covers everything before it
 )
 
-// checkLength refuses a store file that is shorter than its own meta pages say.
+// CheckBoltFile refuses a store file that is shorter than its own meta pages say.
 //
 // bbolt maps the file and follows page numbers without checking them against its size, so a
 // file cut short (a copy that stopped halfway, a restore from a partial backup) crashes the
 // process with SIGBUS inside bolt.Open instead of returning an error. The meta page with the
 // highest transaction id records the file's high-water mark; a shorter file is damaged. This
 // catches truncation only: damage inside the file is bbolt's to find.
-func checkLength(path string) error {
+func CheckBoltFile(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

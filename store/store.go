@@ -127,7 +127,7 @@ func openDB(path string, noSync bool) (_ *bolt.DB, err error) {
 			err = damaged(path, fmt.Errorf("bbolt: %v", r))
 		}
 	}()
-	if err := checkLength(path); err != nil {
+	if err := CheckBoltFile(path); err != nil {
 		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, boltOptions(noSync))
