@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,10 @@ func (c *Cluster) startRaft() (err error) {
 		}
 	}()
 	hlog := newHCLog(c.log.With("component", "raft"))
-	logs, stable, closer, err := openLogStore(cfg.LogStore, cfg.Dir, hlog)
+	if c.cfg.LogStore, err = logStoreFor(cfg.LogStore, cfg.Dir); err != nil {
+		return err
+	}
+	logs, stable, closer, err := openLogStore(c.cfg.LogStore, cfg.Dir, hlog)
 	if err != nil {
 		return err
 	}
@@ -248,6 +252,33 @@ func openLogStore(kind, dir string, hlog hclog.Logger) (raft.LogStore, raft.Stab
 		return cached, b, b, nil
 	}
 }
+
+// logStoreFor picks the log store of the raft directory dir: the one its files show, which a
+// requested one must match (starting on the other would look like a new member with an empty
+// log), or the requested one, DefaultLogStore if none, for a new directory.
+func logStoreFor(requested, dir string) (string, error) {
+	existing := ""
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+		existing = LogStoreBolt
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, "wal")); err == nil && len(ents) > 0 {
+		if existing != "" {
+			return "", fmt.Errorf("raft directory %s holds both a bolt log (raft.db) and a wal log (wal/): move aside the one the member was not started with", dir)
+		}
+		existing = LogStoreWAL
+	}
+	switch {
+	case existing == "":
+		return cmp.Or(requested, DefaultLogStore), nil
+	case requested == "" || requested == existing:
+		return existing, nil
+	default:
+		return "", fmt.Errorf("raft directory %s holds a %s log, not %s: start the member with --log-store %s or without --log-store (a member's log store cannot be switched in place)", dir, existing, requested, existing)
+	}
+}
+
+// LogStore is the raft log store the member runs on.
+func (c *Cluster) LogStore() string { return c.cfg.LogStore }
 
 // walCloser closes a raft-wal log and then the meta store it leaves open.
 type walCloser struct {

@@ -33,16 +33,18 @@ type StateMachine interface {
 // the FSM but not to the store, and read index waits for a raft index.
 //
 // Raft calls ApplyBatch once per commit notification, often a handful of entries, and waits
-// for it before handing over the next batch; a store transaction costs an fsync, so applying
-// each batch in its own transaction makes that fsync the limit of the write path while
-// batches queue up in raft. ApplyBatch therefore only queues the entries and returns a
-// *pendingResult per command; the committer goroutine applies everything queued so far in
-// one store transaction, then completes the results and moves the applied index. A write is
-// acknowledged (applyLocal waits for its result) and visible to read index only once the
-// store has committed it, as before; raft's view of what the FSM applied runs ahead of the
-// store by at most maxQueued entries, and a restart replays those from the raft log like any
-// entry beyond the store's applied index. Snapshot and Restore first wait for the queue to
-// drain, so a snapshot never claims an index the store does not hold.
+// for it before handing over the next batch. ApplyBatch therefore only queues the entries and
+// returns a *pendingResult per command; the committer goroutine hands everything queued so
+// far to the store in one call, then completes the results and moves the applied index. A
+// store that writes each call through pays one fsync per call this way, not per batch; the
+// store as members run it (write-behind, store.Options.FlushInterval) applies in memory and
+// commits its file on its own, and durability rests on the raft log, which holds every entry
+// beyond the file's applied index (Snapshot commits the store before raft may compact). A
+// write is acknowledged (applyLocal waits for its result) and visible to read index once the
+// store has applied it; raft's view of what the FSM applied runs ahead of the store by at
+// most maxQueued entries, and a restart replays those from the raft log like any entry beyond
+// the store's applied index. Snapshot and Restore first wait for the queue to drain, so a
+// snapshot never claims an index the store does not hold.
 type fsm struct {
 	st        StateMachine
 	isMember  func(data []byte) bool // reports a command that changes membership

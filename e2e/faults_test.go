@@ -259,18 +259,18 @@ func TestFault_EveryMemberRestarted(t *testing.T) {
 // wrong data, which the history and the final comparison of every member's copy check.
 func TestFault_TornTail(t *testing.T) {
 	runTornTail(t, nil, []tornTail{
-		{name: "raftlog-truncate", file: boltRaftLog, truncate: true},
-		{name: "raftlog-flip", file: boltRaftLog},
+		{name: "wal-truncate", file: newestWAL, truncate: true},
+		{name: "wal-flip", file: newestWAL},
 		{name: "store-truncate", file: storeFile, truncate: true},
 		{name: "store-flip", file: storeFile},
 	})
 }
 
-// TestFault_TornTailWAL is TestFault_TornTail for members on the wal log store.
-func TestFault_TornTailWAL(t *testing.T) {
-	runTornTail(t, []string{"--log-store", "wal"}, []tornTail{
-		{name: "wal-truncate", file: newestWAL, truncate: true},
-		{name: "wal-flip", file: newestWAL},
+// TestFault_TornTailBolt is TestFault_TornTail for members on the bolt log store.
+func TestFault_TornTailBolt(t *testing.T) {
+	runTornTail(t, []string{"--log-store", "bolt"}, []tornTail{
+		{name: "raftlog-truncate", file: boltRaftLog, truncate: true},
+		{name: "raftlog-flip", file: boltRaftLog},
 	})
 }
 

@@ -23,6 +23,13 @@ const (
 	PolicyDN Policy = "dn"
 )
 
+// Write-behind of the store file (store.Options.FlushInterval): etcd's backend commits every
+// 100 ms as well. The upper bound keeps what a restart must replay from the raft log small.
+const (
+	DefaultStoreFlushInterval = 100 * time.Millisecond
+	maxStoreFlushInterval     = 10 * time.Second
+)
+
 // Config is everything a member needs to start. Each field maps to one `serve` flag and one
 // config-file key of the same name. The zero value of every optional field is safe.
 type Config struct {
@@ -49,14 +56,17 @@ type Config struct {
 	Bootstrap bool     // --bootstrap: start a new group with this member as its first primary
 	Join      []string // --join: member addresses to learn the group's members from
 
-	LogStore          string        // --log-store: bolt (default) or wal
-	ElectionTimeout   time.Duration // --election-timeout
-	HeartbeatTimeout  time.Duration // --heartbeat-timeout
-	SnapshotThreshold uint64        // --snapshot-threshold: log entries between snapshots
-	SnapshotInterval  time.Duration // --snapshot-interval: how often the threshold is checked
-	TrailingLogs      uint64        // --trailing-logs: entries kept after a snapshot
-	ReloadInterval    time.Duration // --reload-interval: how often credential files are checked
-	MaxValueBytes     int64         // --max-value-bytes: largest value a client may write
+	LogStore string // --log-store: wal or bolt; empty: what Dir holds, wal for a new one
+	// StoreFlushInterval bounds how long applied writes may stay in memory before the store
+	// file commits them (write-behind; the raft log already holds them durably).
+	StoreFlushInterval time.Duration // --store-flush-interval (default 100ms)
+	ElectionTimeout    time.Duration // --election-timeout
+	HeartbeatTimeout   time.Duration // --heartbeat-timeout
+	SnapshotThreshold  uint64        // --snapshot-threshold: log entries between snapshots
+	SnapshotInterval   time.Duration // --snapshot-interval: how often the threshold is checked
+	TrailingLogs       uint64        // --trailing-logs: entries kept after a snapshot
+	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
+	MaxValueBytes      int64         // --max-value-bytes: largest value a client may write
 
 	// DebugListen is the address of the profiling endpoint (net/http/pprof, no
 	// authentication), empty for none; only a loopback IP is accepted.
@@ -112,6 +122,9 @@ func (c Config) Validate() error {
 	case "", "bolt", "wal":
 	default:
 		errs = append(errs, fmt.Errorf("--log-store %q: want bolt or wal", c.LogStore))
+	}
+	if c.StoreFlushInterval < 0 || c.StoreFlushInterval > maxStoreFlushInterval {
+		errs = append(errs, fmt.Errorf("--store-flush-interval %v: want between 1ms and %v (0 for the default %v)", c.StoreFlushInterval, maxStoreFlushInterval, DefaultStoreFlushInterval))
 	}
 	if c.DebugListen != "" {
 		if err := checkDebugListen(c.DebugListen); err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -82,7 +83,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{Logger: log.With("component", "store")}); err != nil {
+	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
+		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
+	}); err != nil {
 		return nil, err
 	}
 	memberLn, err := net.Listen("tcp", cfg.MemberListen)
@@ -127,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	log.Info("member started", "group", cfg.Group, "dn", dn, "member_addr", cfg.memberAdvertise(),
-		"client_url", cfg.clientURL(), "policy", cfg.policy(), "log_store", cfg.LogStore)
+		"client_url", cfg.clientURL(), "policy", cfg.policy(), "log_store", n.cluster.LogStore())
 	return n, nil
 }
 

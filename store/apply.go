@@ -48,7 +48,14 @@ func (s *Store) Apply(index uint64, data []byte) Result {
 // forever. It logs the error and retries the whole batch, backing off from 50ms to 2s, until
 // the disk accepts it. If Close comes first, every entry that was to be applied gets an
 // error wrapping ErrClosed instead, and none of them is applied.
+//
+// Under write-behind (Options.FlushInterval) ApplyBatch applies to memory and returns; the
+// file catches up at the next flush, and a failing flush makes the following ApplyBatch wait
+// in the same way.
 func (s *Store) ApplyBatch(entries []Entry) []Result {
+	if s.flushKick != nil {
+		return s.applyBehind(entries)
+	}
 	out := make([]Result, len(entries))
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -165,12 +172,8 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 		out[p.at] = b.apply(p)
 	}
 	applied := work[len(work)-1].index
-	meta := tx.Bucket([]byte(bucketMeta))
-	if err := meta.Put([]byte(metaApplied), u64(applied)); err != nil {
-		return fmt.Errorf("write applied index: %w", err)
-	}
-	if err := meta.Put([]byte(metaRevision), u64(uint64(b.rev))); err != nil {
-		return fmt.Errorf("write revision: %w", err)
+	if err := writeMeta(tx, applied, b.rev); err != nil {
+		return err
 	}
 	if s.failCommit != nil {
 		if err := s.failCommit(); err != nil {
@@ -185,11 +188,31 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	return nil
 }
 
+// writeMeta records, in the transaction that holds the changes, what they bring the file to.
+func writeMeta(tx *bolt.Tx, applied uint64, revision int64) error {
+	meta := tx.Bucket([]byte(bucketMeta))
+	if err := meta.Put([]byte(metaApplied), u64(applied)); err != nil {
+		return fmt.Errorf("write applied index: %w", err)
+	}
+	if err := meta.Put([]byte(metaRevision), u64(uint64(revision))); err != nil {
+		return fmt.Errorf("write revision: %w", err)
+	}
+	return nil
+}
+
+// table is a bucket as a batch sees it: a *bolt.Bucket when writing through, a memTable
+// under write-behind.
+type table interface {
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+}
+
 // batch is the state of one apply transaction.
 type batch struct {
-	kv, members *bolt.Bucket
+	kv, members table
 	rev         int64  // store revision so far
-	arena       []byte // backing store of the records written; bbolt keeps them until commit
+	arena       []byte // backing store of the records written; kept until they are committed
 }
 
 // apply applies one command. Its outcome depends only on the command and the state, so every

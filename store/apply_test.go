@@ -118,80 +118,84 @@ func TestStore_ApplyBatch_CloseWhileDiskFull(t *testing.T) {
 // Every batch writes all keys with one value, so a read that sees two values in one listing
 // saw half a batch.
 func TestStore_ConcurrentReads(t *testing.T) {
-	s := openStore(t, Options{})
-	const keys = 20
-	batch := func(n int) []Command {
-		cmds := make([]Command, keys)
-		for i := range cmds {
-			cmds[i] = put(fmt.Sprintf("k/%02d", i), fmt.Sprint(n))
-		}
-		return cmds
-	}
-	mustApply(t, s, batch(0)...)
-	old := snapshotBytes(t, s)
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			const keys = 20
+			batch := func(n int) []Command {
+				cmds := make([]Command, keys)
+				for i := range cmds {
+					cmds[i] = put(fmt.Sprintf("k/%02d", i), fmt.Sprint(n))
+				}
+				return cmds
+			}
+			mustApply(t, s, batch(0)...)
+			old := snapshotBytes(t, s)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var reads atomic.Int64
-	for range 3 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				kvs, _, err := s.List("k/", "", 0)
-				if err != nil {
-					t.Errorf("List: %v", err)
-					return
-				}
-				if len(kvs) != keys {
-					t.Errorf("List saw %d keys, want %d", len(kvs), keys)
-					return
-				}
-				for _, kv := range kvs {
-					if !bytes.Equal(kv.Value, kvs[0].Value) {
-						t.Errorf("one listing holds %q and %q: half a batch", kvs[0].Value, kv.Value)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var reads atomic.Int64
+			for range 3 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						kvs, _, err := s.List("k/", "", 0)
+						if err != nil {
+							t.Errorf("List: %v", err)
+							return
+						}
+						if len(kvs) != keys {
+							t.Errorf("List saw %d keys, want %d", len(kvs), keys)
+							return
+						}
+						for _, kv := range kvs {
+							if !bytes.Equal(kv.Value, kvs[0].Value) {
+								t.Errorf("one listing holds %q and %q: half a batch", kvs[0].Value, kv.Value)
+								return
+							}
+						}
+						if _, err := s.Get("k/07"); err != nil {
+							t.Errorf("Get: %v", err)
+							return
+						}
+						if _, err := s.Members(); err != nil {
+							t.Errorf("Members: %v", err)
+							return
+						}
+						reads.Add(1)
+					}
+				})
+			}
+			wg.Go(func() {
+				for range 20 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if snapshotBytes(t, s) == nil {
 						return
 					}
 				}
-				if _, err := s.Get("k/07"); err != nil {
-					t.Errorf("Get: %v", err)
-					return
+			})
+			for n := 1; n <= 150; n++ {
+				mustApply(t, s, batch(n)...)
+				if n%30 == 0 {
+					if err := s.Restore(bytes.NewReader(old)); err != nil {
+						t.Fatalf("Restore: %v", err)
+					}
 				}
-				if _, err := s.Members(); err != nil {
-					t.Errorf("Members: %v", err)
-					return
-				}
-				reads.Add(1)
+			}
+			close(stop)
+			wg.Wait()
+			if reads.Load() == 0 {
+				t.Fatal("no read completed")
 			}
 		})
-	}
-	wg.Go(func() {
-		for range 20 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if snapshotBytes(t, s) == nil {
-				return
-			}
-		}
-	})
-	for n := 1; n <= 150; n++ {
-		mustApply(t, s, batch(n)...)
-		if n%30 == 0 {
-			if err := s.Restore(bytes.NewReader(old)); err != nil {
-				t.Fatalf("Restore: %v", err)
-			}
-		}
-	}
-	close(stop)
-	wg.Wait()
-	if reads.Load() == 0 {
-		t.Fatal("no read completed")
 	}
 }
 

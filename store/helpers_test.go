@@ -6,9 +6,20 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/wire"
 )
+
+// storeModes are the ways a store commits: every batch before ApplyBatch returns, and
+// write-behind with an interval long enough that only Snapshot and Close commit.
+var storeModes = []struct {
+	name string
+	opts Options
+}{
+	{"through", Options{}},
+	{"behind", Options{FlushInterval: time.Hour}},
+}
 
 // openStore opens a store in a new temporary directory and closes it when the test ends.
 // Tests run without fsync; the benchmarks measure with it.

@@ -28,7 +28,12 @@ const restoreChunk = 4 << 20
 // and reopens. A stream that is truncated, damaged or unreadable therefore leaves the store
 // as it was; the error wraps ErrBadSnapshot and says what was wrong. Reads go on during the
 // build and wait only for the swap; the swap also waits for open snapshots to be released.
+//
+// Under write-behind, what was applied but not yet committed is dropped with the rest of the
+// old state.
 func (s *Store) Restore(r io.Reader) error {
+	s.flushMu.Lock() // no flush may commit the old state into the new file
+	defer s.flushMu.Unlock()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.closed() {
@@ -144,6 +149,14 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	}
 	old := s.db
 	s.db = db
+	if s.flushKick != nil {
+		s.ovMu.Lock()
+		s.active, s.flushing = newOverlay(), nil
+		s.stall.Store(nil) // a flush that failed has nothing left to commit
+		close(s.flushed)   // wakes an ApplyBatch waiting for room
+		s.flushed = make(chan struct{})
+		s.ovMu.Unlock()
+	}
 	s.applied.Store(meta.applied)
 	s.revision.Store(meta.revision)
 	s.retired.Go(func() {

@@ -40,8 +40,19 @@ const maxMemberJSON = 64 << 10
 
 // Snapshot returns a consistent point-in-time copy of the store. It holds a bbolt read
 // transaction until Release, which is what makes it consistent while ApplyBatch goes on;
-// Close and Restore wait for it to be released.
+// Close and Restore wait for it to be released. Under write-behind it first commits
+// everything applied, and fails if the disk refuses that: a snapshot must cover AppliedIndex,
+// and its caller may then drop the log entries the file would otherwise still need.
 func (s *Store) Snapshot() (Snapshot, error) {
+	if s.flushKick != nil {
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+		s.writeMu.Lock() // nothing new is applied until the transaction has begun
+		defer s.writeMu.Unlock()
+		if err := s.flushHeld(); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+	}
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if s.db == nil {

@@ -31,38 +31,46 @@ func populate(tb testing.TB, s *Store) {
 }
 
 func TestSnapshot_Restore(t *testing.T) {
-	src := openStore(t, Options{})
-	populate(t, src)
-	data := snapshotBytes(t, src)
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			src := openStore(t, m.opts)
+			populate(t, src)
+			data := snapshotBytes(t, src)
 
-	dst := openStore(t, Options{})
-	mustApply(t, dst, put("only-in-dst", "1"), setMember("m9", "x:1"), put("a", "other"))
-	if err := dst.Restore(bytes.NewReader(data)); err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	assertState(t, dump(t, dst), dump(t, src))
-	if got := snapshotBytes(t, dst); !bytes.Equal(got, data) {
-		t.Fatal("the restored store's snapshot differs from the one it was restored from")
-	}
-	// The restored store carries on from the snapshot's index and revision.
-	r := dst.Apply(dst.AppliedIndex()+1, EncodeCommand(put("a", "3")))
-	if r.Err != nil || r.Revision != src.Revision()+1 {
-		t.Fatalf("apply after restore = %+v, want revision %d", r, src.Revision()+1)
-	}
-	if kv, _ := dst.Get("a"); kv.Created != 1 {
-		t.Fatalf("Get(a) after restore = %+v, want created 1", kv)
+			dst := openStore(t, m.opts)
+			mustApply(t, dst, put("only-in-dst", "1"), setMember("m9", "x:1"), put("a", "other"))
+			if err := dst.Restore(bytes.NewReader(data)); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			assertState(t, dump(t, dst), dump(t, src))
+			if got := snapshotBytes(t, dst); !bytes.Equal(got, data) {
+				t.Fatal("the restored store's snapshot differs from the one it was restored from")
+			}
+			// The restored store carries on from the snapshot's index and revision.
+			r := dst.Apply(dst.AppliedIndex()+1, EncodeCommand(put("a", "3")))
+			if r.Err != nil || r.Revision != src.Revision()+1 {
+				t.Fatalf("apply after restore = %+v, want revision %d", r, src.Revision()+1)
+			}
+			if kv, _ := dst.Get("a"); kv.Created != 1 {
+				t.Fatalf("Get(a) after restore = %+v, want created 1", kv)
+			}
+		})
 	}
 }
 
 func TestSnapshot_Restore_SmallReads(t *testing.T) {
-	src := openStore(t, Options{})
-	populate(t, src)
-	data := snapshotBytes(t, src)
-	dst := openStore(t, Options{})
-	if err := dst.Restore(iotest.OneByteReader(bytes.NewReader(data))); err != nil {
-		t.Fatalf("Restore: %v", err)
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			src := openStore(t, m.opts)
+			populate(t, src)
+			data := snapshotBytes(t, src)
+			dst := openStore(t, m.opts)
+			if err := dst.Restore(iotest.OneByteReader(bytes.NewReader(data))); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			assertState(t, dump(t, dst), dump(t, src))
+		})
 	}
-	assertState(t, dump(t, dst), dump(t, src))
 }
 
 func TestSnapshot_Restore_Persists(t *testing.T) {
@@ -84,28 +92,32 @@ func TestSnapshot_Restore_Persists(t *testing.T) {
 }
 
 func TestSnapshot_PointInTime(t *testing.T) {
-	s := openStore(t, Options{})
-	mustApply(t, s, put("a", "1"))
-	snap, err := s.Snapshot()
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			mustApply(t, s, put("a", "1"))
+			snap, err := s.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := dump(t, s)
+			mustApply(t, s, put("a", "2"), put("b", "1"), setMember("m1", "x:1"))
+			var buf bytes.Buffer
+			if _, err := snap.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			snap.Release()
+			snap.Release()
+			if _, err := snap.WriteTo(io.Discard); err == nil {
+				t.Fatal("WriteTo after Release succeeded")
+			}
+			dst := openStore(t, m.opts)
+			if err := dst.Restore(&buf); err != nil {
+				t.Fatal(err)
+			}
+			assertState(t, dump(t, dst), want)
+		})
 	}
-	want := dump(t, s)
-	mustApply(t, s, put("a", "2"), put("b", "1"), setMember("m1", "x:1"))
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
-	snap.Release()
-	if _, err := snap.WriteTo(io.Discard); err == nil {
-		t.Fatal("WriteTo after Release succeeded")
-	}
-	dst := openStore(t, Options{})
-	if err := dst.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
-	assertState(t, dump(t, dst), want)
 }
 
 func TestSnapshot_WriteError(t *testing.T) {
@@ -272,47 +284,51 @@ func FuzzRestore(f *testing.F) {
 // Restore must not wait for snapshots still being streamed: raft's snapshot thread can hold
 // one while it waits for raft's main loop, which waits for this restore.
 func TestRestore_WhileSnapshotOpen(t *testing.T) {
-	src := openStore(t, Options{})
-	mustApply(t, src, put("new", "state"))
-	var stream bytes.Buffer
-	sn, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sn.WriteTo(&stream); err != nil {
-		t.Fatal(err)
-	}
-	sn.Release()
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			src := openStore(t, m.opts)
+			mustApply(t, src, put("new", "state"))
+			var stream bytes.Buffer
+			sn, err := src.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sn.WriteTo(&stream); err != nil {
+				t.Fatal(err)
+			}
+			sn.Release()
 
-	dst := openStore(t, Options{})
-	mustApply(t, dst, put("old", "state"))
-	held, err := dst.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- dst.Restore(bytes.NewReader(stream.Bytes())) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Restore: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Restore waited for a snapshot that was still open")
-	}
-	if kv, err := dst.Get("new"); err != nil || string(kv.Value) != "state" {
-		t.Fatalf("after restore Get(new) = %q, %v", kv.Value, err)
-	}
-	var old bytes.Buffer
-	if _, err := held.WriteTo(&old); err != nil {
-		t.Fatalf("the snapshot taken before the restore can no longer be streamed: %v", err)
-	}
-	held.Release()
-	restored := openStore(t, Options{})
-	if err := restored.Restore(&old); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := restored.Get("old"); err != nil {
-		t.Fatalf("the snapshot taken before the restore does not hold the old state: %v", err)
+			dst := openStore(t, m.opts)
+			mustApply(t, dst, put("old", "state"))
+			held, err := dst.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- dst.Restore(bytes.NewReader(stream.Bytes())) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Restore: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Restore waited for a snapshot that was still open")
+			}
+			if kv, err := dst.Get("new"); err != nil || string(kv.Value) != "state" {
+				t.Fatalf("after restore Get(new) = %q, %v", kv.Value, err)
+			}
+			var old bytes.Buffer
+			if _, err := held.WriteTo(&old); err != nil {
+				t.Fatalf("the snapshot taken before the restore can no longer be streamed: %v", err)
+			}
+			held.Release()
+			restored := openStore(t, m.opts)
+			if err := restored.Restore(&old); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := restored.Get("old"); err != nil {
+				t.Fatalf("the snapshot taken before the restore does not hold the old state: %v", err)
+			}
+		})
 	}
 }

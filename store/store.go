@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,12 @@ type Options struct {
 	// NoFsync skips fsync on commit. A crash may then lose or tear applied entries, so it is
 	// for tests and benchmarks only.
 	NoFsync bool
+	// FlushInterval, when positive, turns on write-behind: ApplyBatch applies to memory and
+	// the file is committed at most this long later (sooner when 4 MiB or 8192 changes
+	// accumulate). A crash then loses what was not yet committed, so the caller must be able
+	// to replay every entry beyond AppliedIndex as of the file, as a raft log does. Zero
+	// commits every ApplyBatch before it returns.
+	FlushInterval time.Duration
 }
 
 // Store is a member's copy of the replicated state in one bbolt file. Its methods are safe
@@ -90,6 +98,16 @@ type Store struct {
 	// failCommit, when set (tests only, before any ApplyBatch), is called just before each
 	// commit; an error fails that attempt as a full disk would.
 	failCommit func() error
+
+	// Write-behind (behind.go); flushKick is nil when it is off. Lock order: flushMu, then
+	// writeMu, then ovMu.
+	flushMu     sync.Mutex    // serialises flushes, Snapshot's final one, Restore and Close
+	ovMu        sync.RWMutex  // guards active, flushing and their maps, and flushed
+	active      *overlay      // changes since the last flush began
+	flushing    *overlay      // the layer being committed; nil when no commit is pending
+	flushed     chan struct{} // closed and replaced after each committed layer
+	flushKick   chan struct{}
+	flusherDone chan struct{}
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -114,6 +132,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := s.loadMeta(db); err != nil {
 		_ = db.Close() // the meta error is the one to report
 		return nil, err
+	}
+	if opts.FlushInterval > 0 {
+		s.active, s.flushed = newOverlay(), make(chan struct{})
+		s.flushKick, s.flusherDone = make(chan struct{}, 1), make(chan struct{})
+		go s.flusher(opts.FlushInterval)
 	}
 	return s, nil
 }
@@ -242,10 +265,17 @@ func u64(v uint64) []byte {
 }
 
 // Close waits for a running ApplyBatch or Restore (one waiting for the disk gives up with
-// ErrClosed) and for open snapshots to be released, then closes the file. Calling it again
-// returns nil.
+// ErrClosed) and for open snapshots to be released, commits what write-behind holds, then
+// closes the file. Calling it again returns nil.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
+	if s.flushKick != nil {
+		<-s.flusherDone
+		if err := s.Flush(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("closing with applied entries not in the store file; the raft log replays them at the next start",
+				"err", err, "file_applied", s.fileApplied())
+		}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.dbMu.Lock()
@@ -260,6 +290,17 @@ func (s *Store) Close() error {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// fileApplied is the applied index the file holds, which write-behind may leave behind
+// AppliedIndex.
+func (s *Store) fileApplied() uint64 {
+	var applied uint64
+	_ = s.view(func(tx *bolt.Tx) error {
+		applied, _, _ = readMeta(tx)
+		return nil
+	})
+	return applied
 }
 
 // AppliedIndex is the raft index of the last entry the store applied (or restored).
@@ -280,6 +321,16 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 
 // Get returns key with a copy of its value, or ErrNotFound.
 func (s *Store) Get(key string) (KV, error) {
+	if rec, ok := s.pendingRecord(key); ok {
+		if rec == nil {
+			return KV{}, ErrNotFound
+		}
+		kv, err := parseRecord(key, rec)
+		if err != nil {
+			return KV{}, fmt.Errorf("get %q: %w", key, err)
+		}
+		return kv, nil
+	}
 	var kv KV
 	err := s.view(func(tx *bolt.Tx) error {
 		rec := tx.Bucket([]byte(bucketKV)).Get([]byte(key))
@@ -307,16 +358,42 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 	if start > seek {
 		seek = start
 	}
+	// Memory first: a key flushed between here and the file's transaction is then in both,
+	// with the same record, and memory wins.
+	mem := s.pendingRange(prefix, seek)
 	kvs = []KV{}
 	err = s.view(func(tx *bolt.Tx) error {
 		p := []byte(prefix)
 		c := tx.Bucket([]byte(bucketKV)).Cursor()
-		for k, v := c.Seek([]byte(seek)); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		k, v := c.Seek([]byte(seek))
+		if k != nil && !bytes.HasPrefix(k, p) {
+			k = nil
+		}
+		for k != nil || len(mem) > 0 {
+			var key string
+			var rec []byte
+			switch {
+			case k == nil || (len(mem) > 0 && mem[0].key < string(k)):
+				key, rec, mem = mem[0].key, mem[0].rec, mem[1:]
+			case len(mem) > 0 && mem[0].key == string(k):
+				key, rec, mem = mem[0].key, mem[0].rec, mem[1:]
+				if k, v = c.Next(); k != nil && !bytes.HasPrefix(k, p) {
+					k = nil
+				}
+			default:
+				key, rec = string(k), v
+				if k, v = c.Next(); k != nil && !bytes.HasPrefix(k, p) {
+					k = nil
+				}
+			}
+			if rec == nil { // deleted in memory
+				continue
+			}
 			if limit > 0 && len(kvs) == limit {
 				more = true
 				return nil
 			}
-			kv, err := parseRecord(string(k), v)
+			kv, err := parseRecord(key, rec)
 			if err != nil {
 				return err
 			}
@@ -332,20 +409,33 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 
 // Members returns the authorised members, sorted by name.
 func (s *Store) Members() ([]wire.Member, error) {
+	mem := s.pendingMembers()
 	ms := []wire.Member{}
+	add := func(name string, v []byte) error {
+		var m wire.Member
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("member %q: %w: %w", name, errDamaged, err)
+		}
+		ms = append(ms, m)
+		return nil
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
-			var m wire.Member
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("member %q: %w: %w", k, errDamaged, err)
+			if _, ok := mem[string(k)]; ok {
+				return nil
 			}
-			ms = append(ms, m)
-			return nil
+			return add(string(k), v)
 		})
 	})
+	for name, v := range mem {
+		if err == nil && v != nil {
+			err = add(name, v)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
+	slices.SortFunc(ms, func(a, b wire.Member) int { return strings.Compare(a.Name, b.Name) })
 	return ms, nil
 }
 

@@ -147,207 +147,223 @@ func errPrecondition(key string, want, current int64) errCheck {
 }
 
 func TestStore_Apply(t *testing.T) {
-	type step struct {
-		cmd     Command
-		wantRev int64
-		wantErr errCheck // nil: no error
-	}
-	tests := []struct {
-		name  string
-		steps []step
-		want  []KV // the whole kv bucket afterwards
-	}{
-		{
-			name:  "put creates",
-			steps: []step{{put("a", "1"), 1, nil}},
-			want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
-		},
-		{
-			name:  "overwrite keeps created",
-			steps: []step{{put("a", "1"), 1, nil}, {put("b", "x"), 2, nil}, {put("a", "2"), 3, nil}},
-			want: []KV{
-				{Key: "a", Value: []byte("2"), Revision: 3, Created: 1},
-				{Key: "b", Value: []byte("x"), Revision: 2, Created: 2},
-			},
-		},
-		{
-			name:  "empty value",
-			steps: []step{{Command{Op: OpPut, Key: "a"}, 1, nil}},
-			want:  []KV{{Key: "a", Revision: 1, Created: 1}},
-		},
-		{
-			name:  "put if absent",
-			steps: []step{{putIf("a", "1", 0), 1, nil}, {putIf("a", "2", 0), 1, errPrecondition("a", 0, 1)}},
-			want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
-		},
-		{
-			name: "compare and set",
-			steps: []step{
-				{put("a", "1"), 1, nil},
-				{putIf("a", "2", 1), 2, nil},
-				{putIf("a", "3", 1), 2, errPrecondition("a", 1, 2)},
-				{putIf("b", "1", 5), 2, errPrecondition("b", 5, 0)},
-			},
-			want: []KV{{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}},
-		},
-		{
-			name:  "delete",
-			steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {del("a"), 2, errIs(ErrNotFound)}},
-			want:  []KV{},
-		},
-		{
-			name:  "delete missing",
-			steps: []step{{del("nope"), 0, errIs(ErrNotFound)}},
-			want:  []KV{},
-		},
-		{
-			name: "delete if",
-			steps: []step{
-				{put("a", "1"), 1, nil},
-				{delIf("a", 7), 1, errPrecondition("a", 7, 1)},
-				{delIf("a", 1), 2, nil},
-				{delIf("a", 0), 2, errIs(ErrNotFound)},
-			},
-			want: []KV{},
-		},
-		{
-			name:  "recreate after delete",
-			steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {put("a", "2"), 3, nil}},
-			want:  []KV{{Key: "a", Value: []byte("2"), Revision: 3, Created: 3}},
-		},
-		{
-			name: "member ops and noop leave the revision",
-			steps: []step{
-				{put("a", "1"), 1, nil},
-				{setMember("m1", "x:1"), 1, nil},
-				{Command{Op: OpRemoveMember, Member: wire.Member{Name: "m9"}}, 1, nil},
-				{Command{Op: OpNoop}, 1, nil},
-			},
-			want: []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, batched := range []bool{false, true} {
-				s := openStore(t, Options{})
-				cmds := make([]Command, len(tc.steps))
-				for i, st := range tc.steps {
-					cmds[i] = st.cmd
-				}
-				var results []Result
-				if batched {
-					results = s.ApplyBatch(entries(1, cmds...))
-				} else {
-					for i, c := range cmds {
-						results = append(results, s.Apply(uint64(i+1), EncodeCommand(c)))
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			type step struct {
+				cmd     Command
+				wantRev int64
+				wantErr errCheck // nil: no error
+			}
+			tests := []struct {
+				name  string
+				steps []step
+				want  []KV // the whole kv bucket afterwards
+			}{
+				{
+					name:  "put creates",
+					steps: []step{{put("a", "1"), 1, nil}},
+					want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+				},
+				{
+					name:  "overwrite keeps created",
+					steps: []step{{put("a", "1"), 1, nil}, {put("b", "x"), 2, nil}, {put("a", "2"), 3, nil}},
+					want: []KV{
+						{Key: "a", Value: []byte("2"), Revision: 3, Created: 1},
+						{Key: "b", Value: []byte("x"), Revision: 2, Created: 2},
+					},
+				},
+				{
+					name:  "empty value",
+					steps: []step{{Command{Op: OpPut, Key: "a"}, 1, nil}},
+					want:  []KV{{Key: "a", Revision: 1, Created: 1}},
+				},
+				{
+					name:  "put if absent",
+					steps: []step{{putIf("a", "1", 0), 1, nil}, {putIf("a", "2", 0), 1, errPrecondition("a", 0, 1)}},
+					want:  []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+				},
+				{
+					name: "compare and set",
+					steps: []step{
+						{put("a", "1"), 1, nil},
+						{putIf("a", "2", 1), 2, nil},
+						{putIf("a", "3", 1), 2, errPrecondition("a", 1, 2)},
+						{putIf("b", "1", 5), 2, errPrecondition("b", 5, 0)},
+					},
+					want: []KV{{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}},
+				},
+				{
+					name:  "delete",
+					steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {del("a"), 2, errIs(ErrNotFound)}},
+					want:  []KV{},
+				},
+				{
+					name:  "delete missing",
+					steps: []step{{del("nope"), 0, errIs(ErrNotFound)}},
+					want:  []KV{},
+				},
+				{
+					name: "delete if",
+					steps: []step{
+						{put("a", "1"), 1, nil},
+						{delIf("a", 7), 1, errPrecondition("a", 7, 1)},
+						{delIf("a", 1), 2, nil},
+						{delIf("a", 0), 2, errIs(ErrNotFound)},
+					},
+					want: []KV{},
+				},
+				{
+					name:  "recreate after delete",
+					steps: []step{{put("a", "1"), 1, nil}, {del("a"), 2, nil}, {put("a", "2"), 3, nil}},
+					want:  []KV{{Key: "a", Value: []byte("2"), Revision: 3, Created: 3}},
+				},
+				{
+					name: "member ops and noop leave the revision",
+					steps: []step{
+						{put("a", "1"), 1, nil},
+						{setMember("m1", "x:1"), 1, nil},
+						{Command{Op: OpRemoveMember, Member: wire.Member{Name: "m9"}}, 1, nil},
+						{Command{Op: OpNoop}, 1, nil},
+					},
+					want: []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
+				},
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					for _, batched := range []bool{false, true} {
+						s := openStore(t, m.opts)
+						cmds := make([]Command, len(tc.steps))
+						for i, st := range tc.steps {
+							cmds[i] = st.cmd
+						}
+						var results []Result
+						if batched {
+							results = s.ApplyBatch(entries(1, cmds...))
+						} else {
+							for i, c := range cmds {
+								results = append(results, s.Apply(uint64(i+1), EncodeCommand(c)))
+							}
+						}
+						for i, st := range tc.steps {
+							r := results[i]
+							if r.Revision != st.wantRev || (st.wantErr == nil) != (r.Err == nil) || (st.wantErr != nil && !st.wantErr(r.Err)) {
+								t.Fatalf("batched=%v step %d (%+v) = %+v, want revision %d", batched, i, st.cmd, r, st.wantRev)
+							}
+						}
+						got, _, err := s.List("", "", 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !reflect.DeepEqual(got, tc.want) {
+							t.Fatalf("batched=%v kvs = %+v, want %+v", batched, got, tc.want)
+						}
+						if s.AppliedIndex() != uint64(len(cmds)) {
+							t.Fatalf("AppliedIndex() = %d, want %d", s.AppliedIndex(), len(cmds))
+						}
+						if rev := results[len(results)-1].Revision; s.Revision() != rev {
+							t.Fatalf("Revision() = %d, last result says %d", s.Revision(), rev)
+						}
 					}
-				}
-				for i, st := range tc.steps {
-					r := results[i]
-					if r.Revision != st.wantRev || (st.wantErr == nil) != (r.Err == nil) || (st.wantErr != nil && !st.wantErr(r.Err)) {
-						t.Fatalf("batched=%v step %d (%+v) = %+v, want revision %d", batched, i, st.cmd, r, st.wantRev)
-					}
-				}
-				got, _, err := s.List("", "", 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !reflect.DeepEqual(got, tc.want) {
-					t.Fatalf("batched=%v kvs = %+v, want %+v", batched, got, tc.want)
-				}
-				if s.AppliedIndex() != uint64(len(cmds)) {
-					t.Fatalf("AppliedIndex() = %d, want %d", s.AppliedIndex(), len(cmds))
-				}
-				if rev := results[len(results)-1].Revision; s.Revision() != rev {
-					t.Fatalf("Revision() = %d, last result says %d", s.Revision(), rev)
-				}
+				})
 			}
 		})
 	}
 }
 
 func TestStore_Get(t *testing.T) {
-	s := openStore(t, Options{})
-	mustApply(t, s, put("a", "1"), put("a", "2"))
-	kv, err := s.Get("a")
-	if err != nil || !reflect.DeepEqual(kv, KV{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}) {
-		t.Fatalf("Get(a) = %+v, %v", kv, err)
-	}
-	// The value is a copy: changing it must not reach the store (or bbolt's read-only map,
-	// where a write would crash).
-	kv.Value[0] = 'x'
-	if again, _ := s.Get("a"); string(again.Value) != "2" {
-		t.Fatalf("value changed through a returned copy: %q", again.Value)
-	}
-	for _, key := range []string{"b", ""} {
-		if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("Get(%q) = %v, want ErrNotFound", key, err)
-		}
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			mustApply(t, s, put("a", "1"), put("a", "2"))
+			kv, err := s.Get("a")
+			if err != nil || !reflect.DeepEqual(kv, KV{Key: "a", Value: []byte("2"), Revision: 2, Created: 1}) {
+				t.Fatalf("Get(a) = %+v, %v", kv, err)
+			}
+			// The value is a copy: changing it must not reach the store (or bbolt's read-only map,
+			// where a write would crash).
+			kv.Value[0] = 'x'
+			if again, _ := s.Get("a"); string(again.Value) != "2" {
+				t.Fatalf("value changed through a returned copy: %q", again.Value)
+			}
+			for _, key := range []string{"b", ""} {
+				if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Get(%q) = %v, want ErrNotFound", key, err)
+				}
+			}
+		})
 	}
 }
 
 func TestStore_List(t *testing.T) {
-	s := openStore(t, Options{})
-	mustApply(t, s, put("a", "0"), put("app/1", "1"), put("app/2", "2"), put("app/3", "3"), put("apq", "x"), put("b", "y"))
-	tests := []struct {
-		prefix, start string
-		limit         int
-		want          []string
-		more          bool
-	}{
-		{"", "", 0, []string{"a", "app/1", "app/2", "app/3", "apq", "b"}, false},
-		{"app/", "", 0, []string{"app/1", "app/2", "app/3"}, false},
-		{"app/", "", 2, []string{"app/1", "app/2"}, true},
-		{"app/", "", 3, []string{"app/1", "app/2", "app/3"}, false},
-		{"app/", "app/2", 0, []string{"app/2", "app/3"}, false},
-		{"app/", "app/2", 1, []string{"app/2"}, true},
-		{"app/", "app/1\x00", 1, []string{"app/2"}, true},
-		{"app/", "a", 0, []string{"app/1", "app/2", "app/3"}, false},
-		{"app/", "app/9", 0, []string{}, false},
-		{"app/", "b", 0, []string{}, false},
-		{"zzz", "", 0, []string{}, false},
-		{"", "apq", -1, []string{"apq", "b"}, false},
-	}
-	for _, tc := range tests {
-		kvs, more, err := s.List(tc.prefix, tc.start, tc.limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := []string{}
-		for _, kv := range kvs {
-			got = append(got, kv.Key)
-		}
-		if !reflect.DeepEqual(got, tc.want) || more != tc.more {
-			t.Errorf("List(%q, %q, %d) = %q more %v, want %q more %v", tc.prefix, tc.start, tc.limit, got, more, tc.want, tc.more)
-		}
-	}
-	kvs, _, _ := s.List("app/2", "", 0)
-	if len(kvs) != 1 || string(kvs[0].Value) != "2" || kvs[0].Revision != 3 || kvs[0].Created != 3 {
-		t.Fatalf("List(app/2) = %+v", kvs)
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			mustApply(t, s, put("a", "0"), put("app/1", "1"), put("app/2", "2"), put("app/3", "3"), put("apq", "x"), put("b", "y"))
+			tests := []struct {
+				prefix, start string
+				limit         int
+				want          []string
+				more          bool
+			}{
+				{"", "", 0, []string{"a", "app/1", "app/2", "app/3", "apq", "b"}, false},
+				{"app/", "", 0, []string{"app/1", "app/2", "app/3"}, false},
+				{"app/", "", 2, []string{"app/1", "app/2"}, true},
+				{"app/", "", 3, []string{"app/1", "app/2", "app/3"}, false},
+				{"app/", "app/2", 0, []string{"app/2", "app/3"}, false},
+				{"app/", "app/2", 1, []string{"app/2"}, true},
+				{"app/", "app/1\x00", 1, []string{"app/2"}, true},
+				{"app/", "a", 0, []string{"app/1", "app/2", "app/3"}, false},
+				{"app/", "app/9", 0, []string{}, false},
+				{"app/", "b", 0, []string{}, false},
+				{"zzz", "", 0, []string{}, false},
+				{"", "apq", -1, []string{"apq", "b"}, false},
+			}
+			for _, tc := range tests {
+				kvs, more, err := s.List(tc.prefix, tc.start, tc.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := []string{}
+				for _, kv := range kvs {
+					got = append(got, kv.Key)
+				}
+				if !reflect.DeepEqual(got, tc.want) || more != tc.more {
+					t.Errorf("List(%q, %q, %d) = %q more %v, want %q more %v", tc.prefix, tc.start, tc.limit, got, more, tc.want, tc.more)
+				}
+			}
+			kvs, _, _ := s.List("app/2", "", 0)
+			if len(kvs) != 1 || string(kvs[0].Value) != "2" || kvs[0].Revision != 3 || kvs[0].Created != 3 {
+				t.Fatalf("List(app/2) = %+v", kvs)
+			}
+		})
 	}
 }
 
 func TestStore_Members(t *testing.T) {
-	s := openStore(t, Options{})
-	if ms, err := s.Members(); err != nil || len(ms) != 0 {
-		t.Fatalf("Members() on a new store = %v, %v", ms, err)
-	}
-	full := wire.Member{Name: "m2", MemberAddr: "10.0.0.2:7000", ClientURL: "https://10.0.0.2", DN: "CN=m2", Async: true}
-	mustApply(t, s,
-		setMember("m3", "10.0.0.3:7000"),
-		Command{Op: OpSetMember, Member: full},
-		setMember("m1", "10.0.0.1:7000"),
-		setMember("m3", "10.0.0.33:7000"), // overwrite
-		Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}},
-		Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}}, // already gone: no error
-	)
-	ms, err := s.Members()
-	want := []wire.Member{full, {Name: "m3", MemberAddr: "10.0.0.33:7000", DN: "CN=m3"}}
-	if err != nil || !reflect.DeepEqual(ms, want) {
-		t.Fatalf("Members() = %+v, %v; want %+v", ms, err, want)
-	}
-	if s.Revision() != 0 {
-		t.Fatalf("member ops moved the revision to %d", s.Revision())
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			if ms, err := s.Members(); err != nil || len(ms) != 0 {
+				t.Fatalf("Members() on a new store = %v, %v", ms, err)
+			}
+			full := wire.Member{Name: "m2", MemberAddr: "10.0.0.2:7000", ClientURL: "https://10.0.0.2", DN: "CN=m2", Async: true}
+			mustApply(t, s,
+				setMember("m3", "10.0.0.3:7000"),
+				Command{Op: OpSetMember, Member: full},
+				setMember("m1", "10.0.0.1:7000"),
+				setMember("m3", "10.0.0.33:7000"), // overwrite
+				Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}},
+				Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}}, // already gone: no error
+			)
+			ms, err := s.Members()
+			want := []wire.Member{full, {Name: "m3", MemberAddr: "10.0.0.33:7000", DN: "CN=m3"}}
+			if err != nil || !reflect.DeepEqual(ms, want) {
+				t.Fatalf("Members() = %+v, %v; want %+v", ms, err, want)
+			}
+			if s.Revision() != 0 {
+				t.Fatalf("member ops moved the revision to %d", s.Revision())
+			}
+		})
 	}
 }
 
@@ -393,27 +409,31 @@ func TestStore_ApplyBatch_Replay(t *testing.T) {
 }
 
 func TestStore_ApplyBatch_BadCommand(t *testing.T) {
-	s := openStore(t, Options{})
-	batch := []Entry{
-		{Index: 1, Data: EncodeCommand(put("a", "1"))},
-		{Index: 2, Data: []byte{9, 9, 9}},
-		{Index: 3, Data: nil},
-		{Index: 4, Data: EncodeCommand(put("b", "1"))},
-	}
-	out := s.ApplyBatch(batch)
-	for _, i := range []int{1, 2} {
-		if !errors.Is(out[i].Err, ErrBadCommand) || out[i].Revision != 1 {
-			t.Fatalf("entry %d = %+v, want ErrBadCommand at revision 1", i+1, out[i])
-		}
-	}
-	if out[0] != (Result{Revision: 1}) || out[3] != (Result{Revision: 2}) {
-		t.Fatalf("good entries = %+v, %+v", out[0], out[3])
-	}
-	if s.AppliedIndex() != 4 {
-		t.Fatalf("AppliedIndex() = %d, want 4: bad entries still count as applied", s.AppliedIndex())
-	}
-	if r := s.Apply(5, []byte{1}); !errors.Is(r.Err, ErrBadCommand) || s.AppliedIndex() != 5 {
-		t.Fatalf("Apply(bad) = %+v, applied %d", r, s.AppliedIndex())
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			batch := []Entry{
+				{Index: 1, Data: EncodeCommand(put("a", "1"))},
+				{Index: 2, Data: []byte{9, 9, 9}},
+				{Index: 3, Data: nil},
+				{Index: 4, Data: EncodeCommand(put("b", "1"))},
+			}
+			out := s.ApplyBatch(batch)
+			for _, i := range []int{1, 2} {
+				if !errors.Is(out[i].Err, ErrBadCommand) || out[i].Revision != 1 {
+					t.Fatalf("entry %d = %+v, want ErrBadCommand at revision 1", i+1, out[i])
+				}
+			}
+			if out[0] != (Result{Revision: 1}) || out[3] != (Result{Revision: 2}) {
+				t.Fatalf("good entries = %+v, %+v", out[0], out[3])
+			}
+			if s.AppliedIndex() != 4 {
+				t.Fatalf("AppliedIndex() = %d, want 4: bad entries still count as applied", s.AppliedIndex())
+			}
+			if r := s.Apply(5, []byte{1}); !errors.Is(r.Err, ErrBadCommand) || s.AppliedIndex() != 5 {
+				t.Fatalf("Apply(bad) = %+v, applied %d", r, s.AppliedIndex())
+			}
+		})
 	}
 }
 

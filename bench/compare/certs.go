@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/mirrorkv/mirrorkv/pki"
@@ -27,6 +28,11 @@ func makeCerts(dir string, n int) (*certs, error) {
 	clientCA, err := pki.InitCA(filepath.Join(dir, "client-ca"), pki.CAOptions{Name: "bench client CA"})
 	if err != nil {
 		return nil, fmt.Errorf("create client CA: %w", err)
+	}
+	for _, sub := range []string{"members", "clients"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
 	}
 	c := &certs{
 		ServerCA: filepath.Join(dir, "server-ca", pki.CACertFile),
