@@ -130,7 +130,13 @@ func (c *Cluster) startRaft() (err error) {
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &streamLayer{m: c.mux, closed: make(chan struct{})}, MaxPool: cfg.MaxPool,
-		Timeout: cfg.TransportTimeout, Logger: hlog})
+		Timeout: cfg.TransportTimeout, Logger: hlog,
+		// One append in flight per follower: raft's pipelined replication deadlocks after a
+		// follower refuses an append (a full disk, a log mismatch): the decoder stops reading
+		// responses while the sender may still queue one more request, and replication to that
+		// follower stops for good while heartbeats keep it from calling an election. Found by
+		// e2e TestFault_DiskFull; docs/cluster.md.
+		MaxRPCsInFlight: 1})
 	closers = append(closers, trans)
 	rc := c.raftConfig(hlog)
 	if rc.NoSnapshotRestoreOnStart, err = c.storeCoversSnapshot(snaps); err != nil {

@@ -303,3 +303,18 @@ func TestLogStoreFor(t *testing.T) {
 		}
 	}
 }
+
+// TestTransport_NoPipelining: raft's pipelined replication stops replicating to a follower
+// for good after that follower refuses one append (see startRaft), so the member channel
+// sends one append at a time. Raft then reports that pipelining is not supported.
+func TestTransport_NoPipelining(t *testing.T) {
+	g := newTestGroup(t, fastConfig(), 1, 0)
+	n := g.node("m0")
+	p, err := n.c.trans.AppendEntriesPipeline("m0", raft.ServerAddress(n.cfg.Advertise))
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		if p != nil {
+			_ = p.Close()
+		}
+		t.Fatalf("AppendEntriesPipeline = %v, want ErrPipelineReplicationNotSupported", err)
+	}
+}

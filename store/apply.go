@@ -148,6 +148,32 @@ func (s *Store) closedResults(work []pending, out []Result) []Result {
 // applyOnce runs one attempt of the batch's transaction. The caches move only once the
 // commit succeeded, so a failed attempt leaves nothing behind and the next one starts over.
 func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
+	var rev int64
+	applied := work[len(work)-1].index
+	err := s.commitTx(func(tx *bolt.Tx) error {
+		b := batch{
+			kv:      tx.Bucket([]byte(bucketKV)),
+			members: tx.Bucket([]byte(bucketMembers)),
+			rev:     s.revision.Load(),
+			arena:   arena[:0],
+		}
+		for _, p := range work {
+			out[p.at] = b.apply(p)
+		}
+		rev = b.rev
+		return writeMeta(tx, applied, b.rev)
+	})
+	if err != nil {
+		return err
+	}
+	s.applied.Store(applied)
+	s.revision.Store(rev)
+	return nil
+}
+
+// commitTx runs fn in a read-write transaction of the store file and commits it; an error
+// from fn or from the commit leaves the file as it was.
+func (s *Store) commitTx(fn func(tx *bolt.Tx) error) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if s.db == nil {
@@ -161,18 +187,7 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit it only reports ErrTxClosed
-
-	b := batch{
-		kv:      tx.Bucket([]byte(bucketKV)),
-		members: tx.Bucket([]byte(bucketMembers)),
-		rev:     s.revision.Load(),
-		arena:   arena[:0],
-	}
-	for _, p := range work {
-		out[p.at] = b.apply(p)
-	}
-	applied := work[len(work)-1].index
-	if err := writeMeta(tx, applied, b.rev); err != nil {
+	if err := fn(tx); err != nil {
 		return err
 	}
 	if s.failCommit != nil {
@@ -183,8 +198,6 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	s.applied.Store(applied)
-	s.revision.Store(b.rev)
 	return nil
 }
 

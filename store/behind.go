@@ -367,44 +367,24 @@ func (s *Store) commitFlushing() error {
 
 // commitLayer writes one layer to the file in one transaction, keys in order.
 func (s *Store) commitLayer(o *overlay) error {
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.db == nil {
-		return ErrClosed
-	}
-	tx, err := s.db.Begin(true)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }() // after a commit it only reports ErrTxClosed
-
-	for _, bm := range []struct {
-		bucket string
-		m      map[string][]byte
-	}{{bucketKV, o.kv}, {bucketMembers, o.members}} {
-		b := tx.Bucket([]byte(bm.bucket))
-		for _, k := range slices.Sorted(maps.Keys(bm.m)) {
-			var err error
-			if v := bm.m[k]; v == nil {
-				err = b.Delete([]byte(k))
-			} else {
-				err = b.Put([]byte(k), v)
-			}
-			if err != nil {
-				return fmt.Errorf("write %s %q: %w", bm.bucket, k, err)
+	return s.commitTx(func(tx *bolt.Tx) error {
+		for _, bm := range []struct {
+			bucket string
+			m      map[string][]byte
+		}{{bucketKV, o.kv}, {bucketMembers, o.members}} {
+			b := tx.Bucket([]byte(bm.bucket))
+			for _, k := range slices.Sorted(maps.Keys(bm.m)) {
+				var err error
+				if v := bm.m[k]; v == nil {
+					err = b.Delete([]byte(k))
+				} else {
+					err = b.Put([]byte(k), v)
+				}
+				if err != nil {
+					return fmt.Errorf("write %s %q: %w", bm.bucket, k, err)
+				}
 			}
 		}
-	}
-	if err := writeMeta(tx, o.applied, o.revision); err != nil {
-		return err
-	}
-	if s.failCommit != nil {
-		if err := s.failCommit(); err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+		return writeMeta(tx, o.applied, o.revision)
+	})
 }
