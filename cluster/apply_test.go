@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -30,5 +32,32 @@ func TestRaftError_Reasons(t *testing.T) {
 		if got := reason.Of(raftError(tc.err), reason.OK); got != tc.want {
 			t.Errorf("raftError(%v) has reason %d, want %d", tc.err, got, tc.want)
 		}
+	}
+}
+
+// blockedFuture is a raft future that completes only when release is closed.
+type blockedFuture struct{ release chan struct{} }
+
+func (f blockedFuture) Error() error {
+	<-f.release
+	return raft.ErrLeadershipLost
+}
+
+// TestWaitFuture: an admin operation stops waiting for raft when its request ends, with an
+// unknown-outcome error, and otherwise returns raft's own answer.
+func TestWaitFuture(t *testing.T) {
+	f := blockedFuture{release: make(chan struct{})}
+	defer close(f.release)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := waitFuture(ctx, f)
+	if code := reason.Of(err, reason.OK); code != reason.Timeout || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waitFuture on a future that never completes = %v (reason %v), want a timeout", err, code)
+	}
+
+	done := blockedFuture{release: make(chan struct{})}
+	close(done.release)
+	if err := waitFuture(t.Context(), done); !errors.Is(err, raft.ErrLeadershipLost) {
+		t.Fatalf("waitFuture on a completed future = %v, want its error", err)
 	}
 }

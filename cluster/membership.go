@@ -46,7 +46,7 @@ func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
 		return fmt.Errorf("authorise member %s: %w", m.Name, err)
 	}
 	f := c.raft.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := waitFuture(ctx, f); err != nil {
 		return fmt.Errorf("add member %s as non-voter: %w", m.Name, raftError(err))
 	}
 	if m.Async {
@@ -76,7 +76,7 @@ func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m wire.Member) error 
 		return fmt.Errorf("wait for member %s to catch up: %w", m.Name, err)
 	}
 	f := c.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := waitFuture(ctx, f); err != nil {
 		return fmt.Errorf("promote member %s to voter: %w", m.Name, raftError(err))
 	}
 	if err := c.applyMember(ctx, store.OpSetMember, m); err != nil {
@@ -172,7 +172,7 @@ func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
 	// Raft first: withdrawing the authorisation of a voter still in the configuration would
 	// cut it off while it still counts towards the quorum.
 	if inRaft {
-		if err := c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout)); err != nil {
 			return fmt.Errorf("remove member %s from raft: %w", name, raftError(err))
 		}
 	}
@@ -192,7 +192,7 @@ func (c *Cluster) removeSelf(ctx context.Context, payload []byte) error {
 	if !c.hasOtherVoter() {
 		return fmt.Errorf("remove member %s: it is the only failover member; add and promote another first", c.cfg.Name)
 	}
-	if err := c.raft.LeadershipTransfer().Error(); err != nil {
+	if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
 		return fmt.Errorf("hand over the primary role before removing %s: %w", c.cfg.Name, raftError(err))
 	}
 	p, err := c.waitLeader(ctx, c.cfg.Name)
@@ -224,10 +224,10 @@ func (c *Cluster) hasOtherVoter() bool {
 func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
 	var e enc
 	e.str(to)
-	return c.adminOnPrimary(ctx, methodTransfer, e.b, func(context.Context) error { return c.transferLocal(to) })
+	return c.adminOnPrimary(ctx, methodTransfer, e.b, func(ctx context.Context) error { return c.transferLocal(ctx, to) })
 }
 
-func (c *Cluster) transferLocal(to string) error {
+func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 	if to == c.cfg.Name {
 		return nil
 	}
@@ -241,10 +241,25 @@ func (c *Cluster) transferLocal(to string) error {
 		}
 		f = c.raft.LeadershipTransferToServer(s.ID, s.Address)
 	}
-	if err := f.Error(); err != nil {
+	if err := waitFuture(ctx, f); err != nil {
 		return fmt.Errorf("transfer leadership to %q: %w", to, raftError(err))
 	}
 	return nil
+}
+
+// waitFuture waits for a raft configuration change or leadership transfer, or until ctx
+// ends: an admin request is bounded by its own deadline, not only by raft's timeout. Raft
+// still completes the change afterwards, so the caller learns only that its outcome is
+// unknown.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return reason.Wrap(reason.Timeout, fmt.Errorf("gave up waiting, the change may still complete; check with mirrorkv status: %w", ctx.Err()))
+	}
 }
 
 // adminOnPrimary runs local on the primary, or sends the request to it, as onPrimary does.

@@ -110,7 +110,7 @@ func (c *Cluster) handleAdmin(method byte, p []byte) error {
 		case methodPromote:
 			return c.promoteLocal(ctx, name)
 		default:
-			return c.transferLocal(name)
+			return c.transferLocal(ctx, name)
 		}
 	}
 	return fmt.Errorf("member rpc method %d: %w", method, errors.ErrUnsupported)
