@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,10 +70,8 @@ func (s *Store) pendingRecord(key string) (rec []byte, ok bool) {
 }
 
 // pendingRange returns the changes in memory to keys that start with prefix and are at or
-// after seek, newest layer winning, in key order.
+// after seek, newest layer winning, in key order. ovMu must be held.
 func (s *Store) pendingRange(prefix, seek string) []pendingKV {
-	s.ovMu.RLock()
-	defer s.ovMu.RUnlock()
 	seen := map[string]bool{}
 	var out []pendingKV
 	for _, o := range s.layers() {
@@ -80,13 +79,13 @@ func (s *Store) pendingRange(prefix, seek string) []pendingKV {
 			continue
 		}
 		for k, rec := range o.kv {
-			if k >= seek && len(k) >= len(prefix) && k[:len(prefix)] == prefix && !seen[k] {
+			if k >= seek && strings.HasPrefix(k, prefix) && !seen[k] {
 				seen[k] = true
 				out = append(out, pendingKV{key: k, rec: rec})
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b pendingKV) int { return bytes.Compare([]byte(a.key), []byte(b.key)) })
+	slices.SortFunc(out, func(a, b pendingKV) int { return strings.Compare(a.key, b.key) })
 	return out
 }
 
@@ -95,10 +94,9 @@ type pendingKV struct {
 	rec []byte // nil: deleted
 }
 
-// pendingMembers returns the member changes in memory, newest layer winning.
+// pendingMembers returns the member changes in memory, newest layer winning. ovMu must be
+// held.
 func (s *Store) pendingMembers() map[string][]byte {
-	s.ovMu.RLock()
-	defer s.ovMu.RUnlock()
 	out := map[string][]byte{}
 	for _, o := range s.layers() {
 		if o == nil {
@@ -111,6 +109,29 @@ func (s *Store) pendingMembers() map[string][]byte {
 		}
 	}
 	return out
+}
+
+// viewWithMemory runs fn in a read transaction of the file that begins while mem reads
+// memory (holding ovMu), so that the two make one state: no layer can be swapped, committed
+// and dropped in between, which would let a read of many keys mix an older memory with a
+// newer file. mem must not take ovMu itself.
+func (s *Store) viewWithMemory(mem func(), fn func(tx *bolt.Tx) error) error {
+	s.dbMu.RLock() // before ovMu, as Restore's swap takes them
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	s.ovMu.RLock()
+	tx, err := s.db.Begin(false)
+	if err == nil {
+		mem()
+	}
+	s.ovMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("begin read transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // a read transaction has nothing to roll back
+	return fn(tx)
 }
 
 // memTable is a batch's view of one bucket under write-behind: reads look in the batch's

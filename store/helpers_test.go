@@ -11,14 +11,17 @@ import (
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
-// storeModes are the ways a store commits: every batch before ApplyBatch returns, and
-// write-behind with an interval long enough that only Snapshot and Close commit.
+// storeModes are the ways a store commits: every batch before ApplyBatch returns;
+// write-behind with an interval long enough that only Snapshot and Close commit, so that
+// reads are served from memory; and write-behind committing all the time, so that commits
+// race with applies and reads.
 var storeModes = []struct {
 	name string
 	opts Options
 }{
 	{"through", Options{}},
 	{"behind", Options{FlushInterval: time.Hour}},
+	{"behind-busy", Options{FlushInterval: time.Millisecond}},
 }
 
 // openStore opens a store in a new temporary directory and closes it when the test ends.

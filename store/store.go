@@ -358,11 +358,11 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 	if start > seek {
 		seek = start
 	}
-	// Memory first: a key flushed between here and the file's transaction is then in both,
-	// with the same record, and memory wins.
-	mem := s.pendingRange(prefix, seek)
+	// A key in memory may be in the file as well (a commit that ended before the
+	// transaction began): memory wins, with the same or a newer record.
+	var mem []pendingKV
 	kvs = []KV{}
-	err = s.view(func(tx *bolt.Tx) error {
+	err = s.viewWithMemory(func() { mem = s.pendingRange(prefix, seek) }, func(tx *bolt.Tx) error {
 		p := []byte(prefix)
 		c := tx.Bucket([]byte(bucketKV)).Cursor()
 		k, v := c.Seek([]byte(seek))
@@ -409,7 +409,7 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 
 // Members returns the authorised members, sorted by name.
 func (s *Store) Members() ([]wire.Member, error) {
-	mem := s.pendingMembers()
+	var mem map[string][]byte
 	ms := []wire.Member{}
 	add := func(name string, v []byte) error {
 		var m wire.Member
@@ -419,7 +419,7 @@ func (s *Store) Members() ([]wire.Member, error) {
 		ms = append(ms, m)
 		return nil
 	}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewWithMemory(func() { mem = s.pendingMembers() }, func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 			if _, ok := mem[string(k)]; ok {
 				return nil
