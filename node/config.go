@@ -123,7 +123,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--log-store %q: want bolt or wal", c.LogStore))
 	}
-	if c.StoreFlushInterval < 0 || c.StoreFlushInterval > maxStoreFlushInterval {
+	if c.StoreFlushInterval < 0 || (c.StoreFlushInterval > 0 && c.StoreFlushInterval < time.Millisecond) || c.StoreFlushInterval > maxStoreFlushInterval {
 		errs = append(errs, fmt.Errorf("--store-flush-interval %v: want between 1ms and %v (0 for the default %v)", c.StoreFlushInterval, maxStoreFlushInterval, DefaultStoreFlushInterval))
 	}
 	if c.DebugListen != "" {
