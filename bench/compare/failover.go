@@ -123,7 +123,7 @@ func failoverRun(ctx context.Context, o *options, bins binaries, name string) (_
 		}
 	}()
 	tl := &timeline{inner: k.target, start: time.Now()}
-	cfg := loadgen.Config{Clients: o.FoClients, Keys: tableKeys, ValueSize: tableValueSize, Timeout: failoverOpTimeout, Duration: failoverSettle + o.FoWindow}
+	cfg := loadgen.Config{Clients: o.FoClients, Keys: tableKeys, ValueSize: o.ValueSize, Timeout: failoverOpTimeout, Duration: failoverSettle + o.FoWindow}
 	type outcome struct {
 		res *loadgen.Result
 		err error

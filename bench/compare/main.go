@@ -38,6 +38,7 @@ type options struct {
 	FoWindow  time.Duration // -failover-window: load kept up after each kill
 	CatchupMB int           // -catchup-mb
 	CatchupVS int           // -catchup-value-size
+	ValueSize int           // -value-size: bytes per written value in the table and failover
 	Bin       string        // -bin
 	Root      string        // -root
 	Dir       string        // -dir
@@ -71,6 +72,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.FoWindow, "failover-window", 8*time.Second, "load kept up after each kill")
 	fs.IntVar(&o.CatchupMB, "catchup-mb", 64, "MiB of values the group holds when the new member joins")
 	fs.IntVar(&o.CatchupVS, "catchup-value-size", 16<<10, "bytes per value for the catch-up data")
+	fs.IntVar(&o.ValueSize, "value-size", 256, "bytes per written value in the table and failover workloads")
 	fs.StringVar(&o.Bin, "bin", "../.bin", "where the etcd and mirrorkv binaries are built")
 	fs.StringVar(&o.Root, "root", "../..", "the mirrorkv repository (for building mirrorkv)")
 	fs.StringVar(&o.Dir, "dir", "", "work directory for certificates, data and logs (default: a new temporary one)")
@@ -93,7 +95,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*options, error) {
 			o.Systems = append(o.Systems, s)
 		}
 	}
-	if o.Duration <= 0 || o.Warmup < 0 || o.Runs < 1 || o.Rounds < 1 || o.FoClients < 1 || o.FoWindow <= 0 || o.CatchupMB < 1 || o.CatchupVS < 1 || o.EtcdConns < 1 {
+	if o.Duration <= 0 || o.Warmup < 0 || o.Runs < 1 || o.Rounds < 1 || o.FoClients < 1 || o.FoWindow <= 0 || o.CatchupMB < 1 || o.CatchupVS < 1 || o.ValueSize < 1 || o.EtcdConns < 1 {
 		errs = append(errs, errors.New("durations, counts and sizes must be positive"))
 	}
 	return o, errors.Join(errs...)

@@ -20,20 +20,28 @@ type workload struct {
 	clients int
 }
 
-// The workloads of the issue: 256-byte writes at 1, 16 and 64 clients, and at 64 clients
-// linearizable reads, stale reads and a 90/10 read/write mix, over 1000 keys.
+// The workloads of the issue: writes (of -value-size bytes, 256 by default) at 1, 16 and 64
+// clients, and at 64 clients linearizable reads, stale reads and a 90/10 read/write mix, over
+// 1000 keys.
 var workloads = []workload{
-	{"write 256 B", loadgen.WriteOnly, 1},
-	{"write 256 B", loadgen.WriteOnly, 16},
-	{"write 256 B", loadgen.WriteOnly, 64},
+	{"write", loadgen.WriteOnly, 1},
+	{"write", loadgen.WriteOnly, 16},
+	{"write", loadgen.WriteOnly, 64},
 	{"linearizable read", loadgen.ReadOnly, 64},
 	{"stale read", loadgen.StaleReadOnly, 64},
 	{"90/10 read/write", loadgen.Mix{Read: 0.9, Write: 0.1}, 64},
 }
 
+// label names w in the table: writes with their value size.
+func (w workload) label(valueSize int) string {
+	if w.mix == loadgen.WriteOnly {
+		return fmt.Sprintf("write %d B", valueSize)
+	}
+	return w.name
+}
+
 const (
-	tableKeys      = 1000
-	tableValueSize = 256
+	tableKeys = 1000
 	// opTimeout bounds each operation for every system alike (the mirrorkv client's own
 	// default).
 	opTimeout = 10 * time.Second
@@ -54,7 +62,7 @@ func startSystem(ctx context.Context, o *options, bins binaries, name string) (*
 	}
 	switch name {
 	case "ceiling":
-		c, err := startCeiling(dir, tableValueSize)
+		c, err := startCeiling(dir, o.ValueSize)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +125,7 @@ func runWorkloads(ctx context.Context, o *options, sys *system) ([]*loadgen.Resu
 	var out []*loadgen.Result
 	filled := false
 	for _, w := range workloads {
-		cfg := loadgen.Config{Clients: w.clients, Mix: w.mix, Keys: tableKeys, ValueSize: tableValueSize, Timeout: opTimeout}
+		cfg := loadgen.Config{Clients: w.clients, Mix: w.mix, Keys: tableKeys, ValueSize: o.ValueSize, Timeout: opTimeout}
 		if w.mix.Reads() && !filled {
 			if err := loadgen.Fill(ctx, sys.target, cfg); err != nil {
 				return nil, fmt.Errorf("%s: %w", sys.name, err)
@@ -139,7 +147,7 @@ func runWorkloads(ctx context.Context, o *options, sys *system) ([]*loadgen.Resu
 			return nil, ctx.Err()
 		}
 		fmt.Fprintf(o.Log, "%-9s %-18s %2d clients: %9.0f ops/s  p99 %-10s errors: %s\n",
-			sys.name, w.name, w.clients, res.OpsPerSec, res.Latency.P99.Round(time.Microsecond), errorKinds(res))
+			sys.name, w.label(o.ValueSize), w.clients, res.OpsPerSec, res.Latency.P99.Round(time.Microsecond), errorKinds(res))
 		out = append(out, res)
 	}
 	return out, nil
@@ -155,7 +163,7 @@ func printTable(w io.Writer, o *options, rounds map[string][][]*loadgen.Result) 
 		}
 	}
 	fmt.Fprintf(w, "\n%s per workload after %s of warm-up, median of %d round(s); p99 in ms; %d keys, %d-byte values\n\n",
-		o.Duration, o.Warmup, o.Rounds, tableKeys, tableValueSize)
+		o.Duration, o.Warmup, o.Rounds, tableKeys, o.ValueSize)
 	head := []string{"workload", "clients"}
 	for _, s := range o.Systems {
 		head = append(head, s+" ops/s", s+" p99")
@@ -168,7 +176,7 @@ func printTable(w io.Writer, o *options, rounds map[string][][]*loadgen.Result) 
 	}
 	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 	for i, wl := range workloads {
-		row := []string{wl.name, fmt.Sprint(wl.clients)}
+		row := []string{wl.label(o.ValueSize), fmt.Sprint(wl.clients)}
 		for _, s := range o.Systems {
 			r := results[s][i]
 			row = append(row, fmt.Sprintf("%.0f", r.OpsPerSec), fmt.Sprintf("%.2f", float64(r.Latency.P99)/1e6))
