@@ -841,8 +841,26 @@ func (h *harness) fillDisk(w *workload, victim *localgroup.Member) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	// In later rounds of a soak the member's own data fills more of the tmpfs, so the filler
+	// gives back less than a raft log segment (16 MiB, preallocated) and a store commit need.
+	// Grow the filesystem then, as an operator would.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(victim.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free, size := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize; free < minReturned {
+		grown := (size + minReturned - free + 1<<20 - 1) >> 20
+		if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%dm", grown), victim.Dir).CombinedOutput(); err != nil {
+			t.Fatalf("grow the tmpfs on %s: %v: %s", victim.Dir, err, bytes.TrimSpace(out))
+		}
+		t.Logf("only %d MiB free on %s after removing the filler: grew its tmpfs from %d to %d MiB", free>>20, victim.Name, size>>20, grown)
+	}
 	t.Logf("space returned to %s", victim.Name)
 }
+
+// minReturned is the room a full member gets back: a raft log segment, a store commit and a
+// snapshot being received.
+const minReturned = 40 << 20
 
 // statusSample is how many answers of one status a run of writes got, and the last error body.
 type statusSample struct {

@@ -210,6 +210,9 @@ func writeMeta(tx *bolt.Tx, applied uint64, revision int64) error {
 	if err := meta.Put([]byte(metaRevision), u64(uint64(revision))); err != nil {
 		return fmt.Errorf("write revision: %w", err)
 	}
+	if err := meta.Put([]byte(metaSumKey), metaSum(applied, revision)); err != nil {
+		return fmt.Errorf("write meta checksum: %w", err)
+	}
 	return nil
 }
 
@@ -239,9 +242,9 @@ func (b *batch) apply(p pending) Result {
 	case OpPut, OpDelete:
 		return b.applyKV(c, p.key)
 	case OpSetMember:
-		v, err := json.Marshal(c.Member)
+		js, err := json.Marshal(c.Member)
 		if err == nil {
-			err = b.members.Put([]byte(c.Member.Name), v)
+			err = b.members.Put([]byte(c.Member.Name), memberRecord(c.Member.Name, js))
 		}
 		if err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("set member %q: %w", c.Member.Name, err)}
@@ -258,7 +261,7 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	var cur, created int64
 	if old := b.kv.Get(key); old != nil {
 		var err error
-		if cur, created, _, err = splitRecord(old); err != nil {
+		if cur, created, _, err = splitRecord(key, old); err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("apply to key %q: %w", key, err)}
 		}
 	}
@@ -280,7 +283,7 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 		created = rev
 	}
 	start := len(b.arena)
-	b.arena = appendRecord(b.arena, rev, created, c.Value)
+	b.arena = appendRecord(b.arena, key, rev, created, c.Value)
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return Result{Revision: b.rev, Err: fmt.Errorf("put key %q: %w", key, err)}
 	}

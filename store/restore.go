@@ -116,6 +116,9 @@ func (s *Store) fill(w *restoreWriter, r io.Reader) (snapMeta, error) {
 	if err := w.put(bucketMeta, []byte(metaRevision), u64(uint64(meta.revision))); err != nil {
 		return snapMeta{}, err
 	}
+	if err := w.put(bucketMeta, []byte(metaSumKey), metaSum(meta.applied, meta.revision)); err != nil {
+		return snapMeta{}, err
+	}
 	if err := w.commit(); err != nil {
 		return snapMeta{}, err
 	}
@@ -416,6 +419,7 @@ func (d *snapReader) kv(meta snapMeta, last []byte, w *restoreWriter) ([]byte, e
 	}
 	binary.BigEndian.PutUint64(rec, rev)
 	binary.BigEndian.PutUint64(rec[8:], created)
+	sealRecord(key, rec)
 	return key, w.put(bucketKV, key, rec)
 }
 
@@ -444,7 +448,7 @@ func (d *snapReader) member(last string, w *restoreWriter) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode member %q: %w", m.Name, err)
 	}
-	return m.Name, w.put(bucketMembers, []byte(m.Name), v)
+	return m.Name, w.put(bucketMembers, []byte(m.Name), memberRecord(m.Name, v))
 }
 
 // end checks the end record against sum, the CRC of everything before it, and that nothing

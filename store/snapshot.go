@@ -117,7 +117,7 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 		return err
 	}
 	err = tx.Bucket([]byte(bucketKV)).ForEach(func(k, v []byte) error {
-		rev, created, value, err := splitRecord(v)
+		rev, created, value, err := splitRecord(k, v)
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
@@ -135,10 +135,14 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket([]byte(bucketMembers)).ForEach(func(_, v []byte) error {
+	return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
+		js, err := memberJSON(k, v)
+		if err != nil {
+			return err
+		}
 		rec = append(rec[:0], recMember)
-		rec = appendField(rec, v)
-		_, err := bw.Write(rec)
+		rec = appendField(rec, js)
+		_, err = bw.Write(rec)
 		return err
 	})
 }

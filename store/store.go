@@ -33,14 +33,13 @@ const (
 	metaFormat   = "format"
 	metaApplied  = "applied"
 	metaRevision = "revision"
+	metaSumKey   = "sum" // record.go
 )
 
 // fileFormat is the layout version in meta/format. Open refuses any other, so an older
-// release never misreads a file a newer one wrote.
-const fileFormat = 1
-
-// recordHeader is the size of a kv record's fixed part: revision and created, 8 bytes each.
-const recordHeader = 16
+// release never misreads a file a newer one wrote. Format 2 added the checksums of
+// record.go; a format 1 file is resynced from the group (see initBuckets).
+const fileFormat = 2
 
 // lockTimeout bounds how long Open waits for bbolt's file lock. Long enough to ride out a
 // previous process that is still exiting, short enough that a second mirrorkv on the same
@@ -213,7 +212,9 @@ func initBuckets(tx *bolt.Tx) error {
 	if len(v) != 8 {
 		return fmt.Errorf("meta/%s of %d bytes: %w", metaFormat, len(v), errDamaged)
 	}
-	if f := binary.BigEndian.Uint64(v); f != fileFormat {
+	if f := binary.BigEndian.Uint64(v); f == 1 {
+		return errors.New("file format 1, written by an earlier mirrorkv without record checksums: move it aside and restart the member with --join HOST:PORT of a running member, which then sends it the group's members and a snapshot in the current format")
+	} else if f != fileFormat {
 		return fmt.Errorf("file format %d, this mirrorkv reads only %d; run the release that wrote it", f, fileFormat)
 	}
 	return nil
@@ -223,6 +224,9 @@ func initBuckets(tx *bolt.Tx) error {
 func (s *Store) loadMeta(db *bolt.DB) error {
 	return db.View(func(tx *bolt.Tx) error {
 		applied, revision, err := readMeta(tx)
+		if err == nil {
+			err = verifyRecords(tx)
+		}
 		if err != nil {
 			return damaged(s.path, err)
 		}
@@ -244,6 +248,9 @@ func readMeta(tx *bolt.Tx) (applied uint64, revision int64, err error) {
 	}
 	if rev > 1<<63-1 {
 		return 0, 0, fmt.Errorf("meta/%s is %d: %w", metaRevision, rev, errDamaged)
+	}
+	if sum := meta.Get([]byte(metaSumKey)); (applied != 0 || rev != 0 || sum != nil) && !bytes.Equal(sum, metaSum(applied, int64(rev))) {
+		return 0, 0, fmt.Errorf("meta/%s does not match the applied index %d and revision %d: %w", metaSumKey, applied, rev, errDamaged)
 	}
 	return applied, int64(rev), nil
 }
@@ -411,7 +418,11 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 func (s *Store) Members() ([]wire.Member, error) {
 	var mem map[string][]byte
 	ms := []wire.Member{}
-	add := func(name string, v []byte) error {
+	add := func(name string, rec []byte) error {
+		v, err := memberJSON([]byte(name), rec)
+		if err != nil {
+			return err
+		}
 		var m wire.Member
 		if err := json.Unmarshal(v, &m); err != nil {
 			return fmt.Errorf("member %q: %w: %w", name, errDamaged, err)
@@ -442,7 +453,7 @@ func (s *Store) Members() ([]wire.Member, error) {
 // parseRecord copies a kv record out of bbolt's memory, which is valid only inside the
 // transaction.
 func parseRecord(key string, rec []byte) (KV, error) {
-	rev, created, value, err := splitRecord(rec)
+	rev, created, value, err := splitRecord([]byte(key), rec)
 	if err != nil {
 		return KV{}, fmt.Errorf("key %q: %w", key, err)
 	}
@@ -451,21 +462,6 @@ func parseRecord(key string, rec []byte) (KV, error) {
 		kv.Value = bytes.Clone(value)
 	}
 	return kv, nil
-}
-
-// splitRecord splits a kv record into its parts without copying.
-func splitRecord(rec []byte) (rev, created int64, value []byte, err error) {
-	if len(rec) < recordHeader {
-		return 0, 0, nil, fmt.Errorf("record of %d bytes: %w", len(rec), errDamaged)
-	}
-	return int64(binary.BigEndian.Uint64(rec)), int64(binary.BigEndian.Uint64(rec[8:])), rec[recordHeader:], nil
-}
-
-// appendRecord appends the kv record (revision, created, value) to b.
-func appendRecord(b []byte, rev, created int64, value []byte) []byte {
-	b = binary.BigEndian.AppendUint64(b, uint64(rev))
-	b = binary.BigEndian.AppendUint64(b, uint64(created))
-	return append(b, value...)
 }
 
 // syncDir fsyncs dir so that a rename in it survives a crash.

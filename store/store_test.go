@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -94,10 +95,18 @@ func TestOpen(t *testing.T) {
 	})
 	t.Run("newer format", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "state.db")
-		writeBolt(t, path, bucketMeta, metaFormat, u64(2))
+		writeBolt(t, path, bucketMeta, metaFormat, u64(3))
 		_, err := Open(path, Options{})
-		if err == nil || !strings.Contains(err.Error(), "file format 2") {
+		if err == nil || !strings.Contains(err.Error(), "file format 3") {
 			t.Fatalf("Open = %v, want a format error", err)
+		}
+	})
+	t.Run("format without checksums", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		writeBolt(t, path, bucketMeta, metaFormat, u64(1))
+		_, err := Open(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "file format 1") || !strings.Contains(err.Error(), "--join") {
+			t.Fatalf("Open = %v, want the format 1 error with what to do", err)
 		}
 	})
 	t.Run("removes a leftover restore file", func(t *testing.T) {
@@ -487,19 +496,71 @@ func TestStore_Layout(t *testing.T) {
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
 		rec := tx.Bucket([]byte(bucketKV)).Get([]byte("k"))
-		want := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 2), 1)
-		if !bytes.Equal(rec, append(want, "v2"...)) {
-			t.Errorf("kv/k = %x", rec)
+		head := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 2), 1)
+		sum := crc32.Checksum(append(append([]byte("k"), head...), "v2"...), crc32.MakeTable(crc32.Castagnoli))
+		if want := append(binary.BigEndian.AppendUint32(head, sum), "v2"...); !bytes.Equal(rec, want) {
+			t.Errorf("kv/k = %x, want %x", rec, want)
 		}
 		meta := tx.Bucket([]byte(bucketMeta))
-		for key, want := range map[string]uint64{metaFormat: 1, metaApplied: 2, metaRevision: 2} {
+		for key, want := range map[string]uint64{metaFormat: 2, metaApplied: 2, metaRevision: 2} {
 			if got := meta.Get([]byte(key)); !bytes.Equal(got, u64(want)) {
 				t.Errorf("meta/%s = %x, want %d", key, got, want)
 			}
+		}
+		msum := crc32.Checksum(append(u64(2), u64(2)...), crc32.MakeTable(crc32.Castagnoli))
+		if got := meta.Get([]byte(metaSumKey)); !bytes.Equal(got, binary.BigEndian.AppendUint32(nil, msum)) {
+			t.Errorf("meta/%s = %x, want CRC-32C %08x of applied and revision", metaSumKey, got, msum)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpen_FlippedData flips bytes inside live records, which bbolt itself never notices
+// (it checksums only its meta pages): Open must refuse the file with advice rather than
+// serve a different value or revision.
+func TestOpen_FlippedData(t *testing.T) {
+	for _, tc := range []struct{ name, marker string }{
+		{"kv value", "value-marker-0123456789"},
+		{"member", "CN=member-marker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			s, err := Open(path, Options{NoFsync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustApply(t, s, put("a", "1"), put("k", "value-marker-0123456789"), put("z", "2"),
+				Command{Op: OpSetMember, Member: wire.Member{Name: "m9", MemberAddr: "127.0.0.9:1", DN: "CN=member-marker"}})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := bytes.Count(data, []byte(tc.marker))
+			if n == 0 {
+				t.Fatalf("marker %q not in the file", tc.marker)
+			}
+			// One flipped bit in every copy, live or freed, so the live one is hit.
+			for i := 0; ; {
+				j := bytes.Index(data[i:], []byte(tc.marker))
+				if j < 0 {
+					break
+				}
+				data[i+j+len(tc.marker)-1] ^= 0x01
+				i += j + len(tc.marker)
+			}
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(path, Options{})
+			if err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), "--join") {
+				t.Fatalf("Open(a file with a flipped bit in %d copies of the %s) = %v, want a damaged-file error naming the checksum", n, tc.name, err)
+			}
+		})
 	}
 }
