@@ -858,9 +858,9 @@ func (h *harness) fillDisk(w *workload, victim *localgroup.Member) {
 	t.Logf("space returned to %s", victim.Name)
 }
 
-// minReturned is the room a full member gets back: a raft log segment, a store commit and a
-// snapshot being received.
-const minReturned = 40 << 20
+// minReturned is the room a full member gets back: raft log segments (16 MiB each), the
+// store's commit of the 20 MiB of ballast it has yet to apply, and a snapshot being received.
+const minReturned = 64 << 20
 
 // statusSample is how many answers of one status a run of writes got, and the last error body.
 type statusSample struct {
