@@ -471,3 +471,31 @@ func TestServe_ReloadsCredentialsOnSIGHUP(t *testing.T) {
 		t.Fatalf("write after the reload: %v", err)
 	}
 }
+
+// TestGroup_ClientPortTakenBeforeStart: a port the local group picked for a member is taken
+// by another process before the member starts, as a test running alongside can do. The
+// member must then start on another port and the group form, instead of the group's admin
+// client talking to the other process until its deadline.
+func TestGroup_ClientPortTakenBeforeStart(t *testing.T) {
+	var squatter net.Listener
+	var taken string
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe, BeforeStart: func(g *localgroup.Group) error {
+		m := g.Members[2]
+		taken = m.ClientAddr
+		var err error
+		squatter, err = net.Listen("tcp", taken) // accepts into its backlog, never answers
+		return err
+	}})
+	defer squatter.Close()
+	m3 := g.Members[2]
+	if m3.ClientAddr == taken {
+		t.Fatalf("m3 still has the taken client address %s", taken)
+	}
+	if !strings.Contains(m3.Log(), "address already in use") {
+		t.Errorf("m3's log does not show the first start failing on the taken port:\n%s", tail(m3.Log(), 2000))
+	}
+	st, err := statusOf(t, g, m3)
+	if err != nil || (st.Role != wire.RoleStandby && st.Role != wire.RolePrimary) {
+		t.Fatalf("m3 on its new port: %+v, %v; want it in the group", st, err)
+	}
+}

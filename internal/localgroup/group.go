@@ -139,11 +139,8 @@ func (g *Group) Grow(ctx context.Context, async bool) (*Member, error) {
 		return nil, err
 	}
 	g.Members = append(g.Members, m)
-	if err := g.Start(m, "--join", g.Members[0].Advertise()); err != nil {
+	if err := g.startNew(ctx, m, "--join", g.Members[0].Advertise()); err != nil {
 		return nil, err
-	}
-	if err := waitTCP(ctx, m.ClientAddr); err != nil {
-		return nil, g.memberFailed(m, err)
 	}
 	if err := g.AddMember(ctx, m); err != nil {
 		return nil, err
@@ -156,7 +153,7 @@ func (g *Group) Grow(ctx context.Context, async bool) (*Member, error) {
 func (g *Group) form(ctx context.Context) error {
 	first := g.Members[0]
 	fmt.Fprintf(g.opts.Progress, "starting %s (bootstrap) on %s\n", first.Name, first.ClientAddr)
-	if err := g.Start(first, "--bootstrap"); err != nil {
+	if err := g.startNew(ctx, first, "--bootstrap"); err != nil {
 		return err
 	}
 	if err := g.waitRole(ctx, first, wire.RolePrimary); err != nil {
@@ -164,17 +161,48 @@ func (g *Group) form(ctx context.Context) error {
 	}
 	for _, m := range g.Members[1:] {
 		fmt.Fprintf(g.opts.Progress, "starting %s and adding it as %s\n", m.Name, map[bool]string{false: "a failover member", true: "an async member"}[m.Async])
-		if err := g.Start(m, "--join", first.Advertise()); err != nil {
+		if err := g.startNew(ctx, m, "--join", first.Advertise()); err != nil {
 			return err
-		}
-		if err := waitTCP(ctx, m.ClientAddr); err != nil {
-			return g.memberFailed(m, err)
 		}
 		if err := g.AddMember(ctx, m); err != nil {
 			return err
 		}
 	}
 	return g.WaitInSync(ctx)
+}
+
+// startNew starts a member the group does not know yet and waits until it serves. freePort's
+// ports were free a moment ago, but another process (a test running alongside) may have
+// taken one since: the member then exits with "address already in use" and is started again
+// on a new port, which nobody has been told yet. A member port behind a test's proxy
+// (AdvertiseAddr) cannot move; that start fails as before.
+func (g *Group) startNew(ctx context.Context, m *Member, extra ...string) error {
+	for attempt := 1; ; attempt++ {
+		offset := m.logSize()
+		if err := g.Start(m, extra...); err != nil {
+			return err
+		}
+		taken, err := m.waitStarted(ctx, offset)
+		if err == nil {
+			return nil
+		}
+		if taken == "" || attempt == 3 || (taken == "member" && m.AdvertiseAddr != "") {
+			return g.memberFailed(m, err)
+		}
+		addr, ferr := freePort(m.Host)
+		if ferr != nil {
+			return ferr
+		}
+		fmt.Fprintf(g.opts.Progress, "%s: its %s port was taken by another process; starting it on %s\n", m.Name, taken, addr)
+		if taken == "client" {
+			m.ClientAddr, m.ClientURL = addr, "https://"+addr
+			if g.admin, err = g.newAdminClient(); err != nil {
+				return err
+			}
+		} else {
+			m.MemberAddr = addr
+		}
+	}
 }
 
 // AddMember authorises m's DN and adds it to the group through the admin API.

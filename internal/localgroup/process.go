@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -188,6 +189,47 @@ func (m *Member) Log() string {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
 	return string(b)
+}
+
+// logSize is how much m has logged so far.
+func (m *Member) logSize() int {
+	fi, err := os.Stat(m.LogFile)
+	if err != nil {
+		return 0
+	}
+	return int(fi.Size())
+}
+
+// waitStarted waits until m logs that it started, after offset bytes of its log. If m exits
+// first because one of its ports is in use, taken says which: "member" or "client".
+func (m *Member) waitStarted(ctx context.Context, offset int) (taken string, err error) {
+	for {
+		log := m.Log()
+		if len(log) < offset {
+			log = ""
+		} else {
+			log = log[offset:]
+		}
+		if strings.Contains(log, "member started") {
+			return "", nil
+		}
+		if !m.Running() {
+			if strings.Contains(log, "address already in use") {
+				switch {
+				case strings.Contains(log, "listen on client port"):
+					taken = "client"
+				case strings.Contains(log, "listen on member port"):
+					taken = "member"
+				}
+			}
+			return taken, fmt.Errorf("%s exited before it started serving", m.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("wait for %s to start: %w", m.Name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // freePort asks the kernel for a free TCP port on host. The port is released before the
