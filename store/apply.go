@@ -79,17 +79,26 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		}
 		err = stallError(fmt.Errorf("apply batch at index %d: %w", work[0].index, err))
 		s.stall.Store(&err)
-		s.log.Error("store cannot write: the member stops applying until the disk accepts writes",
-			"err", err, "fix", "free space in "+dirOf(s.path), "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-s.closing:
-			t.Stop()
+		var ok bool
+		if wait, ok = s.backOff(err, wait); !ok {
 			return s.closedResults(work, out)
-		case <-t.C:
 		}
-		wait = min(2*wait, retryMax)
 	}
+}
+
+// backOff logs the commit the disk refused and waits before the next attempt. It returns the
+// wait for the attempt after that, and false if Close came first.
+func (s *Store) backOff(err error, wait time.Duration) (time.Duration, bool) {
+	s.log.Error("store cannot write: the member stops applying until the disk accepts writes",
+		"err", err, "fix", "free space in "+dirOf(s.path), "retry_in", wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-s.closing:
+		return wait, false
+	case <-t.C:
+	}
+	return min(2*wait, retryMax), true
 }
 
 // Stalled returns the error of the transaction ApplyBatch is retrying, and nil when no

@@ -296,16 +296,10 @@ func (s *Store) flusher(every time.Duration) {
 		if errors.Is(err, ErrClosed) {
 			return
 		}
-		s.log.Error("store cannot write: the member stops applying until the disk accepts writes",
-			"err", err, "fix", "free space in "+dirOf(s.path), "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-s.closing:
-			t.Stop()
+		var ok bool
+		if wait, ok = s.backOff(err, wait); !ok {
 			return
-		case <-t.C:
 		}
-		wait = min(2*wait, retryMax)
 	}
 }
 
