@@ -54,15 +54,19 @@ func newOverlay() *overlay {
 func (s *Store) layers() [2]*overlay { return [2]*overlay{s.active, s.flushing} }
 
 // pendingRecord looks key up in memory: rec is the record (nil when the key was deleted) and
-// ok reports whether memory knows the key at all.
-func (s *Store) pendingRecord(key string) (rec []byte, ok bool) {
+// ok reports whether memory knows the key at all. members looks in the member records.
+func (s *Store) pendingRecord(key string, members bool) (rec []byte, ok bool) {
 	s.ovMu.RLock()
 	defer s.ovMu.RUnlock()
 	for _, o := range s.layers() {
 		if o == nil {
 			continue
 		}
-		if rec, ok := o.kv[key]; ok {
+		m := o.kv
+		if members {
+			m = o.members
+		}
+		if rec, ok := m[key]; ok {
 			return rec, true
 		}
 	}
@@ -159,17 +163,9 @@ func (t *memTable) Get(key []byte) []byte {
 	if rec, ok := t.staged[string(key)]; ok {
 		return rec
 	}
-	t.s.ovMu.RLock()
-	for _, o := range t.s.layers() {
-		if o == nil {
-			continue
-		}
-		if rec, ok := t.layer(o)[string(key)]; ok {
-			t.s.ovMu.RUnlock()
-			return rec
-		}
+	if rec, ok := t.s.pendingRecord(string(key), t.members); ok {
+		return rec
 	}
-	t.s.ovMu.RUnlock()
 	// Not in memory, so a flush running now does not touch it: the file has its value.
 	// The transaction starts after the lookup above, so it sees any flush that ended since.
 	var rec []byte

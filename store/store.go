@@ -328,7 +328,7 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 
 // Get returns key with a copy of its value, or ErrNotFound.
 func (s *Store) Get(key string) (KV, error) {
-	if rec, ok := s.pendingRecord(key); ok {
+	if rec, ok := s.pendingRecord(key, false); ok {
 		if rec == nil {
 			return KV{}, ErrNotFound
 		}
