@@ -46,8 +46,8 @@ func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
 		return fmt.Errorf("authorise member %s: %w", m.Name, err)
 	}
 	f := c.raft.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := waitFuture(ctx, f); err != nil {
-		return fmt.Errorf("add member %s as non-voter: %w", m.Name, raftError(err))
+	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
+		return fmt.Errorf("add member %s as non-voter: %w", m.Name, err)
 	}
 	if m.Async {
 		return nil
@@ -76,8 +76,8 @@ func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m wire.Member) error 
 		return fmt.Errorf("wait for member %s to catch up: %w", m.Name, err)
 	}
 	f := c.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := waitFuture(ctx, f); err != nil {
-		return fmt.Errorf("promote member %s to voter: %w", m.Name, raftError(err))
+	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
+		return fmt.Errorf("promote member %s to voter: %w", m.Name, err)
 	}
 	if err := c.applyMember(ctx, store.OpSetMember, m); err != nil {
 		return fmt.Errorf("record member %s as failover: %w", m.Name, err)
@@ -172,8 +172,8 @@ func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
 	// Raft first: withdrawing the authorisation of a voter still in the configuration would
 	// cut it off while it still counts towards the quorum.
 	if inRaft {
-		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout)); err != nil {
-			return fmt.Errorf("remove member %s from raft: %w", name, raftError(err))
+		if err := c.waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout), "wait for raft"); err != nil {
+			return fmt.Errorf("remove member %s from raft: %w", name, err)
 		}
 	}
 	if unknown != nil {
@@ -192,8 +192,8 @@ func (c *Cluster) removeSelf(ctx context.Context, payload []byte) error {
 	if !c.hasOtherVoter() {
 		return fmt.Errorf("remove member %s: it is the only failover member; add and promote another first", c.cfg.Name)
 	}
-	if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
-		return fmt.Errorf("hand over the primary role before removing %s: %w", c.cfg.Name, raftError(err))
+	if err := c.waitFuture(ctx, c.raft.LeadershipTransfer(), "wait for raft"); err != nil {
+		return fmt.Errorf("hand over the primary role before removing %s: %w", c.cfg.Name, err)
 	}
 	p, err := c.waitLeader(ctx, c.cfg.Name)
 	if err != nil {
@@ -241,25 +241,10 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 		}
 		f = c.raft.LeadershipTransferToServer(s.ID, s.Address)
 	}
-	if err := waitFuture(ctx, f); err != nil {
-		return fmt.Errorf("transfer leadership to %q: %w", to, raftError(err))
+	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
+		return fmt.Errorf("transfer leadership to %q: %w", to, err)
 	}
 	return nil
-}
-
-// waitFuture waits for a raft configuration change or leadership transfer, or until ctx
-// ends: an admin request is bounded by its own deadline, not only by raft's timeout. Raft
-// still completes the change afterwards, so the caller learns only that its outcome is
-// unknown.
-func waitFuture(ctx context.Context, f raft.Future) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return reason.Wrap(reason.Timeout, fmt.Errorf("gave up waiting, the change may still complete; check with mirrorkv status: %w", ctx.Err()))
-	}
 }
 
 // adminOnPrimary runs local on the primary, or sends the request to it, as onPrimary does.
