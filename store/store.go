@@ -334,7 +334,7 @@ func (s *Store) Get(key string) (KV, error) {
 		}
 		kv, err := parseRecord(key, rec)
 		if err != nil {
-			return KV{}, fmt.Errorf("get %q: %w", key, err)
+			return KV{}, s.readErr(fmt.Errorf("get %q: %w", key, err))
 		}
 		return kv, nil
 	}
@@ -352,7 +352,7 @@ func (s *Store) Get(key string) (KV, error) {
 		if errors.Is(err, ErrNotFound) {
 			return KV{}, err
 		}
-		return KV{}, fmt.Errorf("get %q: %w", key, err)
+		return KV{}, s.readErr(fmt.Errorf("get %q: %w", key, err))
 	}
 	return kv, nil
 }
@@ -409,7 +409,7 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 		return nil
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("list prefix %q: %w", prefix, err)
+		return nil, false, s.readErr(fmt.Errorf("list prefix %q: %w", prefix, err))
 	}
 	return kvs, more, nil
 }
@@ -444,10 +444,19 @@ func (s *Store) Members() ([]wire.Member, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
+		return nil, s.readErr(fmt.Errorf("list members: %w", err))
 	}
 	slices.SortFunc(ms, func(a, b wire.Member) int { return strings.Compare(a.Name, b.Name) })
 	return ms, nil
+}
+
+// readErr codes a read that found damage (a checksum that does not match) as a damaged
+// store, with what to do, so that the client and the log say more than "internal error".
+func (s *Store) readErr(err error) error {
+	if errors.Is(err, errDamaged) {
+		return damaged(s.path, err)
+	}
+	return err
 }
 
 // parseRecord copies a kv record out of bbolt's memory, which is valid only inside the

@@ -10,9 +10,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -562,5 +564,25 @@ func TestOpen_FlippedData(t *testing.T) {
 				t.Fatalf("Open(a file with a flipped bit in %d copies of the %s) = %v, want a damaged-file error naming the checksum", n, tc.name, err)
 			}
 		})
+	}
+}
+
+// TestStore_DamagedRead: a record that fails its checksum on a read (damage after Open
+// checked the file) is reported as a damaged store, reason 302 with what to do, not as a
+// bare internal error.
+func TestStore_DamagedRead(t *testing.T) {
+	s := openStore(t, Options{FlushInterval: time.Hour})
+	mustApply(t, s, put("k", "v"))
+	s.ovMu.Lock()
+	rec := bytes.Clone(s.active.kv["k"])
+	rec[len(rec)-1] ^= 0x01
+	s.active.kv["k"] = rec
+	s.ovMu.Unlock()
+	_, getErr := s.Get("k")
+	_, _, listErr := s.List("", "", 0)
+	for what, err := range map[string]error{"Get": getErr, "List": listErr} {
+		if reason.Of(err, reason.OK) != reason.Corrupt || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), "--join") {
+			t.Errorf("%s of a damaged record = %v, want reason %v naming the checksum and --join", what, err, reason.Corrupt)
+		}
 	}
 }
