@@ -43,6 +43,15 @@ const (
 	RefusedByPeer          Code = 122
 	NoCommonCipher         Code = 123
 	ALPNMismatch           Code = 124
+	WrongGroup             Code = 125
+	NoAccess               Code = 126
+	CRLExpired             Code = 127
+	CRLExpiring            Code = 128
+	KeyFileMode            Code = 129
+	JoinPinMismatch        Code = 130
+	HandshakeLimit         Code = 131
+	IdentityMismatch       Code = 132
+	CertExpiring           Code = 133
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -53,10 +62,14 @@ const (
 	Shutdown       Code = 207
 	Timeout        Code = 208
 	LeadershipLost Code = 209
+	NotAllowed     Code = 210
+	AdminRequired  Code = 211
+	Busy           Code = 212
 
 	DiskFull    Code = 301
 	Corrupt     Code = 302
 	StorageFail Code = 303
+	DirMode     Code = 304
 )
 
 type entry struct {
@@ -90,6 +103,15 @@ var table = map[Code]entry{
 	RefusedByPeer:          {"refused-by-peer", "the peer refused this certificate after checking it (not authorised, revoked, or wrong usage)", "the peer's log names the exact reason; run `mirrorkv probe HOST:PORT --cert F --key F --ca F`"},
 	NoCommonCipher:         {"no-common-cipher", "no TLS version or cipher suite in common", "use TLS 1.3; with TLS 1.2 mirrorkv allows only ECDHE suites with AES-GCM or ChaCha20-Poly1305"},
 	ALPNMismatch:           {"alpn-mismatch", "the peer speaks another protocol on this port", "dial the member port for replication and the client port for the HTTP API"},
+	WrongGroup:             {"wrong-group", "member certificate carries no or another group's identity", "issue the member certificate for this group: `mirrorkv ca issue --group GROUP` (the group is serve's --group)"},
+	NoAccess:               {"no-access", "client certificate carries no access level, or an unreadable one", "issue the client certificate with an access level: `mirrorkv ca issue --client --access readonly|readwrite|admin`"},
+	CRLExpired:             {"crl-expired", "CRL is past its next update: the revocations it lists still apply, but newer ones cannot be known", "publish a fresh CRL with `mirrorkv ca crl` and copy it to every member; members reload it without a restart"},
+	CRLExpiring:            {"crl-expiring", "CRL reaches its next update soon", "publish a fresh CRL with `mirrorkv ca crl` before it expires"},
+	KeyFileMode:            {"key-file-mode", "private key file is readable by other users", "restrict it to its owner: chmod 600 KEYFILE"},
+	JoinPinMismatch:        {"join-pin-mismatch", "the member at the join address is not the one pinned with --join-pin", "check the join address, and the fingerprint or DN printed by `mirrorkv member add`"},
+	HandshakeLimit:         {"handshake-limit", "too many TLS handshakes in flight from this source or in total", "retry later; a client that opens many connections at once should reuse connections"},
+	IdentityMismatch:       {"identity-mismatch", "a member claimed another member's name or address", "check that each member runs with its own certificate, --name and --member-advertise as recorded by `mirrorkv member add`"},
+	CertExpiring:           {"cert-expiring", "certificate expires soon", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},
@@ -100,10 +122,14 @@ var table = map[Code]entry{
 	Shutdown:       {"shutdown", "member is shutting down", "retry on another member"},
 	Timeout:        {"timeout", "operation timed out; its outcome is unknown", "read the key back before retrying a non-idempotent write"},
 	LeadershipLost: {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
+	NotAllowed:     {"not-allowed", "a member certificate may carry replication and forwarded client writes only", "run membership and credential changes with an admin client certificate through the client port"},
+	AdminRequired:  {"admin-required", "the operation needs an admin client's verified identity", "use a client certificate with the admin access level (`mirrorkv ca issue --client --access admin`)"},
+	Busy:           {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
 	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT of a running member: it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
+	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
 }
 
 // Name is the short stable identifier of the code, for logs and metric labels.
