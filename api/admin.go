@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -102,11 +103,14 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err := checkQuery(r.URL.Query()); err != nil {
 		return err
 	}
+	if err := requireJSON(r); err != nil {
+		return err
+	}
 	m, err := decodeMember(limitBody(w, r, maxMemberBodyBytes))
 	if err != nil {
 		return err
 	}
-	if err := s.grp.AddMember(r.Context(), m); err != nil {
+	if err := s.grp.AddMember(r.Context(), clientChain(r), m); err != nil {
 		return memberError(m.Name, err)
 	}
 	s.writeJSON(w, http.StatusCreated, &m)
@@ -179,6 +183,19 @@ func memberError(name string, err error) error {
 	return err
 }
 
+// requireJSON refuses an admin POST whose Content-Type is not application/json. A browser
+// sends a cross-site form or text/plain POST without asking first, and would present the
+// admin certificate it holds; it asks (CORS preflight) before sending JSON, and mirrorkv
+// answers no preflight, so such a request never reaches a handler.
+func requireJSON(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		return nil
+	}
+	return &Error{Status: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("admin requests must be sent as application/json, not %q", ct),
+		Fix: "send the header Content-Type: application/json (the mirrorkv CLI and Go client do)"}
+}
+
 func (s *Server) memberName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
 	if err := checkName(name); err != nil {
@@ -199,12 +216,17 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
 	return s.memberOp(w, r, s.grp.TransferLeadership)
 }
 
-func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) error {
+func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(context.Context, [][]byte, string) error) error {
 	name, err := s.memberName(r)
 	if err != nil {
 		return err
 	}
-	if err := op(r.Context(), name); err != nil {
+	if r.Method == http.MethodPost {
+		if err := requireJSON(r); err != nil {
+			return err
+		}
+	}
+	if err := op(r.Context(), clientChain(r), name); err != nil {
 		return memberError(name, err)
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -28,10 +28,12 @@ type Group interface {
 	ReadIndex(ctx context.Context) error
 	Status(ctx context.Context) (wire.Status, error)
 	Members(ctx context.Context) ([]wire.Member, error)
-	AddMember(ctx context.Context, m wire.Member) error
-	RemoveMember(ctx context.Context, name string) error
-	Promote(ctx context.Context, name string) error
-	TransferLeadership(ctx context.Context, to string) error
+	// The admin operations carry the admin client's verified certificate chain (DER, leaf
+	// first): the primary checks it again, so that no member acts on its own authority.
+	AddMember(ctx context.Context, admin [][]byte, m wire.Member) error
+	RemoveMember(ctx context.Context, admin [][]byte, name string) error
+	Promote(ctx context.Context, admin [][]byte, name string) error
+	TransferLeadership(ctx context.Context, admin [][]byte, to string) error
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -54,8 +55,11 @@ func (f *fixture) do(t *testing.T, role, method, path, body string, hdr ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json") // as the CLI and Go client send
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := f.clients[role].Do(req)
 	if err != nil {
@@ -191,7 +195,7 @@ func TestPermissions(t *testing.T) {
 				}
 				f.want(t, r, http.StatusForbidden)
 				we := r.wireError(t)
-				if !strings.Contains(we.Fix, "mirrorkv ca issue --client --role "+rt.need) {
+				if !strings.Contains(we.Fix, "mirrorkv ca issue --client --access "+rt.need) {
 					t.Errorf("fix %q does not say how to get the %s role", we.Fix, rt.need)
 				}
 			})
@@ -263,6 +267,11 @@ func TestValidation(t *testing.T) {
 		{"member bad addr", "POST", "/v1/members", `{"name":"m2","memberAddr":"nohost","dn":"CN=m2"}`, nil, 400},
 		{"member bad name", "POST", "/v1/members/a%20b/promote", "", nil, 400},
 		{"member missing", "DELETE", "/v1/members/ghost", "", nil, 404},
+		// A browser sends these cross-site without a preflight, with the admin certificate.
+		{"member as a form", "POST", "/v1/members", `name=m2`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
+		{"member as text", "POST", "/v1/members", `{"name":"m2","memberAddr":"h:1","dn":"CN=m2"}`, []string{"Content-Type", "text/plain"}, 415},
+		{"promote as a form", "POST", "/v1/members/m1/promote", "", []string{"Content-Type", "multipart/form-data; boundary=x"}, 415},
+		{"transfer as text", "POST", "/v1/members/m1/transfer", "", []string{"Content-Type", "text/plain"}, 415},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -298,6 +307,12 @@ func TestMembers(t *testing.T) {
 	m := wire.Member{Name: "m2", MemberAddr: "127.0.0.2:7001", ClientURL: "https://127.0.0.2:8001", DN: "CN=m2,O=mirrorkv"}
 	body, _ := json.Marshal(m)
 	f.want(t, f.do(t, "admin", "POST", "/v1/members", string(body)), http.StatusCreated)
+	// The primary checks the admin's chain itself: the API hands it on.
+	if chain := f.srv.Group.AdminChain(); len(chain) == 0 {
+		t.Fatal("AddMember got no admin certificate chain to check on the primary")
+	} else if leaf, err := x509.ParseCertificate(chain[0]); err != nil || leaf.Subject.CommonName != "client-admin" {
+		t.Fatalf("AddMember got chain leaf %v (%v), want the admin client's certificate", leaf, err)
+	}
 	var ms []wire.Member
 	r := f.do(t, "readonly", "GET", "/v1/members", "")
 	f.want(t, r, http.StatusOK)

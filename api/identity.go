@@ -4,8 +4,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
-	"strings"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -13,14 +13,11 @@ import (
 type role int
 
 const (
-	roleNone      role = iota // an unknown role URI: nothing is allowed
+	roleNone      role = iota // no access level, or an unreadable one: nothing is allowed
 	roleReadOnly              // GET only
-	roleReadWrite             // keys: read and write (the default without a role URI)
+	roleReadWrite             // keys: read and write
 	roleAdmin                 // everything: membership and leadership too
 )
-
-// rolePrefix is the URI SAN prefix of a client's role: urn:mirrorkv:role:NAME.
-const rolePrefix = "mirrorkv:role:"
 
 func (r role) String() string {
 	switch r {
@@ -34,32 +31,23 @@ func (r role) String() string {
 	return "none"
 }
 
-// roleOf reads the role from the certificate's URI SANs, with the rules of pki.AccessOf
-// (api does not import pki): no role URI means readwrite; the role name is case-insensitive;
-// an unknown name, an empty one or several role URIs mean none, so that a malformed
-// certificate is refused rather than guessed at.
-func roleOf(cert *x509.Certificate) role {
-	got, seen := roleReadWrite, 0
-	for _, u := range cert.URIs {
-		if u.Scheme != "urn" || !strings.HasPrefix(u.Opaque, rolePrefix) {
-			continue
-		}
-		seen++
-		switch strings.ToLower(u.Opaque[len(rolePrefix):]) {
-		case "readonly":
-			got = roleReadOnly
-		case "readwrite":
-			got = roleReadWrite
-		case "admin":
-			got = roleAdmin
-		default:
-			got = roleNone
-		}
+// roleOf reads the access level from the certificate with pki.AccessOf, the one parser that
+// `cert lint` uses too, so that what lint says and what the server does cannot drift. A
+// certificate without a readable access level gets none.
+func roleOf(cert *x509.Certificate) (role, error) {
+	a, err := pki.AccessOf(cert)
+	if err != nil {
+		return roleNone, err
 	}
-	if seen > 1 {
-		return roleNone
+	switch a {
+	case pki.AccessReadOnly:
+		return roleReadOnly, nil
+	case pki.AccessReadWrite:
+		return roleReadWrite, nil
+	case pki.AccessAdmin:
+		return roleAdmin, nil
 	}
-	return got
+	return roleNone, fmt.Errorf("access %q: %w", a, pki.ErrRole)
 }
 
 // clientCert returns the verified leaf of the client, or nil.
@@ -76,6 +64,19 @@ func clientCert(r *http.Request) *x509.Certificate {
 	return nil
 }
 
+// clientChain is the client's certificate chain as it presented it (DER, leaf first), for
+// the primary to check again before an admin operation.
+func clientChain(r *http.Request) [][]byte {
+	if r.TLS == nil {
+		return nil
+	}
+	chain := make([][]byte, 0, len(r.TLS.PeerCertificates))
+	for _, c := range r.TLS.PeerCertificates {
+		chain = append(chain, c.Raw)
+	}
+	return chain
+}
+
 // authorize checks that the client's certificate carries at least the role need.
 func (s *Server) authorize(r *http.Request, need role) error {
 	cert := clientCert(r)
@@ -83,11 +84,16 @@ func (s *Server) authorize(r *http.Request, need role) error {
 		return &Error{Status: http.StatusUnauthorized, Reason: reason.NoCertificate,
 			Msg: "no client certificate: mirrorkv identifies every client by its certificate"}
 	}
-	have := roleOf(cert)
+	have, err := roleOf(cert)
 	if have >= need {
 		return nil
 	}
+	fix := fmt.Sprintf("use a client certificate with the %s access level: mirrorkv ca issue --client --access %s", need, need)
+	if err != nil {
+		return &Error{Status: http.StatusForbidden, Reason: reason.NoAccess, Err: err, Fix: fix,
+			Msg: fmt.Sprintf("certificate %q carries no usable access level: %v", cert.Subject.CommonName, err)}
+	}
 	return &Error{Status: http.StatusForbidden,
-		Msg: fmt.Sprintf("%s %s needs the %s role; certificate %q has role %s", r.Method, r.URL.Path, need, cert.Subject.CommonName, have),
-		Fix: fmt.Sprintf("use a client certificate with the %s role: mirrorkv ca issue --client --role %s", need, need)}
+		Msg: fmt.Sprintf("%s %s needs the %s access level; certificate %q has %s", r.Method, r.URL.Path, need, cert.Subject.CommonName, have),
+		Fix: fix}
 }

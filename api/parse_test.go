@@ -115,18 +115,25 @@ func TestRoleOf(t *testing.T) {
 		uris []string
 		want role
 	}{
-		{"no URI", nil, roleReadWrite},
-		{"other URI", []string{"spiffe://example/x"}, roleReadWrite},
+		{"no URI", nil, roleNone},
+		{"other URI only", []string{"spiffe://example/x"}, roleNone},
+		{"readwrite", []string{"urn:mirrorkv:role:readwrite", "spiffe://example/x"}, roleReadWrite},
 		{"admin", []string{"urn:mirrorkv:role:admin"}, roleAdmin},
 		{"readonly", []string{"urn:mirrorkv:role:readonly"}, roleReadOnly},
 		{"unknown role", []string{"urn:mirrorkv:role:root"}, roleNone},
 		{"upper case", []string{"urn:mirrorkv:role:ADMIN"}, roleAdmin},
 		{"empty role", []string{"urn:mirrorkv:role:"}, roleNone},
 		{"two roles", []string{"urn:mirrorkv:role:admin", "urn:mirrorkv:role:readonly"}, roleNone},
+		// URN scheme and namespace are case-insensitive: a case variant is the same role,
+		// never "no role" (which once meant readwrite).
+		{"case variant namespace", []string{"urn:MirrorKV:role:readonly"}, roleReadOnly},
+		{"case variant scheme", []string{"URN:mirrorkv:ROLE:readonly"}, roleReadOnly},
+		{"case variant with a second role", []string{"urn:MIRRORKV:role:readonly", "urn:mirrorkv:role:admin"}, roleNone},
+		{"query part", []string{"urn:mirrorkv:role:admin?x=1"}, roleNone},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := roleOf(certWithURIs(t, c.uris...)); got != c.want {
+			if got, _ := roleOf(certWithURIs(t, c.uris...)); got != c.want {
 				t.Fatalf("roleOf = %s, want %s", got, c.want)
 			}
 		})

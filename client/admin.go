@@ -37,8 +37,7 @@ func (c *Client) AddMember(ctx context.Context, m wire.Member) error {
 	if err != nil {
 		return fmt.Errorf("encode member %s: %w", m.Name, err)
 	}
-	if _, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/members", body: body,
-		header: http.Header{"Content-Type": {"application/json"}}}); err != nil {
+	if _, err := c.do(ctx, request{method: http.MethodPost, path: "/v1/members", body: body, header: jsonHeader()}); err != nil {
 		return fmt.Errorf("add member %s: %w", m.Name, err)
 	}
 	return nil
@@ -61,8 +60,16 @@ func (c *Client) TransferLeadership(ctx context.Context, to string) error {
 
 func (c *Client) memberOp(ctx context.Context, method, name, suffix, what string) error {
 	p := "/v1/members/" + url.PathEscape(name) + suffix
-	if _, err := c.do(ctx, request{method: method, path: p}); err != nil {
+	req := request{method: method, path: p}
+	if method == http.MethodPost {
+		req.header = jsonHeader() // the server takes admin POSTs as JSON only
+	}
+	if _, err := c.do(ctx, req); err != nil {
 		return fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	return nil
 }
+
+// jsonHeader marks an admin request as JSON: the server refuses admin POSTs of any other
+// type, which a browser could send cross-site.
+func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }

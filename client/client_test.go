@@ -116,7 +116,7 @@ func TestClient_Admin(t *testing.T) {
 	ro := newClient(t, srv.PKI, "readonly", srv.URL)
 	err = ro.AddMember(ctx, m)
 	e, ok := errors.AsType[*client.Error](err)
-	if !ok || e.Status != http.StatusForbidden || !strings.Contains(e.Fix, "--role admin") {
+	if !ok || e.Status != http.StatusForbidden || !strings.Contains(e.Fix, "--access admin") {
 		t.Fatalf("readonly AddMember: %v; want 403 with a fix naming the admin role", err)
 	}
 }

@@ -19,6 +19,9 @@ import (
 // primary changed before the command was sent. An error coded reason.Timeout or
 // reason.LeadershipLost leaves the outcome unknown.
 func (c *Cluster) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+	if cmd.Op == store.OpSetMember || cmd.Op == store.OpRemoveMember {
+		return store.Result{}, reason.Wrap(reason.NotAllowed, fmt.Errorf("apply a membership command: %w", ErrNotAllowed))
+	}
 	return c.applyData(ctx, store.EncodeCommand(cmd))
 }
 

@@ -78,6 +78,10 @@ type Config struct {
 	// count as in sync (default 256).
 	SyncLag uint64
 
+	// Admins checks the identity behind every membership and leadership change on the
+	// primary; nil refuses them all.
+	Admins AdminVerifier
+
 	// CertNotAfter reports this member's certificate expiry for the status; may be nil.
 	CertNotAfter func() time.Time
 	// Registerer receives the cluster metrics; nil registers none.

@@ -31,3 +31,8 @@ var ErrBadFrame = errors.New("malformed rpc frame")
 // ErrDirInUse is returned by New when another member, in this process or another, still
 // holds the raft directory.
 var ErrDirInUse = errors.New("in use by another member: stop that member first, or give this one its own directory")
+
+// ErrNotAllowed is returned (wrapped with reason.NotAllowed) by the member RPC service and by
+// Apply for a command that a member certificate may not carry: anything but a put, a delete
+// or a barrier. Membership changes go through the admin operations.
+var ErrNotAllowed = errors.New("membership changes are admin operations: send them with an admin client certificate to the client port")

@@ -31,14 +31,16 @@ func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) {
 
 // AddMember authorises m's DN on the primary, then adds it to raft as a non-voter; a
 // failover member (not Async) becomes a voter once it has caught up, so that a slow or
-// broken newcomer never counts towards the quorum.
-func (c *Cluster) AddMember(ctx context.Context, m wire.Member) error {
+// broken newcomer never counts towards the quorum. admin is the requesting admin client's
+// verified certificate chain (DER, leaf first), checked again on the primary; so are the
+// other admin operations'.
+func (c *Cluster) AddMember(ctx context.Context, admin [][]byte, m wire.Member) error {
 	if m.Name == "" || m.MemberAddr == "" || m.DN == "" {
 		return errors.New("add member: name, member address and DN are required")
 	}
 	var e enc
 	e.member(m)
-	return c.adminOnPrimary(ctx, methodAddMember, e.b, func(ctx context.Context) error { return c.addMemberLocal(ctx, m) })
+	return c.adminOnPrimary(ctx, methodAddMember, admin, e.b, func(ctx context.Context) error { return c.addMemberLocal(ctx, m) })
 }
 
 func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
@@ -56,10 +58,10 @@ func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
 }
 
 // Promote turns an async member into a failover member once it has caught up.
-func (c *Cluster) Promote(ctx context.Context, name string) error {
+func (c *Cluster) Promote(ctx context.Context, admin [][]byte, name string) error {
 	var e enc
 	e.str(name)
-	return c.adminOnPrimary(ctx, methodPromote, e.b, func(ctx context.Context) error { return c.promoteLocal(ctx, name) })
+	return c.adminOnPrimary(ctx, methodPromote, admin, e.b, func(ctx context.Context) error { return c.promoteLocal(ctx, name) })
 }
 
 func (c *Cluster) promoteLocal(ctx context.Context, name string) error {
@@ -115,10 +117,10 @@ func (c *Cluster) caughtUp(info selfInfo, primaryLast uint64) bool {
 // RemoveMember takes name out of raft and then withdraws its authorisation, so that every
 // member's channel drops it. The primary does not remove itself: it hands the primary role
 // to another failover member first, and that one removes it.
-func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
+func (c *Cluster) RemoveMember(ctx context.Context, admin [][]byte, name string) error {
 	var e enc
 	e.str(name)
-	err := c.adminOnPrimary(ctx, methodRemoveMember, e.b, func(ctx context.Context) error { return c.removeLocal(ctx, name) })
+	err := c.adminOnPrimary(ctx, methodRemoveMember, admin, e.b, func(ctx context.Context) error { return c.removeLocal(ctx, admin, name) })
 	if err != nil && reason.Of(err, reason.OK) == reason.Timeout && c.waitRemoved(ctx, name) {
 		// The removed member asked, itself or through the old primary: withdrawing its
 		// authorisation cut its conn before the answer came back. The removal is done.
@@ -154,9 +156,10 @@ func (c *Cluster) waitRemoved(ctx context.Context, name string) bool {
 	}
 }
 
-func (c *Cluster) removeLocal(ctx context.Context, name string) error {
+func (c *Cluster) removeLocal(ctx context.Context, admin [][]byte, name string) error {
 	if name == c.cfg.Name {
 		var e enc
+		e.chain(admin)
 		e.str(name)
 		return c.removeSelf(ctx, e.b)
 	}
@@ -221,10 +224,10 @@ func (c *Cluster) hasOtherVoter() bool {
 
 // TransferLeadership hands the primary role to the voter named to, or to the most
 // up-to-date voter when to is empty.
-func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
+func (c *Cluster) TransferLeadership(ctx context.Context, admin [][]byte, to string) error {
 	var e enc
 	e.str(to)
-	return c.adminOnPrimary(ctx, methodTransfer, e.b, func(ctx context.Context) error { return c.transferLocal(ctx, to) })
+	return c.adminOnPrimary(ctx, methodTransfer, admin, e.b, func(ctx context.Context) error { return c.transferLocal(ctx, to) })
 }
 
 func (c *Cluster) transferLocal(ctx context.Context, to string) error {
@@ -247,13 +250,20 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 	return nil
 }
 
-// adminOnPrimary runs local on the primary, or sends the request to it, as onPrimary does.
-func (c *Cluster) adminOnPrimary(ctx context.Context, method byte, payload []byte, local func(context.Context) error) error {
+// adminOnPrimary runs local on the primary, or sends the request to it with the admin's
+// chain in front, as onPrimary does. The primary checks the chain either way.
+func (c *Cluster) adminOnPrimary(ctx context.Context, method byte, admin [][]byte, payload []byte, local func(context.Context) error) error {
+	var e enc
+	e.chain(admin)
+	e.b = append(e.b, payload...)
 	return c.onPrimary(ctx, func(ctx context.Context, p primary) error {
 		if p.id == c.cfg.Name {
+			if err := c.checkAdmin(admin); err != nil {
+				return err
+			}
 			return local(ctx)
 		}
-		_, err := c.call(ctx, p.addr, method, payload, false)
+		_, err := c.call(ctx, p.addr, method, e.b, false)
 		return err
 	})
 }

@@ -54,6 +54,9 @@ func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
 	}
 	switch method {
 	case methodApply:
+		if err := forwardable(p); err != nil {
+			return nil, err
+		}
 		res, err := c.applyLocal(ctx, p)
 		if err != nil {
 			return nil, err
@@ -83,15 +86,27 @@ func (c *Cluster) rpcDuration(method byte) time.Duration {
 	return 0
 }
 
-// handleAdmin runs a forwarded membership or leadership request. The admin operation was
-// allowed by the member that received it from an admin client; the channel itself only
-// connects authorised members.
+// handleAdmin runs a forwarded membership or leadership request. The member that forwards
+// it proves nothing by being a member: the request carries the admin client's certificate
+// chain, and this member checks it against its own client CA and CRL before acting.
 func (c *Cluster) handleAdmin(method byte, p []byte) error {
 	// Catching up may take much longer than an apply; the caller's own deadline ends it
 	// sooner by closing the conn, which this member only notices afterwards.
 	ctx, cancel := context.WithTimeout(c.ctx, adminTimeoutFactor*c.cfg.ApplyTimeout)
 	defer cancel()
+	switch method {
+	case methodAddMember, methodRemoveMember, methodPromote, methodTransfer:
+	default:
+		return reason.Wrap(reason.NotAllowed, fmt.Errorf("member rpc method %d: %w", method, errors.ErrUnsupported))
+	}
 	d := dec{b: p}
+	admin := d.chain()
+	if d.err != nil {
+		return fmt.Errorf("decode admin identity: %w", d.err)
+	}
+	if err := c.checkAdmin(admin); err != nil {
+		return err
+	}
 	switch method {
 	case methodAddMember:
 		m := d.member()
@@ -106,7 +121,7 @@ func (c *Cluster) handleAdmin(method byte, p []byte) error {
 		}
 		switch method {
 		case methodRemoveMember:
-			return c.removeLocal(ctx, name)
+			return c.removeLocal(ctx, admin, name)
 		case methodPromote:
 			return c.promoteLocal(ctx, name)
 		default:
