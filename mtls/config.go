@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -69,7 +70,12 @@ type Config struct {
 	CAFile  string
 	CRLFile string // optional: CRLs (PEM or DER) issued by CAs in CAFile
 
-	Policy  Policy            // RoleMember: ca or dn (default dn)
+	Policy Policy // RoleMember: ca or dn (default dn)
+	// Group is the group every member certificate must be bound to (its URI SAN
+	// urn:mirrorkv:group:GROUP), ours and the peers', on the member port; empty means
+	// pki.DefaultGroup. A certificate of another group is refused even when the same CA
+	// signed it.
+	Group   string
 	Members map[string]string // initial authorised members, address -> canonical DN
 	// JoinAddrs are member addresses a new member dials to learn the group's DNs. Under
 	// policy dn, a dial to one of them is authorised on the CA's word alone (valid, unrevoked,
@@ -83,7 +89,7 @@ type Config struct {
 	// Empty means all of them. TLS 1.3 suites are not configurable.
 	CipherSuites []uint16
 
-	// AllowPublicCA accepts a replication CA that the system trust store also trusts.
+	// AllowPublicCA accepts a CA bundle that the system trust store also trusts.
 	AllowPublicCA bool
 	// SystemRoots returns the system trust store; nil means x509.SystemCertPool.
 	SystemRoots func() (*x509.CertPool, error)
@@ -112,6 +118,9 @@ var aeadSuites = []uint16{
 func (c Config) withDefaults() Config {
 	if c.Role == RoleMember && c.Policy == "" {
 		c.Policy = PolicyDN
+	}
+	if c.Group == "" {
+		c.Group = pki.DefaultGroup
 	}
 	if c.MinVersion == 0 {
 		c.MinVersion = tls.VersionTLS12

@@ -100,9 +100,9 @@ func ExampleProbe() {
 	fmt.Println(rep.Version, rep.CipherSuite, rep.OK(), rep.Summary)
 }
 
-// CheckSharedCA refuses one CA for members and clients unless policy is dn.
+// CheckSharedCA refuses one CA for members and clients.
 func ExampleCheckSharedCA() {
-	if err := mtls.CheckSharedCA("/etc/mirrorkv/ca.crt", "/etc/mirrorkv/client-ca.crt", mtls.PolicyCA); err != nil {
+	if err := mtls.CheckSharedCA("/etc/mirrorkv/ca.crt", "/etc/mirrorkv/client-ca.crt"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
 }

@@ -36,7 +36,7 @@ func TestHandshake_Good(t *testing.T) {
 		{"ecdsa", rca.Member("a"), rca.Member("b"), PolicyCA, 0},
 		{"ed25519", rca.Issue(pkitest.Spec{CN: "a", Key: pkitest.Ed25519}), rca.Issue(pkitest.Spec{CN: "b", Key: pkitest.Ed25519}), PolicyCA, 0},
 		{"rsa", rsaMember, rca.Member("b"), PolicyCA, 0},
-		{"no extensions", rca.Issue(pkitest.Spec{CN: "a", NoExtensions: true}), rca.Issue(pkitest.Spec{CN: "b", NoExtensions: true}), PolicyCA, 0},
+		{"no extended key usage", rca.Issue(pkitest.Spec{CN: "a", EKU: []x509.ExtKeyUsage{}}), rca.Issue(pkitest.Spec{CN: "b", EKU: []x509.ExtKeyUsage{}}), PolicyCA, 0},
 		{"policy dn", rca.Member("a"), rca.Member("b"), PolicyDN, 0},
 		{"tls 1.2 allowed (1.3 negotiated), rsa", rsaMember, rca.Member("b"), PolicyDN, tls.VersionTLS12},
 	}

@@ -68,6 +68,11 @@ func TestHandshake_Refusals(t *testing.T) {
 				return map[string]string{"127.0.0.9:1": dnOfLeaf(w.member)}
 			}},
 		{name: "member/dialer/no certificate", port: "member", bad: "dialer", want: reason.NoCertificate, noCert: true},
+		// One CA may sign for several groups: a member of another group, or a certificate
+		// bound to none, is refused under both policies.
+		{name: "member/dialer/another group", port: "member", bad: "dialer", want: reason.WrongGroup, leaf: func(w *world) *pkitest.Leaf { return w.rca.Issue(pkitest.Spec{CN: "m", Group: "other"}) }},
+		{name: "member/dialer/no group", port: "member", bad: "dialer", want: reason.WrongGroup, leaf: func(w *world) *pkitest.Leaf { return w.rca.Issue(pkitest.Spec{CN: "m", NoGroup: true}) }},
+		{name: "member/dialer/bare certificate", port: "member", bad: "dialer", want: reason.WrongGroup, leaf: func(w *world) *pkitest.Leaf { return w.rca.Issue(pkitest.Spec{CN: "m", NoExtensions: true}) }},
 		{name: "member/dialer/TLS 1.2 on a 1.3 port", port: "member", bad: "dialer", want: reason.ProtocolTooOld, raw: func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 }},
 		{name: "member/dialer/CBC suite on a 1.2 port", port: "member", bad: "dialer", want: reason.NoCommonCipher,
 			raw: func(c *tls.Config) {
@@ -88,6 +93,7 @@ func TestHandshake_Refusals(t *testing.T) {
 		{name: "member/acceptor/clientAuth only", port: "member", bad: "acceptor", want: reason.ClientCertOnMemberPort, leaf: func(w *world) *pkitest.Leaf { return w.rca.ClientOnly("m") }},
 		{name: "member/acceptor/key usage without digitalSignature", port: "member", bad: "acceptor", want: reason.BadKeyUsage, leaf: func(w *world) *pkitest.Leaf { return w.rca.BadKeyUsage("m") }},
 		{name: "member/acceptor/wrong key", port: "member", bad: "acceptor", want: reason.KeyMismatch, leaf: func(w *world) *pkitest.Leaf { return w.rca.WrongKey(w.rca.Member("m")) }},
+		{name: "member/acceptor/another group", port: "member", bad: "acceptor", want: reason.WrongGroup, leaf: func(w *world) *pkitest.Leaf { return w.rca.Issue(pkitest.Spec{CN: "m", Group: "other"}) }},
 		{name: "member/acceptor/DN not authorised", port: "member", bad: "acceptor", want: reason.DNNotAuthorised, dn: true, leaf: func(w *world) *pkitest.Leaf { return w.rca.Member("intruder") },
 			members: func(w *world, _ string) map[string]string {
 				return map[string]string{"127.0.0.9:1": dnOfLeaf(w.member)}

@@ -99,6 +99,19 @@ func checkServerUsage(c *x509.Certificate) error {
 	return refuse(reason.MissingServerAuth, "certificate %q lacks the serverAuth extended key usage", dnOf(c))
 }
 
+// checkGroup refuses a member certificate that is not bound to group: one CA may serve
+// several groups, and a member of one must never pass as a member of another.
+func checkGroup(c *x509.Certificate, group string) error {
+	got, err := pki.GroupOf(c)
+	if err != nil {
+		return refuse(reason.WrongGroup, "%w", err)
+	}
+	if got != group {
+		return refuse(reason.WrongGroup, "certificate %q belongs to group %q, not %q", dnOf(c), got, group)
+	}
+	return nil
+}
+
 // verifyChain verifies certs (leaf first) against the snapshot's roots. The validity
 // window is checked first so that the reason is precise.
 func verifyChain(m *material, certs []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
@@ -180,7 +193,9 @@ func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir
 	var err error
 	switch {
 	case s.cfg.Role == RoleMember:
-		err = checkMemberUsage(leaf)
+		if err = checkMemberUsage(leaf); err == nil {
+			err = checkGroup(leaf, s.cfg.Group)
+		}
 	case dir == accepting:
 		err = checkClientUsage(leaf)
 	default:
@@ -220,5 +235,8 @@ func checkOwnLeaf(cfg Config, m *material, now time.Time) error {
 	if _, err := verifyChain(m, m.chain, now); err != nil {
 		return wrap(fmt.Errorf("this member's own certificate does not chain to %s: %w", cfg.CAFile, err))
 	}
-	return wrap(checkMemberUsage(m.leaf))
+	if err := checkMemberUsage(m.leaf); err != nil {
+		return wrap(err)
+	}
+	return wrap(checkGroup(m.leaf, cfg.Group))
 }

@@ -77,10 +77,8 @@ func (s *Source) check(f *files) (*material, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.Role == RoleMember {
-		if err := guardPublicCA(s.cfg, m.cas, now); err != nil {
-			return nil, err
-		}
+	if err := guardPublicCA(s.cfg, m.cas, now); err != nil {
+		return nil, err
 	}
 	m.server = s.serverConfig(m)
 	m.sessions = tls.NewLRUClientSessionCache(256)

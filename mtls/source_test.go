@@ -64,6 +64,23 @@ func TestNewSource_FailsClosed(t *testing.T) {
 			}
 		})
 	}
+	t.Run("client CA in the system store", func(t *testing.T) {
+		cca := pkitest.NewCA(t, "clients")
+		sysWithClientCA := func() (*x509.CertPool, error) { p := x509.NewCertPool(); p.AddCert(cca.Cert); return p, nil }
+		cfg := Config{Role: RoleClient, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: cca.CertPath, SystemRoots: sysWithClientCA}
+		_, err := NewSource(cfg, nil)
+		if ce, ok := errors.AsType[*CredentialError](err); !ok || ce.Reason != reason.PublicCA || !strings.Contains(err.Error(), "client") {
+			t.Fatalf("client port with a system-trusted client CA: %v; want reason PublicCA", err)
+		}
+	})
+	t.Run("own certificate of another group", func(t *testing.T) {
+		l := rca.Issue(pkitest.Spec{CN: "m", Group: "elsewhere"})
+		cfg := Config{Role: RoleMember, CertFile: l.CertPath, KeyFile: l.KeyPath, CAFile: rca.CertPath, SystemRoots: noSystemRoots, Group: "mirrorkv"}
+		_, err := NewSource(cfg, nil)
+		if ce, ok := errors.AsType[*CredentialError](err); !ok || ce.Reason != reason.WrongGroup || !strings.Contains(err.Error(), "elsewhere") {
+			t.Fatalf("member certificate of group elsewhere on a member of group mirrorkv: %v; want reason WrongGroup naming it", err)
+		}
+	})
 	t.Run("public CA with explicit override", func(t *testing.T) {
 		cfg := Config{Role: RoleMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: rca.CertPath, SystemRoots: sysWithCA, AllowPublicCA: true}
 		if _, err := NewSource(cfg, nil); err != nil {
@@ -86,17 +103,15 @@ func TestCheckSharedCA(t *testing.T) {
 	cases := []struct {
 		name           string
 		member, client string
-		policy         Policy
 		wantErr        bool
 	}{
-		{"separate CAs, policy ca", rca.CertPath, cca.CertPath, PolicyCA, false},
-		{"same CA, policy ca", rca.CertPath, rca.CertPath, PolicyCA, true},
-		{"overlapping bundles, policy ca", rca.CertPath, both, PolicyCA, true},
-		{"same CA, policy dn", rca.CertPath, rca.CertPath, PolicyDN, false},
+		{"separate CAs", rca.CertPath, cca.CertPath, false},
+		{"same CA", rca.CertPath, rca.CertPath, true},
+		{"overlapping bundles", rca.CertPath, both, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckSharedCA(tc.member, tc.client, tc.policy)
+			err := CheckSharedCA(tc.member, tc.client)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("CheckSharedCA = %v, want error %v", err, tc.wantErr)
 			}

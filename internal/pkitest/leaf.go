@@ -1,6 +1,7 @@
 package pkitest
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -11,6 +12,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/pki"
 )
 
 // Spec describes a leaf certificate. The zero value (plus a CN) is a good member
@@ -26,6 +29,10 @@ type Spec struct {
 	DNS       []string           // nil: localhost
 	IPs       []net.IP           // nil: 127.0.0.1
 	URIs      []string
+	// Group is the group the certificate is bound to (urn:mirrorkv:group:GROUP); empty
+	// means pki.DefaultGroup. NoGroup leaves the group URI out.
+	Group   string
+	NoGroup bool
 
 	// NoExtensions makes a bare certificate: no key usage, no extended key usage, no
 	// SANs, no key identifiers. Go and mirrorkv treat a missing EKU as "any usage".
@@ -91,6 +98,9 @@ func (ca *CA) template(spec Spec, pub crypto.PublicKey) *x509.Certificate {
 	}
 	for _, u := range spec.URIs {
 		t.URIs = append(t.URIs, mustURL(ca.tb, u))
+	}
+	if !spec.NoGroup {
+		t.URIs = append(t.URIs, pki.GroupURI(cmp.Or(spec.Group, pki.DefaultGroup)))
 	}
 	t.SubjectKeyId = keyID(ca.tb, pub)
 	return t
