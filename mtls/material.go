@@ -57,7 +57,9 @@ type material struct {
 	cas     []*x509.Certificate
 	roots   *x509.CertPool
 	revoked map[string]bool // revKey(issuer, serial)
-	server  *tls.Config     // what GetConfigForClient hands out for this snapshot
+	// crlNext is the earliest NextUpdate of the CRLs in force; zero without a CRL.
+	crlNext time.Time
+	server  *tls.Config // what GetConfigForClient hands out for this snapshot
 	// sessions is per snapshot: a session resumed after a rotation would carry a peer
 	// chain the new trust material may refuse, failing a dial that a full handshake passes.
 	sessions tls.ClientSessionCache
@@ -87,7 +89,7 @@ func parseMaterial(cfg Config, f *files, now time.Time) (*material, error) {
 		return nil, credErr(reason.BadCredentials, cfg.CertFile, "certificate: %w", err)
 	}
 	if cfg.CRLFile != "" {
-		if err := m.addCRLs(cfg.CRLFile, f.crl, now); err != nil {
+		if err := m.addCRLs(cfg.CRLFile, f.crl); err != nil {
 			return nil, err
 		}
 	}
@@ -132,28 +134,31 @@ func parseKeyPair(cfg Config, f *files) (*tls.Certificate, error) {
 	return &pair, nil
 }
 
-// addCRLs accepts only CRLs signed by a CA of the bundle and not past their next update:
-// a CRL nobody vouches for must not decide who is revoked.
-func (m *material) addCRLs(path string, data []byte, now time.Time) error {
+// addCRLs accepts only CRLs signed by a CA of the bundle: a CRL nobody vouches for must not
+// decide who is revoked. A CRL past its next update is still used: the revocations it lists
+// stay true, and refusing it would either re-admit them (dropping the CRL) or stop every
+// restarting member of the group on the same day (refusing to start). Source.Health
+// reports it, and Watch warns about it, until a fresh one is in place.
+func (m *material) addCRLs(path string, data []byte) error {
 	crls, err := ParseCRLs(data)
 	if err != nil {
 		return credErr(reason.CRLInvalid, path, "%w", err)
 	}
 	for _, rl := range crls {
-		if err := checkCRL(rl, m.cas, now); err != nil {
+		if err := checkCRL(rl, m.cas); err != nil {
 			return credErr(reason.CRLInvalid, path, "%w", err)
 		}
 		for _, e := range rl.RevokedCertificateEntries {
 			m.revoked[revKey(rl.RawIssuer, e.SerialNumber)] = true
 		}
+		if next := rl.NextUpdate; !next.IsZero() && (m.crlNext.IsZero() || next.Before(m.crlNext)) {
+			m.crlNext = next
+		}
 	}
 	return nil
 }
 
-func checkCRL(rl *x509.RevocationList, cas []*x509.Certificate, now time.Time) error {
-	if !rl.NextUpdate.IsZero() && now.After(rl.NextUpdate) {
-		return fmt.Errorf("CRL of %q is past its next update (%s)", rl.Issuer, rl.NextUpdate.Format(time.RFC3339))
-	}
+func checkCRL(rl *x509.RevocationList, cas []*x509.Certificate) error {
 	for _, ca := range cas {
 		if bytes.Equal(ca.RawSubject, rl.RawIssuer) && rl.CheckSignatureFrom(ca) == nil {
 			return nil

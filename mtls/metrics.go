@@ -16,6 +16,7 @@ type Metrics struct {
 	plaintext    *prometheus.CounterVec
 	reloadErrors *prometheus.CounterVec
 	expiry       *expiryCollector
+	crl          *expiryCollector
 }
 
 // NewMetrics registers mirrorkv's TLS metrics with reg.
@@ -36,8 +37,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		expiry: &expiryCollector{desc: prometheus.NewDesc("mirrorkv_tls_leaf_expiry_seconds",
 			"Seconds until this member's current certificate expires, by role.", []string{"role"}, nil),
 			leaves: map[string]func() time.Time{}},
+		crl: &expiryCollector{desc: prometheus.NewDesc("mirrorkv_tls_crl_next_update_seconds",
+			"Seconds until the CRL in force reaches its next update (negative once past it), by role; absent without a CRL.", []string{"role"}, nil),
+			leaves: map[string]func() time.Time{}},
 	}
-	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.reloadErrors, m.expiry} {
+	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.reloadErrors, m.expiry, m.crl} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register TLS metrics: %w", err)
 		}
@@ -67,9 +71,13 @@ func (m *Metrics) reloadError(role string, c reason.Code) {
 
 func (m *Metrics) watchExpiry(role string, notAfter func() time.Time) {
 	if m != nil {
-		m.expiry.mu.Lock()
-		m.expiry.leaves[role] = notAfter
-		m.expiry.mu.Unlock()
+		m.expiry.watch(role, notAfter)
+	}
+}
+
+func (m *Metrics) watchCRL(role string, nextUpdate func() time.Time) {
+	if m != nil {
+		m.crl.watch(role, nextUpdate)
 	}
 }
 
@@ -80,12 +88,20 @@ type expiryCollector struct {
 	leaves map[string]func() time.Time
 }
 
+func (c *expiryCollector) watch(role string, deadline func() time.Time) {
+	c.mu.Lock()
+	c.leaves[role] = deadline
+	c.mu.Unlock()
+}
+
 func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for role, f := range c.leaves {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(f()).Seconds(), role)
+		if t := f(); !t.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(t).Seconds(), role)
+		}
 	}
 }

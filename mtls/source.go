@@ -30,8 +30,10 @@ type Source struct {
 	gen        uint64
 	lastFailed [32]byte // the files a reload last refused, so Watch does not retry them
 
-	logMu  sync.Mutex
-	logged map[string]time.Time // port|host|reason -> last logged
+	logMu     sync.Mutex
+	logged    map[string]time.Time // port|host|reason -> last logged
+	crlLevel  expiryLevel          // the CRL's level when noteExpiry last logged
+	crlWarned time.Time
 }
 
 // NewSource reads and checks every credential file of cfg. It fails closed: an unreadable,
@@ -67,6 +69,8 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	}
 	s.install(m)
 	s.cfg.Metrics.watchExpiry(s.cfg.Role.String(), s.LeafNotAfter)
+	s.cfg.Metrics.watchCRL(s.cfg.Role.String(), s.CRLNextUpdate)
+	s.noteExpiry()
 	return s, nil
 }
 
@@ -118,6 +122,7 @@ func (s *Source) reloadFiles(f *files) error {
 	s.install(m)
 	s.log.Info("TLS material reloaded", "generation", m.gen, "leaf_not_after", m.leaf.NotAfter)
 	s.recheckAll()
+	s.noteExpiry()
 	return nil
 }
 
@@ -149,6 +154,7 @@ func (s *Source) Watch(ctx context.Context, every time.Duration) {
 			// Certificates also expire with no file changing: cut those peers off too.
 			lastCheck = time.Now()
 			s.recheckAll()
+			s.noteExpiry()
 		}
 		f, err := readFiles(s.cfg)
 		if err != nil {

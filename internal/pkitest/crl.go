@@ -20,15 +20,25 @@ func (ca *CA) Revoke(l *Leaf) {
 	})
 }
 
-// CRLDER returns a fresh CRL, DER-encoded, signed by the CA, valid for a week.
+// CRLDER returns a fresh CRL, DER-encoded, signed by the CA, valid for 30 days.
 func (ca *CA) CRLDER() []byte {
 	ca.tb.Helper()
+	return ca.CRLUntil(time.Now().Add(30 * 24 * time.Hour))
+}
+
+// CRLUntil returns a fresh CRL, DER-encoded, signed by the CA, whose next update is next.
+func (ca *CA) CRLUntil(next time.Time) []byte {
+	ca.tb.Helper()
+	this := time.Now().Add(-time.Minute)
+	if !this.Before(next) {
+		this = next.Add(-time.Hour) // an expired CRL: issued before it ran out
+	}
 	ca.mu.Lock()
 	ca.crlNum++
 	tmpl := &x509.RevocationList{
 		Number:                    big.NewInt(ca.crlNum),
-		ThisUpdate:                time.Now().Add(-time.Minute),
-		NextUpdate:                time.Now().Add(7 * 24 * time.Hour),
+		ThisUpdate:                this,
+		NextUpdate:                next,
 		RevokedCertificateEntries: append([]x509.RevocationListEntry(nil), ca.revoked...),
 	}
 	ca.mu.Unlock()
