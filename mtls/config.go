@@ -78,10 +78,12 @@ type Config struct {
 	Group   string
 	Members map[string]string // initial authorised members, address -> canonical DN
 	// JoinAddrs are member addresses a new member dials to learn the group's DNs. Under
-	// policy dn, a dial to one of them is authorised on the CA's word alone (valid, unrevoked,
-	// fit for both usages) for as long as SetMembers names no DN for that address; the
-	// acceptor still checks the new member's DN, so only an authorised member gets in.
+	// policy dn, a dial to one of them is authorised, for as long as SetMembers names no DN
+	// for that address, when the peer's certificate passes every other check and matches
+	// one of JoinPins (sha256:FINGERPRINT or a DN); the acceptor still checks the new
+	// member's DN, so only an authorised member gets in.
 	JoinAddrs []string
+	JoinPins  []string
 
 	// MinVersion is tls.VersionTLS13 (member default) or tls.VersionTLS12 (client default).
 	MinVersion uint16

@@ -207,11 +207,16 @@ func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir
 	if err := checkRevoked(m, chain); err != nil {
 		return err
 	}
-	if s.cfg.Role == RoleMember && s.cfg.Policy == PolicyDN {
-		ms := s.members.Load()
-		if _, known := ms.byAddr[addr]; dir == dialling && !known && slices.Contains(s.cfg.JoinAddrs, addr) {
-			return nil
-		}
+	if s.cfg.Role != RoleMember {
+		return nil
+	}
+	ms := s.members.Load()
+	// A join address is where a new member learns whom to trust: under either policy, the
+	// member there must be the one pinned, until the membership names it.
+	if _, known := ms.byAddr[addr]; dir == dialling && !known && slices.Contains(s.cfg.JoinAddrs, addr) {
+		return checkPins(s.cfg.JoinPins, leaf, addr)
+	}
+	if s.cfg.Policy == PolicyDN {
 		return checkDN(ms, leaf, dir, addr)
 	}
 	return nil

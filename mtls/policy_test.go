@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/internal/pkitest"
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -260,8 +261,9 @@ func TestListen_AcceptErrorsOnlyOnClose(t *testing.T) {
 	}
 }
 
-// A new member knows no DN yet: it may reach a join address on the CA's word alone, but
-// only until the membership names the member at that address, and never another address.
+// A new member knows no DN yet: it may reach a join address when the member there matches a
+// pin, but only until the membership names the member at that address, and never another
+// address.
 func TestSource_JoinAddrsTrustedUntilKnown(t *testing.T) {
 	rca := pkitest.NewCA(t, "replication")
 	a, b, c := rca.Member("a"), rca.Member("b"), rca.Member("c")
@@ -279,7 +281,39 @@ func TestSource_JoinAddrsTrustedUntilKnown(t *testing.T) {
 	if _, err := stranger.Dial(t.Context(), addr); err == nil {
 		t.Fatal("a dial to an unknown address that is not a join address passed policy dn")
 	}
-	joiner := sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN; c.JoinAddrs = []string{addr} })
+	joinWith := func(pins ...string) *Source {
+		return sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) {
+			c.Policy, c.JoinAddrs, c.JoinPins = PolicyDN, []string{addr}, pins
+		})
+	}
+	fp := "sha256:" + strings.ToLower(pki.Fingerprint(a.Cert))
+	for _, tc := range []struct {
+		name string
+		pins []string
+		ok   bool
+	}{
+		{"no pin", nil, false},
+		{"another member's DN", []string{dn(c)}, false},
+		{"another member's fingerprint", []string{"sha256:" + strings.ReplaceAll(pki.Fingerprint(c.Cert), ":", "")}, false},
+		{"the DN, written another way", []string{"/O=mirrorkv test/CN=a"}, true},
+		{"the fingerprint, as openssl prints it", []string{fp}, true},
+		{"one of several pins", []string{dn(c), dn(a)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := joinWith(tc.pins...).Dial(t.Context(), addr)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("dial with pins %q: %v", tc.pins, err)
+				}
+				conn.Close()
+				return
+			}
+			if he, ok := errors.AsType[*HandshakeError](err); !ok || he.Reason != reason.JoinPinMismatch {
+				t.Fatalf("dial with pins %q = %v; want a JoinPinMismatch refusal", tc.pins, err)
+			}
+		})
+	}
+	joiner := joinWith(dn(a))
 	conn, err := joiner.Dial(t.Context(), addr)
 	if err != nil {
 		t.Fatalf("dial to the join address before the membership is known: %v", err)

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/mtls"
 )
 
 // Policy names how members authorise each other on the member port.
@@ -45,9 +47,13 @@ type Config struct {
 	MemberCert string // --member-cert: this member's certificate (serves both directions)
 	MemberKey  string // --member-key
 	MemberCA   string // --member-ca: replication CA bundle (may hold the old and the new CA)
-	MemberCRL  string // --member-crl: CRL of the replication CA (optional)
+	MemberCRL  string // --member-crl: CRL of the replication CA (required unless NoMemberCRL)
 	ClientCA   string // --client-ca: CA of client certificates
-	ClientCRL  string // --client-crl: CRL of the client CA (optional)
+	ClientCRL  string // --client-crl: CRL of the client CA (required unless NoClientCRL)
+	// NoMemberCRL and NoClientCRL run a port without revocation, which must be asked for:
+	// without a CRL a stolen certificate stays good until it expires.
+	NoMemberCRL bool // --no-member-crl
+	NoClientCRL bool // --no-client-crl
 
 	Policy        Policy // --policy: ca or dn (default dn)
 	MinTLS        string // --min-tls: minimum TLS version on the member port: 1.3 (default) or 1.2
@@ -55,6 +61,10 @@ type Config struct {
 
 	Bootstrap bool     // --bootstrap: start a new group with this member as its first primary
 	Join      []string // --join: member addresses to learn the group's members from
+	// JoinPins are what the member at a --join address must present before this member
+	// believes the membership it answers: sha256:HEX (the certificate's fingerprint) or
+	// its subject DN, as `mirrorkv member add` prints them. Required with Join.
+	JoinPins []string // --join-pin
 
 	LogStore string // --log-store: wal or bolt; empty: what Dir holds, wal for a new one
 	// StoreFlushInterval bounds how long applied writes may stay in memory before the store
@@ -134,10 +144,30 @@ func (c Config) Validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--bootstrap and --join exclude each other: bootstrap the first member only, join the others"))
 	}
-	if c.MemberCA != "" && c.MemberCA == c.ClientCA && c.policy() != PolicyDN {
-		errs = append(errs, errors.New("--member-ca and --client-ca are the same file: with policy ca any client certificate could pass as a member; use separate CAs or --policy dn"))
+	if c.MemberCA != "" && c.MemberCA == c.ClientCA {
+		errs = append(errs, errors.New("--member-ca and --client-ca are the same file: a member certificate could pass as a client and a client certificate as a member; make a separate client CA with `mirrorkv ca init`"))
+	}
+	errs = append(errs, crlChoice("member", c.MemberCRL, c.NoMemberCRL), crlChoice("client", c.ClientCRL, c.NoClientCRL))
+	if len(c.Join) > 0 && len(c.JoinPins) == 0 {
+		errs = append(errs, errors.New("--join needs --join-pin: the DN or sha256 fingerprint of the member at the join address (`mirrorkv member add` prints it), so that this member does not take the membership from whoever answers there"))
+	}
+	for _, pin := range c.JoinPins {
+		if err := mtls.CheckPin(pin); err != nil {
+			errs = append(errs, fmt.Errorf("--join-pin: %w", err))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// crlChoice requires a CRL for a port unless running without one was asked for explicitly.
+func crlChoice(port, file string, none bool) error {
+	switch {
+	case file == "" && !none:
+		return fmt.Errorf("--%s-crl is required: without a CRL a revoked %s certificate keeps working until it expires; give the CA's crl.pem (`mirrorkv ca crl`), or --no-%s-crl to run without revocation", port, port, port)
+	case file != "" && none:
+		return fmt.Errorf("--%s-crl and --no-%s-crl exclude each other", port, port)
+	}
+	return nil
 }
 
 func (c Config) policy() Policy {
