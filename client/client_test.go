@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/api/apitest"
@@ -219,6 +220,41 @@ func TestLoadTLS(t *testing.T) {
 	}
 	if _, err := c.Put(t.Context(), "k", nil); err == nil {
 		t.Fatal("a readonly certificate could write")
+	}
+}
+
+// With a CRL, the client refuses a member whose certificate the CA revoked, although the CA
+// signed it: a stolen member certificate cannot serve clients.
+func TestLoadTLS_CRL(t *testing.T) {
+	pki := apitest.NewPKI(t)
+	srv := apitest.Start(t, api.Config{}, pki)
+	cc := pki.Client(t, "alice", "readonly")
+	other := apitest.NewPKI(t)
+	day := time.Now().Add(24 * time.Hour)
+	status := func(crl string) error {
+		cfg, err := client.LoadTLS(pki.CAFile, cc.CertFile, cc.KeyFile, client.WithCRL(crl))
+		if err != nil {
+			t.Fatalf("LoadTLS with CRL %s: %v", crl, err)
+		}
+		c, err := client.New(client.Config{Endpoints: []string{srv.URL}, TLS: cfg, Timeout: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Status(t.Context())
+		return err
+	}
+	if err := status(pki.CRL(t, day)); err != nil {
+		t.Fatalf("Status with a CRL that lists nothing: %v", err)
+	}
+	if err := status(pki.CRL(t, day, pki.Server.Leaf)); !errors.Is(err, client.ErrRevoked) {
+		t.Fatalf("Status against a member whose certificate is revoked: %v; want ErrRevoked", err)
+	}
+	if err := status(pki.CRL(t, time.Now().Add(-time.Hour))); err == nil || !strings.Contains(err.Error(), "past its next update") {
+		t.Fatalf("Status with an expired CRL: %v; want a refusal saying it is past its next update", err)
+	}
+	if _, err := client.LoadTLS(pki.CAFile, cc.CertFile, cc.KeyFile, client.WithCRL(other.CRL(t, day))); err == nil || !strings.Contains(err.Error(), "not signed by a CA of the CA file") {
+		t.Fatalf("LoadTLS with a CRL of another CA: %v; want a refusal", err)
 	}
 }
 

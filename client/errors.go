@@ -134,3 +134,8 @@ func retryable(err error, idempotent bool) bool {
 	}
 	return false
 }
+
+// ErrRevoked is returned (wrapped) by a connection made with WithCRL when the member's
+// certificate is listed in the CRL. The client does not try that member again with another
+// request: it moves on to the next endpoint.
+var ErrRevoked = errors.New("the member's certificate is revoked: do not trust that member; check its host")

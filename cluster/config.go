@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // Log store names for Config.LogStore.
@@ -81,6 +83,11 @@ type Config struct {
 	// Admins checks the identity behind every membership and leadership change on the
 	// primary; nil refuses them all.
 	Admins AdminVerifier
+
+	// TLSHealth reports what an operator must act on in this member's trust material (an
+	// expired CRL, say), shown as the member's reason in the status while its role is
+	// otherwise healthy; may be nil.
+	TLSHealth func() reason.Code
 
 	// CertNotAfter reports this member's certificate expiry for the status; may be nil.
 	CertNotAfter func() time.Time
@@ -169,6 +176,9 @@ func (c Config) withDefaults() Config {
 	c.MaxAppendEntries = orDefault(c.MaxAppendEntries, DefaultMaxAppendEntries)
 	c.MaxPool = orDefault(c.MaxPool, DefaultMaxPool)
 	c.SyncLag = orDefault(c.SyncLag, DefaultSyncLag)
+	if c.TLSHealth == nil {
+		c.TLSHealth = func() reason.Code { return reason.OK }
+	}
 	if c.CertNotAfter == nil {
 		c.CertNotAfter = func() time.Time { return time.Time{} }
 	}

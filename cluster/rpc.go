@@ -333,6 +333,7 @@ type selfInfo struct {
 	Restores     uint64
 	LastContact  time.Time // last contact with the leader (zero on the leader)
 	CertNotAfter time.Time
+	TLSHealth    reason.Code // Config.TLSHealth; encoded last, absent from older members
 }
 
 func encodeSelf(s selfInfo) []byte {
@@ -349,6 +350,7 @@ func encodeSelf(s selfInfo) []byte {
 	e.uvarint(s.Restores)
 	e.time(s.LastContact)
 	e.time(s.CertNotAfter)
+	e.uvarint(uint64(s.TLSHealth))
 	return e.b
 }
 
@@ -358,6 +360,9 @@ func decodeSelf(p []byte) (selfInfo, error) {
 		Applied: d.uvarint(), Last: d.uvarint(), Commit: d.uvarint(), Restoring: d.bool(),
 		RestoreDone: d.varint(), RestoreTotal: d.varint(), Restores: d.uvarint(),
 		LastContact: d.time(), CertNotAfter: d.time()}
+	if d.err == nil && len(d.b) > 0 {
+		s.TLSHealth = reason.Code(d.uvarint())
+	}
 	if err := d.done(); err != nil {
 		return selfInfo{}, fmt.Errorf("decode self status: %w", err)
 	}

@@ -26,7 +26,7 @@ func (c *Cluster) self() selfInfo {
 		Applied: c.fsm.appliedIndex(), Last: c.raft.LastIndex(), Commit: c.raft.CommitIndex(),
 		Restoring: c.fsm.restoring.Load(), RestoreDone: c.fsm.restoreDone.Load(),
 		RestoreTotal: c.fsm.restoreTotal.Load(), Restores: c.fsm.restores.Load(),
-		LastContact: contact, CertNotAfter: c.cfg.CertNotAfter()}
+		LastContact: contact, CertNotAfter: c.cfg.CertNotAfter(), TLSHealth: c.cfg.TLSHealth()}
 }
 
 // selfOf asks the member at addr for its view; this member answers for itself directly.
@@ -161,6 +161,9 @@ func (c *Cluster) memberStatus(e *statusEntry, primaryLast uint64) wire.MemberSt
 		ms.Role, ms.SyncPercent = wire.RoleStandby, 100
 	default:
 		ms.Role, ms.SyncPercent = wire.RoleAsync, 100
+	}
+	if ms.Reason.Code == int(reason.OK) && in.TLSHealth.Known() && in.TLSHealth != reason.OK {
+		ms.Reason = reasonOf(in.TLSHealth) // in sync, but something to act on
 	}
 	return ms
 }

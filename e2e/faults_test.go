@@ -739,7 +739,7 @@ func (h *harness) tearTail(d tornTail) {
 	// As the message says: a member whose store is gone learns the group's members (and so
 	// which DNs to accept) from a running member, then receives a snapshot.
 	t.Logf("%s: moved %s aside as the message says, restarting %s with --join", d.name, path, victim.Name)
-	if err := h.g.Start(victim, "--join", h.primary().Advertise()); err != nil {
+	if err := h.g.Start(victim, "--join", h.primary().Advertise(), "--join-pin", h.primary().DN); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.recovery(victim, 30*time.Second); r != recovered {

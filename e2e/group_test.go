@@ -354,7 +354,7 @@ func TestServe_RefusesAnotherMembersDirectory(t *testing.T) {
 	cmd := exec.Command(binary, "serve", "--name", "someone-else", "--dir", m.Dir,
 		"--member-listen", m.MemberAddr, "--client-listen", m.ClientAddr,
 		"--member-cert", m.CertFile, "--member-key", m.KeyFile,
-		"--member-ca", g.PKI.MemberCA, "--client-ca", g.PKI.ClientCA)
+		"--member-ca", g.PKI.MemberCA, "--member-crl", g.PKI.MemberCRL, "--client-ca", g.PKI.ClientCA, "--client-crl", g.PKI.ClientCRL)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `holds member "m1"`) {
 		t.Fatalf("serve with m1's directory as someone-else: err=%v\n%s\nwant a refusal naming the owner", err, out)
@@ -362,7 +362,7 @@ func TestServe_RefusesAnotherMembersDirectory(t *testing.T) {
 	cmd = exec.Command(binary, "serve", "--name", m.Name, "--group", "other", "--dir", m.Dir,
 		"--member-listen", m.MemberAddr, "--client-listen", m.ClientAddr,
 		"--member-cert", m.CertFile, "--member-key", m.KeyFile,
-		"--member-ca", g.PKI.MemberCA, "--client-ca", g.PKI.ClientCA)
+		"--member-ca", g.PKI.MemberCA, "--member-crl", g.PKI.MemberCRL, "--client-ca", g.PKI.ClientCA, "--client-crl", g.PKI.ClientCRL)
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `of group "mirrorkv"`) {
 		t.Fatalf("serve with a directory of group mirrorkv as group other: err=%v\n%s", err, out)

@@ -90,8 +90,8 @@ func TestJoin_RefusedCredentials(t *testing.T) {
 			cmd := exec.Command(binary, "serve", "--name", tc.name, "--dir", filepath.Join(dir, tc.name),
 				"--member-listen", memberAddr, "--client-listen", clientAddr,
 				"--member-cert", tc.cert, "--member-key", tc.key,
-				"--member-ca", tc.ca, "--member-crl", tc.crl, "--client-ca", g.PKI.ClientCA,
-				"--join", m1.Advertise())
+				"--member-ca", tc.ca, "--member-crl", tc.crl, "--client-ca", g.PKI.ClientCA, "--client-crl", g.PKI.ClientCRL,
+				"--join", m1.Advertise(), "--join-pin", m1.DN)
 			cmd.Stdout, cmd.Stderr = logf, logf
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

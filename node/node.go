@@ -21,12 +21,12 @@ import (
 	"github.com/mirrorkv/mirrorkv/cluster"
 	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // Defaults for Config's zero values.
 const (
-	DefaultGroup          = "mirrorkv"
 	DefaultReloadInterval = 2 * time.Second
 	// shutdownGrace bounds how long Run waits for in-flight HTTP requests at shutdown.
 	shutdownGrace = 5 * time.Second
@@ -59,7 +59,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Group == "" {
-		cfg.Group = DefaultGroup
+		cfg.Group = pki.DefaultGroup
 	}
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
@@ -100,6 +100,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		ElectionTimeout: cfg.ElectionTimeout, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
 		CertNotAfter: n.memberSrc.LeafNotAfter, Registerer: reg,
+		Admins: adminVerifier{n.clientSrc}, TLSHealth: n.tlsHealth,
 	}, n.store, nw, n.memberSrc, log.With("component", "cluster"))
 	if err != nil {
 		memberLn.Close()
@@ -137,8 +138,14 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 // loadCredentials builds the member and client TLS sources; any bad file stops the start.
 func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	cfg := n.cfg
-	if err := mtls.CheckSharedCA(cfg.MemberCA, cfg.ClientCA, mtls.Policy(cfg.policy())); err != nil {
+	if err := mtls.CheckSharedCA(cfg.MemberCA, cfg.ClientCA); err != nil {
 		return err
+	}
+	for port, none := range map[string]bool{"member": cfg.NoMemberCRL, "client": cfg.NoClientCRL} {
+		if none {
+			n.log.Warn("running without a CRL on this port: a revoked certificate keeps working until it expires",
+				"port", port, "fix", "give --"+port+"-crl with the CA's crl.pem")
+		}
 	}
 	minVersion := uint16(tls.VersionTLS13)
 	if cfg.MinTLS == "1.2" {
@@ -149,7 +156,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 		Role: mtls.RoleMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
 		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
 		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
-		JoinAddrs: cfg.Join, LocalAddr: sourceAddr(cfg.MemberListen),
+		Group: cfg.Group, JoinAddrs: cfg.Join, JoinPins: cfg.JoinPins, LocalAddr: sourceAddr(cfg.MemberListen),
 	}, n.log.With("component", "tls", "port", "member"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", err)
@@ -158,7 +165,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	// replication CA, and it needs serverAuth, which every member certificate has.
 	n.clientSrc, err = mtls.NewSource(mtls.Config{
 		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
-		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics,
+		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics, AllowPublicCA: cfg.AllowPublicCA,
 	}, n.log.With("component", "tls", "port", "client"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", err)
@@ -229,6 +236,40 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// tlsHealth is the most urgent thing to act on in either port's trust material, for the
+// status: an expired CRL first.
+func (n *Node) tlsHealth() reason.Code {
+	m, _ := n.memberSrc.Health()
+	c, _ := n.clientSrc.Health()
+	for _, code := range []reason.Code{reason.CRLExpired, reason.CRLExpiring, reason.CertExpiring} {
+		if m == code || c == code {
+			return code
+		}
+	}
+	return reason.OK
+}
+
+// adminVerifier checks, on the primary, the admin client chain that came with a membership
+// or leadership change: against this member's own client CA and CRL, and for the admin
+// access level.
+type adminVerifier struct{ clients *mtls.Source }
+
+func (a adminVerifier) VerifyAdmin(chain [][]byte) (string, error) {
+	leaf, err := a.clients.VerifyChain(chain)
+	if err != nil {
+		return "", fmt.Errorf("verify the admin's certificate: %w", err)
+	}
+	dn := pki.DNOf(leaf)
+	access, err := pki.AccessOf(leaf)
+	if err != nil {
+		return "", reason.Wrap(reason.NoAccess, fmt.Errorf("certificate %q: %w", dn, err))
+	}
+	if access != pki.AccessAdmin {
+		return "", reason.Wrap(reason.AdminRequired, fmt.Errorf("certificate %q has the %s access level, not admin", dn, access))
+	}
+	return dn, nil
+}
+
 // memberNetwork is the member port as the cluster sees it: authorised TLS conns both ways.
 type memberNetwork struct {
 	net.Listener
@@ -261,8 +302,8 @@ func certDN(path string) (string, error) {
 		return "", fmt.Errorf("read member certificate %s: %w", path, err)
 	}
 	certs, err := pki.ParseCertificates(data)
-	if err != nil || len(certs) == 0 {
-		return "", fmt.Errorf("parse member certificate %s: %v", path, err)
+	if err != nil {
+		return "", fmt.Errorf("parse member certificate %s: %w", path, err)
 	}
 	return pki.DNOf(certs[0]), nil
 }

@@ -18,7 +18,8 @@ import (
 
 func TestConfig_Validate(t *testing.T) {
 	good := Config{Name: "m1", Dir: "d", MemberListen: "127.0.0.1:7001", ClientListen: "127.0.0.1:8001",
-		MemberCert: "m.crt", MemberKey: "m.key", MemberCA: "ca.crt", ClientCA: "client-ca.crt"}
+		MemberCert: "m.crt", MemberKey: "m.key", MemberCA: "ca.crt", ClientCA: "client-ca.crt",
+		MemberCRL: "crl.pem", ClientCRL: "client-crl.pem"}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
@@ -38,7 +39,13 @@ func TestConfig_Validate(t *testing.T) {
 		{"flush interval too short", func(c *Config) { c.StoreFlushInterval = time.Microsecond }, "--store-flush-interval 1µs"},
 		{"flush interval negative", func(c *Config) { c.StoreFlushInterval = -time.Second }, "--store-flush-interval -1s"},
 		{"bootstrap and join", func(c *Config) { c.Bootstrap = true; c.Join = []string{"x:1"} }, "exclude each other"},
-		{"shared CA under policy ca", func(c *Config) { c.Policy = PolicyCA; c.ClientCA = c.MemberCA }, "could pass as a member"},
+		{"shared CA under policy ca", func(c *Config) { c.Policy = PolicyCA; c.ClientCA = c.MemberCA }, "client certificate as a member"},
+		{"shared CA under policy dn", func(c *Config) { c.Policy = PolicyDN; c.ClientCA = c.MemberCA }, "separate client CA"},
+		{"no client CRL", func(c *Config) { c.ClientCRL = "" }, "--client-crl is required"},
+		{"no member CRL", func(c *Config) { c.MemberCRL = "" }, "--member-crl is required"},
+		{"CRL and no CRL", func(c *Config) { c.NoClientCRL = true }, "exclude each other"},
+		{"join without a pin", func(c *Config) { c.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
+		{"malformed pin", func(c *Config) { c.Join, c.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"} }, "64 hex digits"},
 		{"debug on all interfaces", func(c *Config) { c.DebugListen = ":6060" }, "--debug-listen"},
 		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "use a loopback IP"},
 		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "use a loopback IP"},
@@ -53,10 +60,15 @@ func TestConfig_Validate(t *testing.T) {
 			}
 		})
 	}
-	shared := good
-	shared.ClientCA = shared.MemberCA
-	if err := shared.Validate(); err != nil {
-		t.Fatalf("one CA for both roles under policy dn must be allowed: %v", err)
+	noCRL := good
+	noCRL.MemberCRL, noCRL.ClientCRL, noCRL.NoMemberCRL, noCRL.NoClientCRL = "", "", true, true
+	if err := noCRL.Validate(); err != nil {
+		t.Fatalf("running without CRLs when asked to explicitly: %v", err)
+	}
+	pinned := good
+	pinned.Join, pinned.JoinPins = []string{"127.0.0.1:7001"}, []string{"CN=m1,O=example", "sha256:" + strings.Repeat("ab", 32)}
+	if err := pinned.Validate(); err != nil {
+		t.Fatalf("join with pins: %v", err)
 	}
 	missing := Config{}
 	if err := missing.Validate(); err == nil || strings.Count(err.Error(), "is required") < 8 {
@@ -112,6 +124,7 @@ func testMember(t *testing.T, rca, cca *pkitest.CA, leaf *pkitest.Leaf) Config {
 		Name: leaf.Cert.Subject.CommonName, Dir: filepath.Join(t.TempDir(), "data"),
 		MemberListen: freeAddr(t), ClientListen: freeAddr(t),
 		MemberCert: leaf.CertPath, MemberKey: leaf.KeyPath, MemberCA: rca.CertPath, ClientCA: cca.CertPath,
+		MemberCRL: rca.WriteCRL("crl.pem"), ClientCRL: cca.WriteCRL("crl.pem"),
 		Bootstrap: true, ElectionTimeout: 300 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
 	}
 }
@@ -138,7 +151,12 @@ func TestNew_RefusesBrokenCredentials(t *testing.T) {
 		{"expired certificate", func(c *Config) { l := rca.Expired("m1"); c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath }, "expired"},
 		{"server-only certificate", func(c *Config) { l := rca.ServerOnly("m1"); c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath }, "clientAuth"},
 		{"key of another certificate", func(c *Config) { c.MemberKey = rca.Member("other").KeyPath }, "key"},
-		{"certificate of another CA", func(c *Config) { c.MemberCA = cca.CertPath }, "member port credentials"},
+		{"certificate of another CA", func(c *Config) { c.MemberCA = pkitest.NewCA(t, "other").CertPath }, "member port credentials"},
+		{"member CA as the client CA", func(c *Config) { c.ClientCA = c.MemberCA }, "separate client CA"},
+		{"member certificate of another group", func(c *Config) {
+			l := rca.Issue(pkitest.Spec{CN: "m1", Group: "elsewhere"})
+			c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath
+		}, `group "elsewhere"`},
 		{"missing client CA", func(c *Config) { c.ClientCA = filepath.Join(t.TempDir(), "none.crt") }, "none.crt"},
 	}
 	for _, tt := range tests {

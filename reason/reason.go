@@ -127,7 +127,7 @@ var table = map[Code]entry{
 	Busy:           {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
-	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT of a running member: it then learns the group's members and receives a snapshot"},
+	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both): it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
 }

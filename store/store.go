@@ -192,7 +192,7 @@ func boltOptions(noSync bool) *bolt.Options {
 }
 
 func damaged(path string, err error) error {
-	return reason.Wrap(reason.Corrupt, fmt.Errorf("store file %s is damaged: %w; move it aside and restart the member with --join HOST:PORT of a running member, which then sends it the group's members and a snapshot", path, err))
+	return reason.Wrap(reason.Corrupt, fmt.Errorf("store file %s is damaged: %w; move it aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both), which then sends it the group's members and a snapshot", path, err))
 }
 
 func initBuckets(tx *bolt.Tx) error {
@@ -213,7 +213,7 @@ func initBuckets(tx *bolt.Tx) error {
 		return fmt.Errorf("meta/%s of %d bytes: %w", metaFormat, len(v), errDamaged)
 	}
 	if f := binary.BigEndian.Uint64(v); f == 1 {
-		return errors.New("file format 1, written by an earlier mirrorkv without record checksums: move it aside and restart the member with --join HOST:PORT of a running member, which then sends it the group's members and a snapshot in the current format")
+		return errors.New("file format 1, written by an earlier mirrorkv without record checksums: move it aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both), which then sends it the group's members and a snapshot in the current format")
 	} else if f != fileFormat {
 		return fmt.Errorf("file format %d, this mirrorkv reads only %d; run the release that wrote it", f, fileFormat)
 	}

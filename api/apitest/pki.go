@@ -160,3 +160,19 @@ func writePEM(tb testing.TB, path, typ string, der []byte) {
 		tb.Fatalf("write %s: %v", path, err)
 	}
 }
+
+// CRL writes a CRL of the CA that lists revoked and runs out at next, and returns its path.
+func (p *PKI) CRL(tb testing.TB, next time.Time, revoked ...*x509.Certificate) string {
+	tb.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: next.Add(-48 * time.Hour), NextUpdate: next}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now()})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.ca, p.caKey)
+	if err != nil {
+		tb.Fatalf("create CRL: %v", err)
+	}
+	path := filepath.Join(tb.TempDir(), "crl.pem")
+	writePEM(tb, path, "X509 CRL", der)
+	return path
+}

@@ -77,7 +77,7 @@ func catchupMirrorkv(ctx context.Context, o *options, bins binaries) (catchupRes
 		return catchupResult{}, err
 	}
 	start := time.Now()
-	if err := g.g.Start(m, "--join", g.g.Members[0].MemberAddr); err != nil {
+	if err := g.g.Start(m, "--join", g.g.Members[0].MemberAddr, "--join-pin", g.g.Members[0].DN); err != nil {
 		return catchupResult{}, err
 	}
 	g.g.Members = append(g.g.Members, m) // Close stops it too

@@ -18,6 +18,7 @@ type connectOptions struct {
 	CACert    string        // --cacert, MIRRORKV_CACERT
 	Cert      string        // --cert, MIRRORKV_CERT
 	Key       string        // --key, MIRRORKV_KEY
+	CRL       string        // --crl, MIRRORKV_CRL
 	Timeout   time.Duration // --timeout
 }
 
@@ -28,6 +29,7 @@ func addConnectFlags(cmd *cobra.Command, e *env, o *connectOptions) {
 	f.StringVar(&o.CACert, "cacert", e.getenv("MIRRORKV_CACERT"), "CA `FILE` that signed the members' certificates (env MIRRORKV_CACERT)")
 	f.StringVar(&o.Cert, "cert", e.getenv("MIRRORKV_CERT"), "client certificate `FILE` (env MIRRORKV_CERT)")
 	f.StringVar(&o.Key, "key", e.getenv("MIRRORKV_KEY"), "client key `FILE` (env MIRRORKV_KEY)")
+	f.StringVar(&o.CRL, "crl", e.getenv("MIRRORKV_CRL"), "CRL `FILE` of the members' CA: a member whose certificate it lists is refused (env MIRRORKV_CRL)")
 	f.DurationVar(&o.Timeout, "timeout", client.DefaultTimeout, "time limit of one request, failover included")
 }
 
@@ -51,7 +53,7 @@ func (o *connectOptions) client() (*client.Client, error) {
 	if len(missing) > 0 {
 		return nil, usagef("missing %s; mirrorkv needs the members' URLs and a client certificate (mirrorkv ca issue --client)", strings.Join(missing, ", "))
 	}
-	tlsCfg, err := client.LoadTLS(o.CACert, o.Cert, o.Key)
+	tlsCfg, err := client.LoadTLS(o.CACert, o.Cert, o.Key, client.WithCRL(o.CRL))
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func TestKVList_Pages(t *testing.T) {
 	if len(kvs) != 3 || string(kvs[2].Value) != "c" {
 		t.Fatalf("list --json = %+v; want 3 keys", kvs)
 	}
-	if r := runCLI(t, vars, "", "kv", "put", "x", "y"); r.code != ExitFailure || !strings.Contains(r.stderr, "--role readwrite") {
+	if r := runCLI(t, vars, "", "kv", "put", "x", "y"); r.code != ExitFailure || !strings.Contains(r.stderr, "--access readwrite") {
 		t.Fatalf("readonly put: %d %q; want 1 with a fix naming the readwrite role", r.code, r.stderr)
 	}
 }

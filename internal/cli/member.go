@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
@@ -18,10 +19,10 @@ func newMemberCmd(e *env) *cobra.Command {
 		Use:   "member",
 		Short: "add, remove, list and promote members; transfer the primary role",
 		Long: `Change the group's membership. Every command but list needs a client certificate
-with the admin role (mirrorkv ca issue --client --role admin).
+with the admin access level (mirrorkv ca issue --client --access admin).
 
 A member is authorised by the subject DN of its certificate: add it on the group before
-starting it, then start it with --join.`,
+starting it, then start it with --join and --join-pin as member add prints them.`,
 	}
 	addConnectFlags(cmd, e, &conn)
 	cmd.AddCommand(newMemberAddCmd(e, &conn), newMemberListCmd(e, &conn),
@@ -72,7 +73,8 @@ non-voter and becomes a voter once it has caught up; --async keeps it a non-vote
 			if err := c.AddMember(e.ctx, m); err != nil {
 				return serverError(err)
 			}
-			fmt.Fprintf(e.stdout, "member %s added; start it with --join pointing at the group\n", a[0])
+			fmt.Fprintf(e.stdout, "member %s added\n", a[0])
+			printJoin(e, c, a[0])
 			return nil
 		},
 	}
@@ -162,4 +164,21 @@ func dnOfCertFile(path string) (string, error) {
 		return "", fmt.Errorf("parse member certificate %s: %w", path, err)
 	}
 	return pki.DNOf(certs[0]), nil
+}
+
+// printJoin says how to start the new member: the member port of the primary to join
+// through, and the pin of the member there, so that the new member trusts only that one.
+func printJoin(e *env, c *client.Client, name string) {
+	st, err := c.Status(e.ctx)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "start it with --join HOST:PORT --join-pin DN of a running member (mirrorkv member list shows them)\n")
+		return
+	}
+	for _, m := range st.Members {
+		if m.Name == st.Primary && m.DN != "" {
+			fmt.Fprintf(e.stdout, "start it with: mirrorkv serve --name %s ... --join %s --join-pin %q\n", name, m.MemberAddr, m.DN)
+			return
+		}
+	}
+	fmt.Fprintf(e.stdout, "start it with --join HOST:PORT --join-pin DN of a running member (mirrorkv member list shows them)\n")
 }

@@ -46,7 +46,7 @@ func TestMember(t *testing.T) {
 func TestMember_NeedsAdmin(t *testing.T) {
 	_, vars := testGroup(t, "")
 	r := runCLI(t, vars, "", "member", "promote", "m1")
-	if r.code != ExitFailure || !strings.Contains(r.stderr, "fix: use a client certificate with the admin role: mirrorkv ca issue --client --role admin") {
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "fix: use a client certificate with the admin access level: mirrorkv ca issue --client --access admin") {
 		t.Fatalf("promote as readwrite: %d %q; want 1 with the admin fix", r.code, r.stderr)
 	}
 }

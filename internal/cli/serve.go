@@ -34,7 +34,8 @@ never falls back to plaintext or to weaker checks. Credentials are reloaded when
 change and on SIGHUP.`,
 		Example: `  mirrorkv serve --name m1 --dir data/m1 --bootstrap \
     --member-listen 127.0.0.1:7001 --client-listen 127.0.0.1:8001 \
-    --member-cert m1.crt --member-key m1.key --member-ca ca.crt --client-ca client-ca.crt`,
+    --member-cert m1.crt --member-key m1.key --member-ca ca.crt --member-crl crl.pem \
+    --client-ca client-ca.crt --client-crl client-crl.pem`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := fillFlags(cmd.Flags(), configFile, e.getenv); err != nil {
@@ -63,15 +64,18 @@ change and on SIGHUP.`,
 	f.StringVar(&cfg.MemberCert, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
 	f.StringVar(&cfg.MemberKey, "member-key", "", "member private key `FILE`")
 	f.StringVar(&cfg.MemberCA, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
-	f.StringVar(&cfg.MemberCRL, "member-crl", "", "CRL `FILE` of the replication CA")
-	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA `FILE` of client certificates")
-	f.StringVar(&cfg.ClientCRL, "client-crl", "", "CRL `FILE` of the client CA")
+	f.StringVar(&cfg.MemberCRL, "member-crl", "", "CRL `FILE` of the replication CA (required unless --no-member-crl)")
+	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA `FILE` of client certificates (a CA of its own, never the replication CA)")
+	f.StringVar(&cfg.ClientCRL, "client-crl", "", "CRL `FILE` of the client CA (required unless --no-client-crl)")
+	f.BoolVar(&cfg.NoMemberCRL, "no-member-crl", false, "run the member port without a CRL (unsafe: a revoked member certificate keeps working)")
+	f.BoolVar(&cfg.NoClientCRL, "no-client-crl", false, "run the client port without a CRL (unsafe: a revoked client certificate keeps working)")
 	f.StringVar((*string)(&cfg.Policy), "policy", "dn", "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
 	f.StringVar(&cfg.MinTLS, "min-tls", "1.3", "minimum TLS version on the member port: 1.3 or 1.2")
-	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication CA that the system trust store also holds (unsafe: any certificate it signs becomes a member)")
+	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication or client CA that the system trust store also holds (unsafe: any certificate it signs becomes a member or a client)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
 	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
-	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group is refused")
+	f.StringSliceVar(&cfg.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
+	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group, and a member certificate of another group (its urn:mirrorkv:group: URI), are refused")
 	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve net/http/pprof on loopback `HOST:PORT` (no authentication; loopback IPs only)")
 	f.StringVar(&cfg.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); default: what the data directory holds, wal for a new one")
 	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", 0, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile (default 100ms)")

@@ -139,7 +139,7 @@ func (g *Group) Grow(ctx context.Context, async bool) (*Member, error) {
 		return nil, err
 	}
 	g.Members = append(g.Members, m)
-	if err := g.startNew(ctx, m, "--join", g.Members[0].Advertise()); err != nil {
+	if err := g.startNew(ctx, m, "--join", g.Members[0].Advertise(), "--join-pin", g.Members[0].DN); err != nil {
 		return nil, err
 	}
 	if err := g.AddMember(ctx, m); err != nil {
@@ -161,7 +161,7 @@ func (g *Group) form(ctx context.Context) error {
 	}
 	for _, m := range g.Members[1:] {
 		fmt.Fprintf(g.opts.Progress, "starting %s and adding it as %s\n", m.Name, map[bool]string{false: "a failover member", true: "an async member"}[m.Async])
-		if err := g.startNew(ctx, m, "--join", first.Advertise()); err != nil {
+		if err := g.startNew(ctx, m, "--join", first.Advertise(), "--join-pin", first.DN); err != nil {
 			return err
 		}
 		if err := g.AddMember(ctx, m); err != nil {
@@ -222,7 +222,7 @@ func (g *Group) Start(m *Member, extra ...string) error {
 		"--client-listen", m.ClientAddr,
 		"--member-cert", m.CertFile, "--member-key", m.KeyFile,
 		"--member-ca", g.PKI.MemberCA, "--member-crl", g.PKI.MemberCRL,
-		"--client-ca", g.PKI.ClientCA,
+		"--client-ca", g.PKI.ClientCA, "--client-crl", g.PKI.ClientCRL,
 	}
 	if g.opts.Policy != "" {
 		args = append(args, "--policy", g.opts.Policy)
@@ -307,6 +307,7 @@ func (g *Group) Env() []string {
 		"MIRRORKV_CACERT=" + g.PKI.MemberCA,
 		"MIRRORKV_CERT=" + g.PKI.AdminCert,
 		"MIRRORKV_KEY=" + g.PKI.AdminKey,
+		"MIRRORKV_CRL=" + g.PKI.MemberCRL,
 	}
 }
 
@@ -317,7 +318,7 @@ func (g *Group) newAdminClient() (*client.Client, error) { return g.AdminOf(g.Me
 
 // AdminOf is an admin client that talks to the given members only, in order.
 func (g *Group) AdminOf(members ...*Member) (*client.Client, error) {
-	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, g.PKI.AdminCert, g.PKI.AdminKey)
+	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, g.PKI.AdminCert, g.PKI.AdminKey, client.WithCRL(g.PKI.MemberCRL))
 	if err != nil {
 		return nil, err
 	}
