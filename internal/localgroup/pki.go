@@ -80,3 +80,6 @@ func (p *PKI) IssueClient(name string, access pki.Access) (certFile, keyFile str
 
 // ReplicationCA is the replication CA itself, for tests that revoke or rotate credentials.
 func (p *PKI) ReplicationCA() *pki.CA { return p.memberCA }
+
+// ClientAuthority is the client CA itself, for tests that revoke client certificates.
+func (p *PKI) ClientAuthority() *pki.CA { return p.clientCA }
