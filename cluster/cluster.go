@@ -65,6 +65,9 @@ type Cluster struct {
 	primarySince time.Time
 	joined       []wire.Member // membership learnt from Join, until the store has its own
 	lastAuth     map[string]string
+
+	idents atomic.Pointer[identities] // who each member DN may speak for in raft
+	claims claimLog
 }
 
 // New starts a member: it opens the raft log in cfg.Dir, bootstraps a new group when asked,
@@ -81,7 +84,10 @@ func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Log
 	c := &Cluster{cfg: cfg, log: log, st: st, auth: auth, ctx: ctx, cancel: cancel,
 		membersDirty: make(chan struct{}, 1), role: wire.RoleUnsync, prevRole: wire.RoleUnsync}
 	c.fsm = newFSM(st, isMemberCommand, c.markMembersDirty)
-	c.mux = newMux(nw, cfg.Advertise, log, c.serveRPC)
+	ids := identitiesOf(c.selfMember(), nil)
+	c.idents.Store(&ids)
+	c.claims.last = map[string]time.Time{}
+	c.mux = newMux(nw, cfg.Advertise, log, c.serveRPC, c.checkClaim)
 	c.rpc = newRPCClient(c.mux, cfg.TransportTimeout, c.rpcDuration)
 	c.reads = newReadBatcher(c)
 	if err := c.startRaft(); err != nil {

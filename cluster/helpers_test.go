@@ -496,3 +496,10 @@ func (fakeAdmins) VerifyAdmin(chain [][]byte) (string, error) {
 	}
 	return "", reason.Wrap(reason.AdminRequired, errors.New("not the test admin"))
 }
+
+func (n *testNet) PeerDN(c net.Conn) (string, error) {
+	if tc, ok := c.(*testConn); ok {
+		return tc.peer, nil
+	}
+	return "", fmt.Errorf("conn %T is not from the test network", c)
+}

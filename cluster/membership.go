@@ -337,6 +337,8 @@ func (c *Cluster) refreshAuth() {
 	for _, mem := range ms {
 		m[mem.MemberAddr] = mem.DN
 	}
+	ids := identitiesOf(c.selfMember(), ms)
+	c.idents.Store(&ids)
 	if maps.Equal(m, c.lastAuth) {
 		return
 	}

@@ -19,6 +19,9 @@ import (
 type Network interface {
 	net.Listener
 	Dial(ctx context.Context, addr string) (net.Conn, error)
+	// PeerDN is the canonical subject DN of the certificate the peer of an accepted conn
+	// authenticated with.
+	PeerDN(conn net.Conn) (string, error)
 }
 
 // Authoriser receives the member address → canonical DN map on every membership change, so
@@ -45,6 +48,9 @@ type mux struct {
 	log   *slog.Logger
 	raftC chan net.Conn
 	rpc   func(net.Conn)
+	// claim checks the sender's identity in each raft request on an accepted conn against
+	// the DN its certificate proved (raftGate).
+	claim func(dn string, id, addr []byte) error
 	done  chan struct{}
 	wg    sync.WaitGroup
 
@@ -53,8 +59,8 @@ type mux struct {
 	closed bool
 }
 
-func newMux(nw Network, advertise string, log *slog.Logger, rpc func(net.Conn)) *mux {
-	return &mux{nw: nw, addr: advertise, log: log, raftC: make(chan net.Conn), rpc: rpc,
+func newMux(nw Network, advertise string, log *slog.Logger, rpc func(net.Conn), claim func(dn string, id, addr []byte) error) *mux {
+	return &mux{nw: nw, addr: advertise, log: log, raftC: make(chan net.Conn), rpc: rpc, claim: claim,
 		done: make(chan struct{}), conns: map[*trackedConn]struct{}{}}
 }
 
@@ -94,8 +100,15 @@ func (m *mux) route(conn net.Conn) {
 	_ = tc.SetReadDeadline(time.Time{})
 	switch hdr[0] {
 	case headerRaft:
+		dn, err := m.nw.PeerDN(conn)
+		if err != nil {
+			m.log.Warn("raft conn without a known peer; closing", "peer", tc.RemoteAddr().String(), "err", err)
+			tc.Close()
+			return
+		}
+		gated := newRaftGate(tc, func(id, addr []byte) error { return m.claim(dn, id, addr) })
 		select {
-		case m.raftC <- tc:
+		case m.raftC <- gated:
 		case <-m.done:
 			tc.Close()
 		}

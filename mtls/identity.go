@@ -1,7 +1,11 @@
 package mtls
 
 import (
+	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
 
 	"github.com/mirrorkv/mirrorkv/reason"
 )
@@ -34,4 +38,18 @@ func (s *Source) VerifyChain(chain [][]byte) (*x509.Certificate, error) {
 		return nil, err
 	}
 	return certs[0], nil
+}
+
+// PeerDN is the canonical subject DN of the verified certificate of conn's peer; conn is a
+// connection this package handed out (Listen, HTTPSListener, Dial).
+func PeerDN(conn net.Conn) (string, error) {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return "", fmt.Errorf("peer DN of a %T: not a TLS connection", conn)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", errors.New("peer DN: the peer presented no certificate")
+	}
+	return dnOf(certs[0]), nil
 }

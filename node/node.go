@@ -280,6 +280,8 @@ func (m memberNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) 
 	return m.src.Dial(ctx, addr)
 }
 
+func (memberNetwork) PeerDN(conn net.Conn) (string, error) { return mtls.PeerDN(conn) }
+
 // sourceAddr is the address member dials leave from: the member port's own IP when it
 // listens on one, so that peers see the member at the address they know it by.
 func sourceAddr(listen string) *net.TCPAddr {
