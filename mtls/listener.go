@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -163,7 +164,10 @@ func (l *tlsListener) plaintext(tc *trackedConn) {
 	if l.port == "client" && sniff(peek) == kindHTTP {
 		answerPlaintext(tc)
 	}
+	tc.Conn.Close()
+	if !s.logDue(hostOf(tc.addr), fmt.Sprintf("%s|%d", l.port, reason.Plaintext)) {
+		return // counted above; a scanner or a misconfigured peer in a loop logs once per logEvery
+	}
 	s.log.Warn("dropped plaintext on a TLS port: the peer does not speak TLS; enable TLS on it",
 		"port", l.port, "peer", tc.addr, "first_bytes", string(peek), "reason", int(reason.Plaintext))
-	tc.Conn.Close()
 }
