@@ -82,6 +82,9 @@ func TestClaimDir(t *testing.T) {
 		}
 	}
 	stray := t.TempDir()
+	if err := os.Chmod(stray, 0o700); err != nil { // t.TempDir follows the umask
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(stray, "store.db"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
