@@ -68,8 +68,9 @@ type Config struct {
 	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
 	MaxValueBytes      int64         // --max-value-bytes: largest value a client may write
 
-	// DebugListen is the address of the profiling endpoint (net/http/pprof, no
-	// authentication), empty for none; only a loopback IP is accepted.
+	// DebugListen is the address of the profiling endpoint, empty for none: unix:PATH, a
+	// socket only this user can connect to (preferred), or a loopback IP HOST:PORT, where
+	// requests need the bearer token written to DIR/debug.token.
 	DebugListen string // --debug-listen
 }
 

@@ -106,10 +106,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	if cfg.DebugListen != "" {
-		if n.debug, err = startDebug(cfg.DebugListen); err != nil {
+		if n.debug, err = startDebug(cfg.DebugListen, cfg.Dir); err != nil {
 			return nil, err
 		}
-		log.Warn("profiling endpoint open: anyone on this host can read profiles", "addr", "http://"+n.debug.Addr().String()+"/debug/pprof/")
+		n.debug.logStart(log)
 	}
 	clientLn, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {

@@ -40,8 +40,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"bootstrap and join", func(c *Config) { c.Bootstrap = true; c.Join = []string{"x:1"} }, "exclude each other"},
 		{"shared CA under policy ca", func(c *Config) { c.Policy = PolicyCA; c.ClientCA = c.MemberCA }, "could pass as a member"},
 		{"debug on all interfaces", func(c *Config) { c.DebugListen = ":6060" }, "--debug-listen"},
-		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "use a loopback IP"},
-		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "use a loopback IP"},
+		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "a loopback IP"},
+		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "a loopback IP"},
+		{"debug on a unix socket without a path", func(c *Config) { c.DebugListen = "unix:" }, "want unix:PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ change and on SIGHUP.`,
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
 	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
 	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group is refused")
-	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve net/http/pprof on loopback `HOST:PORT` (no authentication; loopback IPs only)")
+	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiles (net/http/pprof paths) on `unix:PATH`, a socket only this user can reach (preferred), or on loopback HOST:PORT with the bearer token from DIR/debug.token")
 	f.StringVar(&cfg.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); default: what the data directory holds, wal for a new one")
 	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", 0, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile (default 100ms)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
