@@ -150,6 +150,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
 		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
 		JoinAddrs: cfg.Join, LocalAddr: sourceAddr(cfg.MemberListen),
+		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
 	}, n.log.With("component", "tls", "port", "member"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", err)
@@ -159,6 +160,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	n.clientSrc, err = mtls.NewSource(mtls.Config{
 		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
 		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics,
+		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
 	}, n.log.With("component", "tls", "port", "client"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", err)

@@ -43,6 +43,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "a loopback IP"},
 		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "a loopback IP"},
 		{"debug on a unix socket without a path", func(c *Config) { c.DebugListen = "unix:" }, "want unix:PATH"},
+		{"negative handshake cap", func(c *Config) { c.MaxHandshakesPerIP = -1 }, "--max-handshakes-per-ip -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
