@@ -130,9 +130,9 @@ func (c *Cluster) startRaft() (err error) {
 		return err
 	}
 	closers = append(closers, closer)
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	snaps, err := openSnapshotStore(cfg.Dir, 2, hlog) // 0700 directories, no file open to others
 	if err != nil {
-		return fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
+		return err
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &streamLayer{m: c.mux, closed: make(chan struct{})}, MaxPool: cfg.MaxPool,

@@ -51,6 +51,11 @@ const (
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
+	// DefaultMaxHandshakes bounds the TLS handshakes in flight on one listener.
+	DefaultMaxHandshakes = 256
+	// DefaultMaxHandshakesPerIP bounds the TLS handshakes in flight on one listener from
+	// one source IP.
+	DefaultMaxHandshakesPerIP = 32
 )
 
 // ALPN protocol names: the member port and the client port refuse each other's clients.
@@ -98,6 +103,13 @@ type Config struct {
 
 	HandshakeTimeout time.Duration // acceptor side; default 10 s
 	DialTimeout      time.Duration // Dial, including the ack; default 10 s
+	// MaxHandshakes bounds the connections of one listener that are still in their
+	// handshake (default 256), and MaxHandshakesPerIP those from one source IP (default 32).
+	// A connection over either cap is closed at once, before any TLS work: a peer that
+	// opens connections and sends nothing holds a slot for at most HandshakeTimeout, and
+	// cannot keep the others out.
+	MaxHandshakes      int
+	MaxHandshakesPerIP int
 	// LocalAddr, when set, is the source address of member dials: a member listening on one
 	// address of a multi-homed host then reaches its peers from that same address.
 	LocalAddr *net.TCPAddr
@@ -139,6 +151,12 @@ func (c Config) withDefaults() Config {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.MaxHandshakesPerIP <= 0 {
+		c.MaxHandshakesPerIP = DefaultMaxHandshakesPerIP
+	}
 	if c.SystemRoots == nil {
 		c.SystemRoots = x509.SystemCertPool
 	}
@@ -169,6 +187,9 @@ func (c Config) Validate() error {
 		if !slices.Contains(aeadSuites, id) {
 			errs = append(errs, &CredentialError{Reason: reason.NoCommonCipher, Err: fmt.Errorf("cipher suite %s: only ECDHE suites with AES-GCM or ChaCha20-Poly1305 are allowed", tls.CipherSuiteName(id))})
 		}
+	}
+	if c.MaxHandshakes < 0 || c.MaxHandshakesPerIP < 0 {
+		errs = append(errs, fmt.Errorf("handshake caps %d in total, %d per source IP: want positive numbers (0 for the defaults %d and %d)", c.MaxHandshakes, c.MaxHandshakesPerIP, DefaultMaxHandshakes, DefaultMaxHandshakesPerIP))
 	}
 	return errors.Join(errs...)
 }

@@ -83,8 +83,8 @@ func (s *Source) HTTPSListener(ln net.Listener) net.Listener {
 	return s.newListener(ln, "client", (*tlsListener).serveClient)
 }
 
-func (l *tlsListener) serveClient(raw net.Conn) {
-	tc, seen := l.handshake(raw)
+func (l *tlsListener) serveClient(raw net.Conn, done func()) {
+	tc, seen := l.handshake(raw, done)
 	if tc == nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -23,7 +24,8 @@ type tlsListener struct {
 	inner  net.Listener
 	src    *Source
 	port   string
-	handle func(l *tlsListener, c net.Conn)
+	slots  *handshakeSlots
+	handle func(l *tlsListener, c net.Conn, done func())
 	out    chan net.Conn
 	done   chan struct{}
 	ctx    context.Context
@@ -33,10 +35,11 @@ type tlsListener struct {
 	err    error
 }
 
-func (s *Source) newListener(ln net.Listener, port string, handle func(*tlsListener, net.Conn)) *tlsListener {
+func (s *Source) newListener(ln net.Listener, port string, handle func(*tlsListener, net.Conn, func())) *tlsListener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &tlsListener{inner: ln, src: s, port: port, handle: handle, out: make(chan net.Conn),
 		done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	l.slots = newHandshakeSlots(s.cfg.MaxHandshakes, s.cfg.MaxHandshakesPerIP)
 	go l.loop()
 	return l
 }
@@ -55,7 +58,9 @@ func (l *tlsListener) loop() {
 		c, err := l.inner.Accept()
 		if err == nil {
 			backoff = 0
-			go l.handle(l, c)
+			if ip, ok := l.admit(c); ok {
+				go l.handle(l, c, func() { l.slots.give(ip) })
+			}
 			continue
 		}
 		if errors.Is(err, net.ErrClosed) {
@@ -109,7 +114,9 @@ func (l *tlsListener) deliver(c net.Conn) {
 
 // handshake sniffs and handshakes raw under the handshake deadline. It returns the tracked
 // connection and the policy epoch seen before the handshake, or nil if the peer was refused.
-func (l *tlsListener) handshake(raw net.Conn) (*trackedConn, uint64) {
+// It calls done, which gives back the handshake slot, when the handshake is over.
+func (l *tlsListener) handshake(raw net.Conn, done func()) (*trackedConn, uint64) {
+	defer done()
 	s := l.src
 	seen := s.conns.epoch.Load()
 	tc := &trackedConn{Conn: raw, br: bufio.NewReaderSize(raw, 64), src: s, port: l.port,
@@ -140,8 +147,8 @@ func (l *tlsListener) handshake(raw net.Conn) (*trackedConn, uint64) {
 	return tc, seen
 }
 
-func (l *tlsListener) serveMember(raw net.Conn) {
-	tc, seen := l.handshake(raw)
+func (l *tlsListener) serveMember(raw net.Conn, done func()) {
+	tc, seen := l.handshake(raw, done)
 	if tc == nil {
 		return
 	}
@@ -163,7 +170,10 @@ func (l *tlsListener) plaintext(tc *trackedConn) {
 	if l.port == "client" && sniff(peek) == kindHTTP {
 		answerPlaintext(tc)
 	}
+	tc.Conn.Close()
+	if !s.logDue(hostOf(tc.addr), fmt.Sprintf("%s|%d", l.port, reason.Plaintext)) {
+		return // counted above; a scanner or a misconfigured peer in a loop logs once per logEvery
+	}
 	s.log.Warn("dropped plaintext on a TLS port: the peer does not speak TLS; enable TLS on it",
 		"port", l.port, "peer", tc.addr, "first_bytes", string(peek), "reason", int(reason.Plaintext))
-	tc.Conn.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ func readFiles(cfg Config) (*files, error) {
 	if err := errors.Join(read(cfg.CertFile, &f.cert), read(cfg.KeyFile, &f.key), read(cfg.CAFile, &f.ca)); err != nil {
 		return nil, err
 	}
+	if err := checkKeyFileMode(cfg.KeyFile); err != nil {
+		return nil, err
+	}
 	if cfg.CRLFile != "" {
 		if err := read(cfg.CRLFile, &f.crl); err != nil {
 			return nil, err
@@ -45,6 +49,22 @@ func readFiles(cfg Config) (*files, error) {
 	}
 	copy(f.sum[:], h.Sum(nil))
 	return f, nil
+}
+
+// checkKeyFileMode refuses a private key file that grants any permission to its group or
+// to other users: whoever can read it can pose as this member. Windows has no mode bits.
+func checkKeyFileMode(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path) // the file a symlink points to: its own mode means nothing
+	if err != nil {
+		return credErr(reason.BadCredentials, path, "%w; check the path and that the mirrorkv user may read it", err)
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		return credErr(reason.KeyFileMode, path, "private key file has mode %#o, open to other users than its owner: run chmod 600 %s", mode, path)
+	}
+	return nil
 }
 
 // material is one immutable snapshot of trust material. It is never modified after the swap.

@@ -14,6 +14,7 @@ import (
 type Metrics struct {
 	refusals     *prometheus.CounterVec
 	plaintext    *prometheus.CounterVec
+	limited      *prometheus.CounterVec
 	reloadErrors *prometheus.CounterVec
 	expiry       *expiryCollector
 	crl          *expiryCollector
@@ -30,6 +31,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "mirrorkv_tls_plaintext_attempts_total",
 			Help: "Connections that sent plaintext to a TLS port, by port.",
 		}, []string{"port"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirrorkv_tls_handshake_limited_total",
+			Help: "Connections closed before their handshake because too many were in flight, by port and scope (global or source).",
+		}, []string{"port", "scope"}),
 		reloadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorkv_tls_reload_errors_total",
 			Help: "Refused reloads of TLS material (the old material stayed in force), by role and reason.",
@@ -41,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			"Seconds until the CRL in force reaches its next update (negative once past it), by role; absent without a CRL.", []string{"role"}, nil),
 			leaves: map[string]func() time.Time{}},
 	}
-	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.reloadErrors, m.expiry, m.crl} {
+	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.limited, m.reloadErrors, m.expiry, m.crl} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register TLS metrics: %w", err)
 		}
@@ -60,6 +65,12 @@ func (m *Metrics) refusal(port string, c reason.Code) {
 func (m *Metrics) plaintextAttempt(port string) {
 	if m != nil {
 		m.plaintext.WithLabelValues(port).Inc()
+	}
+}
+
+func (m *Metrics) handshakeLimited(port, scope string) {
+	if m != nil {
+		m.limited.WithLabelValues(port, scope).Inc()
 	}
 }
 

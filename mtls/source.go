@@ -31,7 +31,7 @@ type Source struct {
 	lastFailed [32]byte // the files a reload last refused, so Watch does not retry them
 
 	logMu     sync.Mutex
-	logged    map[string]time.Time // port|host|reason -> last logged
+	logged    map[string]time.Time // host|port|reason|... -> last logged (logDue)
 	crlLevel  expiryLevel          // the CRL's level when noteExpiry last logged
 	crlWarned time.Time
 }
@@ -201,24 +201,38 @@ const logEvery = 30 * time.Second
 func (s *Source) refused(port, peer string, err error, msg string) {
 	code := codeOf(err)
 	s.cfg.Metrics.refusal(port, code)
-	host, _, splitErr := net.SplitHostPort(peer)
-	if splitErr != nil {
-		host = peer
-	}
+	host := hostOf(peer)
 	// The peer's port changes with every redial; keep it out of the key.
-	key := fmt.Sprintf("%s|%s|%d|%s", port, host, code, strings.ReplaceAll(fmt.Sprint(err), peer, host))
-	now := time.Now()
-	s.logMu.Lock()
-	last, seen := s.logged[key]
-	if !seen || now.Sub(last) >= logEvery {
-		if len(s.logged) >= 4096 {
-			clear(s.logged) // many distinct hosts: a scan; forget rather than grow
-		}
-		s.logged[key] = now
-	}
-	s.logMu.Unlock()
-	if seen && now.Sub(last) < logEvery {
+	key := fmt.Sprintf("%s|%d|%s", port, code, strings.ReplaceAll(fmt.Sprint(err), peer, host))
+	if !s.logDue(host, key) {
 		return
 	}
 	s.log.Warn(msg, "port", port, "peer", peer, "reason", int(code), "reason_name", code.Name(), "err", err)
+}
+
+// logDue reports whether a line about host under key is due: the first one is, and then
+// one every logEvery. Every line about peers that a listener refuses, drops or sheds goes
+// through it, so that a host redialling in a loop, or a scan, cannot flood the log.
+func (s *Source) logDue(host, key string) bool {
+	key = host + "|" + key
+	now := time.Now()
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if last, seen := s.logged[key]; seen && now.Sub(last) < logEvery {
+		return false
+	}
+	if len(s.logged) >= 4096 {
+		clear(s.logged) // many distinct hosts: a scan; forget rather than grow
+	}
+	s.logged[key] = now
+	return true
+}
+
+// hostOf is the host part of a remote address: the port changes with every redial.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
 }

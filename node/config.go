@@ -78,9 +78,17 @@ type Config struct {
 	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
 	MaxValueBytes      int64         // --max-value-bytes: largest value a client may write
 
-	// DebugListen is the address of the profiling endpoint (net/http/pprof, no
-	// authentication), empty for none; only a loopback IP is accepted.
+	// DebugListen is the address of the profiling endpoint, empty for none: unix:PATH, a
+	// socket only this user can connect to (preferred), or a loopback IP HOST:PORT, where
+	// requests need the bearer token written to DIR/debug.token.
 	DebugListen string // --debug-listen
+
+	// MaxHandshakes bounds the TLS handshakes in flight on each of the member and client
+	// ports, MaxHandshakesPerIP those from one source IP; a connection over either is closed
+	// before its handshake. 0 means mtls.DefaultMaxHandshakes (256) and
+	// mtls.DefaultMaxHandshakesPerIP (32).
+	MaxHandshakes      int // --max-handshakes
+	MaxHandshakesPerIP int // --max-handshakes-per-ip
 }
 
 // Validate reports every problem with c at once.
@@ -140,6 +148,9 @@ func (c Config) Validate() error {
 		if err := checkDebugListen(c.DebugListen); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.MaxHandshakes < 0 || c.MaxHandshakesPerIP < 0 {
+		errs = append(errs, fmt.Errorf("--max-handshakes %d, --max-handshakes-per-ip %d: want positive numbers, or 0 for the defaults", c.MaxHandshakes, c.MaxHandshakesPerIP))
 	}
 	if c.Bootstrap && len(c.Join) > 0 {
 		errs = append(errs, errors.New("--bootstrap and --join exclude each other: bootstrap the first member only, join the others"))

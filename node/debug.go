@@ -4,33 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// debugServer serves the runtime's profiles on its own loopback listener, apart from the
-// client port: profiles are plain HTTP without authentication, so only a local operator may
-// reach them. The handlers are written here on runtime/pprof rather than taken from
-// net/http/pprof, whose import registers them on http.DefaultServeMux as a side effect; the
-// paths and parameters are net/http/pprof's, so `go tool pprof` works unchanged.
+// debugServer serves the runtime's profiles on its own listener, apart from the client
+// port: a unix socket only the member's user can connect to, or a loopback TCP port that
+// asks for a bearer token (debugAccess). The handlers are written here on runtime/pprof
+// rather than taken from net/http/pprof, whose import registers them on
+// http.DefaultServeMux as a side effect; the paths and parameters are net/http/pprof's.
 type debugServer struct {
-	ln  net.Listener
-	srv *http.Server
+	ln        net.Listener
+	srv       *http.Server
+	tokenPath string // TCP only: removed at stop
 }
 
-// checkDebugListen refuses an address that is not HOST:PORT with a loopback IP host.
+// checkDebugListen refuses an address that is neither unix:PATH nor HOST:PORT with a
+// loopback IP host.
 func checkDebugListen(addr string) error {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		if path == "" {
+			return fmt.Errorf("--debug-listen %q: want unix:PATH, the path of a socket to create", addr)
+		}
+		return nil
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--debug-listen %q: want HOST:PORT: %w", addr, err)
+		return fmt.Errorf("--debug-listen %q: want unix:PATH or HOST:PORT: %w", addr, err)
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--debug-listen %q: the profiling endpoint has no authentication: use a loopback IP such as 127.0.0.1:6060 and reach it over ssh", addr)
+		return fmt.Errorf("--debug-listen %q: use unix:PATH (preferred), or a loopback IP such as 127.0.0.1:6060 and reach it over ssh", addr)
 	}
 	return nil
 }
@@ -132,16 +143,19 @@ func setProfileRates(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// startDebug listens on addr and serves the profiling handlers until stop.
-func startDebug(addr string) (*debugServer, error) {
+// startDebug listens on addr and serves the profiling handlers until stop; dir is the data
+// directory, where the TCP form's token is written.
+func startDebug(addr, dir string) (*debugServer, error) {
 	if err := checkDebugListen(addr); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, access, tokenPath, err := listenDebug(addr, dir)
 	if err != nil {
-		return nil, fmt.Errorf("listen on debug port %s: %w", addr, err)
+		return nil, err
 	}
-	d := &debugServer{ln: ln, srv: &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}}
+	access.next = debugMux()
+	d := &debugServer{ln: ln, tokenPath: tokenPath,
+		srv: &http.Server{Handler: access, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}}
 	go func() { _ = d.srv.Serve(ln) }()
 	return d, nil
 }
@@ -152,9 +166,23 @@ func (d *debugServer) Addr() net.Addr { return d.ln.Addr() }
 func (d *debugServer) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if d.tokenPath != "" {
+		_ = os.Remove(d.tokenPath) // a token nobody checks any more
+	}
 	if err := d.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		// A CPU profile or trace in progress holds its conn open; cut it.
 		return d.srv.Close()
 	}
 	return nil
+}
+
+// logStart says where the profiles are and how to authenticate, never the token itself.
+func (d *debugServer) logStart(log *slog.Logger) {
+	if d.tokenPath == "" {
+		log.Info("profiling endpoint open on a unix socket only this user can connect to",
+			"socket", d.ln.Addr().String(), "try", "curl --unix-socket "+d.ln.Addr().String()+" http://localhost/debug/pprof/")
+		return
+	}
+	log.Warn("profiling endpoint open on loopback TCP; requests need the bearer token in the token file (unix:PATH needs none)",
+		"addr", "http://"+d.ln.Addr().String()+"/debug/pprof/", "token_file", d.tokenPath)
 }

@@ -7,6 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // identityFile records, in the data directory, which member of which group the directory
@@ -25,6 +28,9 @@ type identity struct {
 // is. A directory of another member or group is refused: its raft log and store would
 // otherwise be served as this member's, or mixed into another group's history.
 func claimDir(dir, name, group string) error {
+	if err := checkDirMode(dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data directory %s: %w", dir, err)
 	}
@@ -61,6 +67,28 @@ func claimDir(dir, name, group string) error {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkDirMode refuses an existing data directory that grants any permission to its group
+// or to other users: it holds the raft log, the snapshots and the store, every value ever
+// written. mirrorkv creates what it writes there private to its user (0700 directories,
+// 0600 files); the directory itself is where an operator's mkdir or umask would show.
+// Windows has no mode bits.
+func checkDirMode(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // created 0700 below
+	}
+	if err != nil {
+		return fmt.Errorf("check data directory %s: %w", dir, err)
+	}
+	if mode := fi.Mode().Perm(); fi.IsDir() && mode&0o077 != 0 {
+		return reason.Wrap(reason.DirMode, fmt.Errorf("data directory %s has mode %#o, open to other users: run chmod 700 %s (and chmod -R go-rwx %s for files an older mirrorkv left readable)", dir, mode, dir, dir))
 	}
 	return nil
 }

@@ -107,10 +107,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	if cfg.DebugListen != "" {
-		if n.debug, err = startDebug(cfg.DebugListen); err != nil {
+		if n.debug, err = startDebug(cfg.DebugListen, cfg.Dir); err != nil {
 			return nil, err
 		}
-		log.Warn("profiling endpoint open: anyone on this host can read profiles", "addr", "http://"+n.debug.Addr().String()+"/debug/pprof/")
+		n.debug.logStart(log)
 	}
 	clientLn, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {
@@ -157,6 +157,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
 		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
 		Group: cfg.Group, JoinAddrs: cfg.Join, JoinPins: cfg.JoinPins, LocalAddr: sourceAddr(cfg.MemberListen),
+		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
 	}, n.log.With("component", "tls", "port", "member"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", err)
@@ -166,6 +167,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	n.clientSrc, err = mtls.NewSource(mtls.Config{
 		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
 		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics, AllowPublicCA: cfg.AllowPublicCA,
+		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
 	}, n.log.With("component", "tls", "port", "client"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", err)

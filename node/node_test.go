@@ -47,8 +47,10 @@ func TestConfig_Validate(t *testing.T) {
 		{"join without a pin", func(c *Config) { c.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
 		{"malformed pin", func(c *Config) { c.Join, c.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"} }, "64 hex digits"},
 		{"debug on all interfaces", func(c *Config) { c.DebugListen = ":6060" }, "--debug-listen"},
-		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "use a loopback IP"},
-		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "use a loopback IP"},
+		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "a loopback IP"},
+		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "a loopback IP"},
+		{"debug on a unix socket without a path", func(c *Config) { c.DebugListen = "unix:" }, "want unix:PATH"},
+		{"negative handshake cap", func(c *Config) { c.MaxHandshakesPerIP = -1 }, "--max-handshakes-per-ip -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +96,9 @@ func TestClaimDir(t *testing.T) {
 		}
 	}
 	stray := t.TempDir()
+	if err := os.Chmod(stray, 0o700); err != nil { // t.TempDir follows the umask
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(stray, "store.db"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ change and on SIGHUP.`,
 	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
 	f.StringSliceVar(&cfg.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
 	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group, and a member certificate of another group (its urn:mirrorkv:group: URI), are refused")
-	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve net/http/pprof on loopback `HOST:PORT` (no authentication; loopback IPs only)")
+	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiles (net/http/pprof paths) on `unix:PATH`, a socket only this user can reach (preferred), or on loopback HOST:PORT with the bearer token from DIR/debug.token")
 	f.StringVar(&cfg.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); default: what the data directory holds, wal for a new one")
 	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", 0, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile (default 100ms)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
@@ -86,6 +86,8 @@ change and on SIGHUP.`,
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members (default 10240)")
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often credential files are checked for changes (default 2s)")
 	f.Int64Var(&cfg.MaxValueBytes, "max-value-bytes", 0, "largest value a client may write (default 1 MiB)")
+	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "TLS handshakes in flight on each port; more are closed before their handshake (default 256)")
+	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "TLS handshakes in flight on each port from one source IP (default 32)")
 	return cmd
 }
 

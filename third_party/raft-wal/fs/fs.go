@@ -51,7 +51,8 @@ func (fs *FS) ListDir(dir string) ([]string, error) {
 // that size. The dir must already exist and be writable to the current
 // process.
 func (fs *FS) Create(dir string, name string, size uint64) (types.WritableFile, error) {
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_RDWR, os.FileMode(0644))
+	// mirrorkv: 0600, not 0644: a segment holds every write of the replicated store.
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_RDWR, os.FileMode(0600))
 	if err != nil {
 		return nil, err
 	}

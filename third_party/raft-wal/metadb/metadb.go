@@ -51,7 +51,8 @@ func (db *BoltMetaDB) ensureOpen(dir string) error {
 	fileName := filepath.Join(dir, FileName)
 
 	open := func() error {
-		bb, err := bbolt.Open(fileName, 0644, nil)
+		// mirrorkv: 0600, not 0644, as every other file of the data directory.
+		bb, err := bbolt.Open(fileName, 0600, nil)
 		if err != nil {
 			return fmt.Errorf("failed to open %s: %w", FileName, err)
 		}
@@ -98,7 +99,8 @@ func safeInitBoltDB(dir string) error {
 	}
 
 	// Open bolt DB at tmp file name
-	bb, err := bbolt.Open(tmpFileName, 0644, nil)
+	// mirrorkv: 0600, not 0644; the rename keeps the mode.
+	bb, err := bbolt.Open(tmpFileName, 0600, nil)
 	if err != nil {
 		return err
 	}
