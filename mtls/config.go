@@ -52,10 +52,10 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
 	// DefaultMaxHandshakes bounds the TLS handshakes in flight on one listener.
-	DefaultMaxHandshakes = 256
+	DefaultMaxHandshakes = 1024
 	// DefaultMaxHandshakesPerIP bounds the TLS handshakes in flight on one listener from
 	// one source IP.
-	DefaultMaxHandshakesPerIP = 32
+	DefaultMaxHandshakesPerIP = 128
 )
 
 // ALPN protocol names: the member port and the client port refuse each other's clients.

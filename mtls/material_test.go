@@ -1,3 +1,5 @@
+//go:build !windows
+
 package mtls
 
 import (
@@ -6,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -15,9 +16,6 @@ import (
 )
 
 func TestNewSource_KeyFileMode(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("no mode bits on Windows")
-	}
 	rca := pkitest.NewCA(t, "replication")
 	good := rca.Member("m")
 	for _, tc := range []struct {

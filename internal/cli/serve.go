@@ -86,8 +86,8 @@ change and on SIGHUP.`,
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members (default 10240)")
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often credential files are checked for changes (default 2s)")
 	f.Int64Var(&cfg.MaxValueBytes, "max-value-bytes", 0, "largest value a client may write (default 1 MiB)")
-	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "TLS handshakes in flight on each port; more are closed before their handshake (default 256)")
-	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "TLS handshakes in flight on each port from one source IP (default 32)")
+	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "TLS handshakes in flight on each port; more are closed before their handshake (default 1024)")
+	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "TLS handshakes in flight on each port from one source IP (default 128)")
 	return cmd
 }
 
