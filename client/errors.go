@@ -121,6 +121,9 @@ func retryable(err error, idempotent bool) bool {
 		}
 		return false
 	}
+	if errors.Is(err, ErrRevoked) {
+		return true // refused here, in the handshake: the request never left, and another member may be sound
+	}
 	te, ok := errors.AsType[*transportError](err)
 	if !ok || isTLSError(te.err) {
 		return false // a refused certificate is refused by every member alike
@@ -136,6 +139,6 @@ func retryable(err error, idempotent bool) bool {
 }
 
 // ErrRevoked is returned (wrapped) by a connection made with WithCRL when the member's
-// certificate is listed in the CRL. The client does not try that member again with another
-// request: it moves on to the next endpoint.
+// certificate is listed in the CRL. Nothing was sent to that member; a request, a write
+// too, moves on to the next endpoint.
 var ErrRevoked = errors.New("the member's certificate is revoked: do not trust that member; check its host")
