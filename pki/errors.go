@@ -40,4 +40,7 @@ var (
 	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")
 	// ErrRole is returned for a client role other than admin, readwrite or readonly.
 	ErrRole = errors.New("unknown role; use admin, readwrite or readonly")
+	// ErrNoAccess is returned by AccessOf for a client certificate that carries no role URI:
+	// such a certificate grants nothing.
+	ErrNoAccess = errors.New("client certificate carries no access level; reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'")
 )

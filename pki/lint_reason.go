@@ -35,6 +35,8 @@ func (f Finding) Reason() reason.Code {
 		return reason.CRLInvalid
 	case "public-ca":
 		return reason.PublicCA
+	case "client-role":
+		return reason.NoAccess
 	}
 	return reason.BadCredentials
 }

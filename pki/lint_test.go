@@ -116,8 +116,16 @@ func usageCases() []lintCase {
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
 		{name: "member without serverAuth", input: member(clientOnly),
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
-		{name: "client with clientAuth only", input: asClient(clientOnly), ok: true,
-			want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		{name: "client with clientAuth only", input: asClient(func(c *x509.Certificate) {
+			clientOnly(c)
+			c.URIs = []*url.URL{AccessReadOnly.URI()}
+		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		{name: "client without a role URI", input: asClient(clientOnly),
+			want: []Finding{{Rule: "client-role", Severity: SeverityError}}},
+		{name: "client with a role URI in another case", input: asClient(func(c *x509.Certificate) {
+			clientOnly(c)
+			c.URIs = []*url.URL{{Scheme: "urn", Opaque: "MirrorKV:Role:ADMIN"}}
+		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
 		{name: "client without clientAuth", input: asClient(serverOnly),
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
 		{name: "client with unknown role URI", input: asClient(func(c *x509.Certificate) {
@@ -336,6 +344,8 @@ func TestFinding_Reason(t *testing.T) {
 		{Finding{Rule: "ca-expired", Severity: SeverityError}, reason.CertExpired},
 		{Finding{Rule: "revoked", Severity: SeverityError}, reason.Revoked},
 		{Finding{Rule: "public-ca", Severity: SeverityError}, reason.PublicCA},
+		{Finding{Rule: "client-role", Severity: SeverityError}, reason.NoAccess},
+		{Finding{Rule: "client-role", Severity: SeverityInfo}, reason.OK},
 		{Finding{Rule: "empty-cn", Severity: SeverityError}, reason.BadCredentials},
 		{Finding{Rule: "ext-key-usage", Severity: SeverityInfo}, reason.OK},
 	} {

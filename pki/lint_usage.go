@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"slices"
 	"strings"
 )
@@ -101,15 +102,20 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 	return nil
 }
 
-// checkClientRole: a client's access comes from its role URI; a bad one is refused.
+// checkClientRole: a client's access comes from its role URI, read by AccessOf exactly as
+// the server reads it; a client certificate without one grants nothing.
 func checkClientRole(c *lintCtx) []Finding {
 	if c.in.Role != RoleClient {
 		return nil
 	}
 	a, err := AccessOf(c.leaf)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoAccess):
+		return []Finding{{"client-role", SeverityError, "no access: the certificate carries no role URI, so the server grants it nothing",
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
+	case err != nil:
 		return []Finding{{"client-role", SeverityError, "client role URI: " + err.Error(),
-			"reissue it with 'mirrorkv ca issue --client --role admin|readwrite|readonly'"}}
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
 	}
 	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), ""}}
 }

@@ -111,7 +111,8 @@ func caDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 // grantFlags are the flags that decide what a certificate is for.
 type grantFlags struct {
 	Client bool
-	Role   string
+	Access string
+	Role   string // the older spelling of --access, kept for existing scripts
 	Days   int
 	Renew  bool
 }
@@ -119,21 +120,29 @@ type grantFlags struct {
 func (g *grantFlags) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, role URI) instead of a member certificate")
-	f.StringVar(&g.Role, "role", "", "client role: admin, readwrite (default) or readonly; needs --client")
+	f.StringVar(&g.Access, "access", "", "client access: admin, readwrite (default) or readonly; needs --client")
+	f.StringVar(&g.Role, "role", "", "same as --access (older spelling)")
 	f.IntVar(&g.Days, "days", pki.DefaultLeafDays, "lifetime in days (never beyond the CA's)")
 	f.BoolVar(&g.Renew, "renew", false, "allow a new certificate while one for the same subject is still valid")
 }
 
 func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
-	if g.Role != "" && !g.Client {
-		return pki.SignOptions{}, usagef("%s: --role needs --client", cmd)
+	access := g.Access
+	switch {
+	case g.Role != "" && g.Access != "" && !strings.EqualFold(g.Role, g.Access):
+		return pki.SignOptions{}, usagef("%s: --access %s and --role %s disagree; give --access only", cmd, g.Access, g.Role)
+	case access == "":
+		access = g.Role
+	}
+	if access != "" && !g.Client {
+		return pki.SignOptions{}, usagef("%s: --access needs --client", cmd)
 	}
 	if g.Days <= 0 {
 		return pki.SignOptions{}, usagef("%s: --days must be positive", cmd)
 	}
 	opts := pki.SignOptions{Days: g.Days, Renew: g.Renew}
 	if g.Client {
-		a, err := pki.ParseAccess(g.Role)
+		a, err := pki.ParseAccess(access)
 		if err != nil {
 			return opts, usagef("%s: %w", cmd, err)
 		}
@@ -170,7 +179,7 @@ func refuseExistingFiles(hint string, paths ...string) error {
 func describeIssued(e *env, verb string, is *pki.Issued) {
 	c := is.Cert
 	kind := "member"
-	if a, err := pki.AccessOf(c); err == nil && len(c.URIs) > 0 {
+	if a, err := pki.AccessOf(c); err == nil {
 		kind = "client (" + string(a) + ")"
 	}
 	fmt.Fprintf(e.stdout, "%s %s certificate %s, serial %s, valid until %s\n",

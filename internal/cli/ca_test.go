@@ -142,6 +142,9 @@ func TestCACmd_Usage(t *testing.T) {
 		{"issue with a path as name", []string{"ca", "issue", "--dir", dir, "--name", "../m1"}},
 		{"role without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--role", "admin"}},
 		{"unknown role", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--role", "root"}},
+		{"access without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--access", "admin"}},
+		{"unknown access", []string{"ca", "sign", "--dir", dir, "--csr", "x.csr", "--client", "--access", "root"}},
+		{"access and role disagree", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--access", "admin", "--role", "readonly"}},
 		{"bad --ip", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--ip", "10.0.0"}},
 		{"sign without --csr", []string{"ca", "sign", "--dir", dir}},
 		{"revoke with file and --serial", []string{"ca", "revoke", "--dir", dir, "x.crt", "--serial", "1f"}},
@@ -196,6 +199,37 @@ func TestCACmd_BadInput(t *testing.T) {
 			}
 			if _, err := os.Stat(out); err == nil {
 				t.Fatalf("%s was created", out)
+			}
+		})
+	}
+}
+
+// TestCACmd_Access: --access is the flag, --role its older spelling, and a client
+// certificate always names its access.
+func TestCACmd_Access(t *testing.T) {
+	dir, pass := newCLICA(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want pki.Access
+	}{
+		{"default", nil, pki.AccessReadWrite},
+		{"access", []string{"--access", "readonly"}, pki.AccessReadOnly},
+		{"role alias", []string{"--role", "admin"}, pki.AccessAdmin},
+		{"both agreeing", []string{"--role", "ADMIN", "--access", "admin"}, pki.AccessAdmin},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			pkiMust(t, append([]string{"ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "c", "--client", "--renew", "--out", out}, tc.args...)...)
+			certs, err := readCertFile("certificate", filepath.Join(out, "c.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := pki.AccessOf(certs[0]); a != tc.want || err != nil {
+				t.Fatalf("AccessOf = %q, %v; want %q", a, err, tc.want)
+			}
+			if _, err := pki.GroupOf(certs[0]); err == nil {
+				t.Fatalf("client certificate carries a group URI: %v", certs[0].URIs)
 			}
 		})
 	}
