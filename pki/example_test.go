@@ -101,14 +101,16 @@ func ExampleLint() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// A client certificate cannot serve as a member: it lacks serverAuth.
+	// A client certificate cannot serve as a member: it lacks serverAuth and names no group.
 	in := pki.LintInput{Cert: client.CertPEM, CA: caPEM, Key: client.KeyPEM, Role: pki.RoleMember,
 		// Tests and examples pass their own trust store; nil means the system's.
 		SystemRoots: func() (*x509.CertPool, error) { return x509.NewCertPool(), nil }}
 	for _, f := range pki.Lint(in) {
 		fmt.Println(f.Severity, f.Rule)
 	}
-	// Output: error ext-key-usage
+	// Output:
+	// error ext-key-usage
+	// error group
 }
 
 func ExampleCA_Revoke() {

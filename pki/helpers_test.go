@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,6 +57,7 @@ func memberTemplate(cn string) *x509.Certificate {
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{GroupURI(DefaultGroup)},
 	}
 }
 

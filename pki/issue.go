@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"time"
 )
@@ -21,6 +22,7 @@ type IssueRequest struct {
 	Days    int      // DefaultLeafDays when zero; never beyond the CA's own expiry
 	Role    Role     // RoleMember (serverAuth+clientAuth) or RoleClient (clientAuth)
 	Access  Access   // for RoleClient; AccessReadWrite when empty
+	Group   string   // for RoleMember: the group it joins; DefaultGroup when empty
 	KeyType KeyType  // KeyECDSAP256 when empty
 	Renew   bool     // allow a second valid certificate for the same subject
 }
@@ -29,7 +31,8 @@ type IssueRequest struct {
 // DNS and IP SANs and its public key, never the extensions it asks for.
 type SignOptions struct {
 	Role   Role
-	Access Access
+	Access Access // for RoleClient; AccessReadWrite when empty
+	Group  string // for RoleMember; DefaultGroup when empty
 	Days   int
 	Renew  bool
 }
@@ -57,7 +60,7 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: subject, DNSNames: req.DNS, IPAddresses: req.IPs}
-	opts := SignOptions{Role: req.Role, Access: req.Access, Days: req.Days, Renew: req.Renew}
+	opts := SignOptions{Role: req.Role, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew}
 	cert, err := ca.certify(tmpl, key.Public(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
@@ -148,13 +151,13 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 	}
 	tmpl.BasicConstraintsValid = true
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	uri, err := grantURI(opts)
+	if err != nil {
+		return err
+	}
+	tmpl.URIs = []*url.URL{uri}
 	if opts.Role == RoleClient {
-		access, err := ParseAccess(string(opts.Access))
-		if err != nil {
-			return err
-		}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		tmpl.URIs = append(tmpl.URIs, access.URI())
 		return nil
 	}
 	if _, ok := pub.(*rsa.PublicKey); ok {
@@ -162,6 +165,32 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	return nil
+}
+
+// grantURI is the one URI SAN a leaf carries: a client's role URI, which always names its
+// access, or a member's group URI.
+func grantURI(opts SignOptions) (*url.URL, error) {
+	if opts.Role == RoleClient {
+		if opts.Group != "" {
+			return nil, fmt.Errorf("group %q: a client certificate carries no group; leave the group out for --client", opts.Group)
+		}
+		access, err := ParseAccess(string(opts.Access))
+		if err != nil {
+			return nil, err
+		}
+		return access.URI(), nil
+	}
+	if opts.Access != "" {
+		return nil, fmt.Errorf("access %q: a member certificate carries no access level; add --client for a client certificate", opts.Access)
+	}
+	group := opts.Group
+	if group == "" {
+		group = DefaultGroup
+	}
+	if err := CheckName(group); err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	return GroupURI(group), nil
 }
 
 func roleLabel(opts SignOptions) string {

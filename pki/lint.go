@@ -33,6 +33,7 @@ type LintInput struct {
 	KeyPassphrase []byte
 	CRL           []byte // optional: the CRL, PEM or DER
 	Role          Role
+	Group         string    // optional: the group a member certificate must name (serve's --group)
 	Now           time.Time // time.Now when zero
 	// SystemRoots returns the host's trust store; x509.SystemCertPool when nil. A CA found
 	// there is a public or corporate CA, which must not be a replication CA.
@@ -65,6 +66,7 @@ func lintRules() []rule {
 		{"key-usage", checkKeyUsage},
 		{"netscape-cert-type", checkNetscapeCertType},
 		{"client-role", checkClientRole},
+		{"group", checkGroup},
 		{"validity", checkValidity},
 		{"ca-bundle", checkCABundle},
 		{"unknown-ca", checkSignedByCA},

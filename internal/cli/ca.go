@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newCACmd(e *env) *cobra.Command {
@@ -113,8 +114,11 @@ type grantFlags struct {
 	Client bool
 	Access string
 	Role   string // the older spelling of --access, kept for existing scripts
+	Group  string
 	Days   int
 	Renew  bool
+
+	flags *pflag.FlagSet // to tell a --group given from its default
 }
 
 func (g *grantFlags) bind(cmd *cobra.Command) {
@@ -122,6 +126,8 @@ func (g *grantFlags) bind(cmd *cobra.Command) {
 	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, role URI) instead of a member certificate")
 	f.StringVar(&g.Access, "access", "", "client access: admin, readwrite (default) or readonly; needs --client")
 	f.StringVar(&g.Role, "role", "", "same as --access (older spelling)")
+	f.StringVar(&g.Group, "group", pki.DefaultGroup, "member certificate's group, its URI SAN urn:mirrorkv:group:GROUP; must match the members' 'serve --group'")
+	g.flags = f
 	f.IntVar(&g.Days, "days", pki.DefaultLeafDays, "lifetime in days (never beyond the CA's)")
 	f.BoolVar(&g.Renew, "renew", false, "allow a new certificate while one for the same subject is still valid")
 }
@@ -141,7 +147,14 @@ func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
 		return pki.SignOptions{}, usagef("%s: --days must be positive", cmd)
 	}
 	opts := pki.SignOptions{Days: g.Days, Renew: g.Renew}
-	if g.Client {
+	if !g.Client {
+		if err := pki.CheckName(g.Group); err != nil {
+			return opts, usagef("%s: --group: %w", cmd, err)
+		}
+		opts.Group = g.Group
+	} else if g.flags != nil && g.flags.Changed("group") {
+		return opts, usagef("%s: --group is for member certificates; a client certificate carries no group", cmd)
+	} else {
 		a, err := pki.ParseAccess(access)
 		if err != nil {
 			return opts, usagef("%s: %w", cmd, err)
@@ -178,12 +191,14 @@ func refuseExistingFiles(hint string, paths ...string) error {
 
 func describeIssued(e *env, verb string, is *pki.Issued) {
 	c := is.Cert
-	kind := "member"
+	kind, grant := "member", ""
 	if a, err := pki.AccessOf(c); err == nil {
-		kind = "client (" + string(a) + ")"
+		kind, grant = "client", "access "+string(a)
+	} else if g, err := pki.GroupOf(c); err == nil {
+		grant = "group " + g
 	}
-	fmt.Fprintf(e.stdout, "%s %s certificate %s, serial %s, valid until %s\n",
-		verb, kind, pki.DNOf(c), c.SerialNumber.Text(16), caDay(c.NotAfter))
+	fmt.Fprintf(e.stdout, "%s %s certificate %s (%s), serial %s, valid until %s\n",
+		verb, kind, pki.DNOf(c), grant, c.SerialNumber.Text(16), caDay(c.NotAfter))
 }
 
 type caIssueOptions struct {
@@ -231,7 +246,7 @@ func (o caIssueOptions) request() (pki.IssueRequest, error) {
 	}
 	ips, err := parseIPFlags(name, o.IPs)
 	return pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: opts.Days, Role: opts.Role,
-		Access: opts.Access, KeyType: kt, Renew: o.Renew}, err
+		Access: opts.Access, Group: opts.Group, KeyType: kt, Renew: o.Renew}, err
 }
 
 func runCAIssue(e *env, o caIssueOptions) error {

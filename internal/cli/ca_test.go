@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // pkiResult is the outcome of one command line.
@@ -144,6 +145,9 @@ func TestCACmd_Usage(t *testing.T) {
 		{"unknown role", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--role", "root"}},
 		{"access without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--access", "admin"}},
 		{"unknown access", []string{"ca", "sign", "--dir", dir, "--csr", "x.csr", "--client", "--access", "root"}},
+		{"client with --group", []string{"ca", "issue", "--dir", dir, "--name", "c1", "--client", "--group", "g1"}},
+		{"group that is not a name", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--group", "a/b"}},
+		{"lint --group of a client", []string{"cert", "lint", "x.crt", "--ca", "ca.crt", "--role", "client", "--group", "g1"}},
 		{"access and role disagree", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--access", "admin", "--role", "readonly"}},
 		{"bad --ip", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--ip", "10.0.0"}},
 		{"sign without --csr", []string{"ca", "sign", "--dir", dir}},
@@ -230,6 +234,34 @@ func TestCACmd_Access(t *testing.T) {
 			}
 			if _, err := pki.GroupOf(certs[0]); err == nil {
 				t.Fatalf("client certificate carries a group URI: %v", certs[0].URIs)
+			}
+		})
+	}
+}
+
+// TestCACmd_Group: a member certificate names its group, inspect shows it and lint checks it.
+func TestCACmd_Group(t *testing.T) {
+	dir, pass := newCLICA(t)
+	out := t.TempDir()
+	ca := filepath.Join(dir, pki.CACertFile)
+	r := pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--group", "g1", "--out", out)
+	if !strings.Contains(r.stdout, "issued member certificate CN=m1 (group g1)") {
+		t.Errorf("issue output: %s", r.stdout)
+	}
+	pkiMust(t, "cert", "request", "--name", "m2", "--out", out)
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(out, "m2.csr"), "--out", filepath.Join(out, "m2.crt"))
+	for _, tc := range []struct {
+		name, file, group string
+	}{{"issued", "m1.crt", "g1"}, {"signed with the default group", "m2.crt", pki.DefaultGroup}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pkiMust(t, "cert", "inspect", filepath.Join(out, tc.file))
+			if want := "group:         " + tc.group + "\n"; !strings.Contains(r.stdout, want) {
+				t.Errorf("inspect output lacks %q:\n%s", want, r.stdout)
+			}
+			pkiMust(t, "cert", "lint", filepath.Join(out, tc.file), "--ca", ca, "--group", tc.group)
+			code, fs := lintJSON(t, filepath.Join(out, tc.file), "--ca", ca, "--group", "other")
+			if f := findRule(fs, "group"); code != ExitFailure || f == nil || f.Reason != int(reason.WrongGroup) || !strings.Contains(f.Fix, "--group") {
+				t.Fatalf("lint --group other: exit %d, %+v", code, fs)
 			}
 		})
 	}

@@ -205,3 +205,13 @@ func TestCertLint_ClientWithoutAccess(t *testing.T) {
 		t.Fatalf("exit %d, findings %+v; want a client-role error with reason %d and a fix naming --access", code, fs, reason.NoAccess)
 	}
 }
+
+func TestCertLint_MemberWithoutGroup(t *testing.T) {
+	p := certFixture(t)
+	crt := signLeaf(t, p, "m9", &x509.Certificate{KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+	code, fs := lintJSON(t, crt, "--ca", p["ca"])
+	if f := findRule(fs, "group"); code != ExitFailure || f == nil || f.Reason != int(reason.WrongGroup) {
+		t.Fatalf("exit %d, findings %+v; want a group error with reason %d", code, fs, reason.WrongGroup)
+	}
+}
