@@ -40,6 +40,9 @@ var (
 	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")
 	// ErrRole is returned for a client role other than admin, readwrite or readonly.
 	ErrRole = errors.New("unknown role; use admin, readwrite or readonly")
+	// ErrKeyFileMode is returned by CheckKeyFileMode for a private key file that its group or
+	// other users may read, write or run.
+	ErrKeyFileMode = errors.New("private key file is open to other users; restrict it to its owner with chmod 600")
 	// ErrNoAccess is returned by AccessOf for a client certificate that carries no role URI:
 	// such a certificate grants nothing.
 	ErrNoAccess = errors.New("client certificate carries no access level; reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'")

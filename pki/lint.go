@@ -30,6 +30,7 @@ type LintInput struct {
 	Cert          []byte // certificate file, PEM (leaf first, then any chain) or DER
 	CA            []byte // CA bundle the peers trust (may hold an old and a new CA)
 	Key           []byte // optional: the private key file
+	KeyFile       string // optional: where Key was read from, to check its mode
 	KeyPassphrase []byte
 	CRL           []byte // optional: the CRL, PEM or DER
 	Role          Role
@@ -72,6 +73,7 @@ func lintRules() []rule {
 		{"unknown-ca", checkSignedByCA},
 		{"intermediate", checkIntermediate},
 		{"key", checkKey},
+		{"key-file-mode", checkKeyFile},
 		{"weak-crypto", checkWeakCrypto},
 		{"public-ca", checkPublicCA},
 		{"crl", checkCRL},

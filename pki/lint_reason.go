@@ -37,6 +37,8 @@ func (f Finding) Reason() reason.Code {
 		return reason.PublicCA
 	case "client-role":
 		return reason.NoAccess
+	case "key-file-mode":
+		return reason.KeyFileMode
 	case "group":
 		return reason.WrongGroup
 	}

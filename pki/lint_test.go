@@ -368,6 +368,7 @@ func TestFinding_Reason(t *testing.T) {
 		{Finding{Rule: "client-role", Severity: SeverityError}, reason.NoAccess},
 		{Finding{Rule: "client-role", Severity: SeverityInfo}, reason.OK},
 		{Finding{Rule: "group", Severity: SeverityError}, reason.WrongGroup},
+		{Finding{Rule: "key-file-mode", Severity: SeverityError}, reason.KeyFileMode},
 		{Finding{Rule: "empty-cn", Severity: SeverityError}, reason.BadCredentials},
 		{Finding{Rule: "ext-key-usage", Severity: SeverityInfo}, reason.OK},
 	} {

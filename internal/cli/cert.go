@@ -196,7 +196,7 @@ func runCertLint(e *env, o certLintOptions, file string) error {
 			return usagef("cert lint: --group: %w", err)
 		}
 	}
-	in := pki.LintInput{Role: role, Group: o.Group}
+	in := pki.LintInput{Role: role, Group: o.Group, KeyFile: o.Key}
 	for _, r := range []struct {
 		what, path string
 		dst        *[]byte

@@ -215,3 +215,34 @@ func TestCertLint_MemberWithoutGroup(t *testing.T) {
 		t.Fatalf("exit %d, findings %+v; want a group error with reason %d", code, fs, reason.WrongGroup)
 	}
 }
+
+func TestCertLint_KeyFileMode(t *testing.T) {
+	p := certFixture(t)
+	key, err := os.ReadFile(p["m1.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		ok   bool
+	}{{"0600", 0o600, true}, {"0640", 0o640, false}, {"0644", 0o644, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "m1.key")
+			if err := os.WriteFile(path, key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			code, fs := lintJSON(t, p["m1.crt"], "--ca", p["ca"], "--key", path)
+			f := findRule(fs, "key-file-mode")
+			if tc.ok && (code != ExitOK || f != nil) {
+				t.Fatalf("exit %d, findings %+v; want ok", code, fs)
+			}
+			if !tc.ok && (code != ExitFailure || f == nil || f.Reason != int(reason.KeyFileMode) || f.Fix != "chmod 600 "+path) {
+				t.Fatalf("exit %d, findings %+v; want a key-file-mode error with reason %d", code, fs, reason.KeyFileMode)
+			}
+		})
+	}
+}
