@@ -338,3 +338,40 @@ func TestSign_Group(t *testing.T) {
 		t.Fatalf("GroupOf = %q, %v; want g2", g, err)
 	}
 }
+
+func TestInitCA_Passphrase(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      CAOptions
+		err       error // nil: created
+		encrypted bool
+	}{
+		{"no passphrase", CAOptions{}, ErrNoPassphrase, false},
+		{"passphrase", CAOptions{Passphrase: []byte("s3cret")}, nil, true},
+		{"explicitly unencrypted", CAOptions{Unencrypted: true}, nil, false},
+		{"both", CAOptions{Passphrase: []byte("s3cret"), Unencrypted: true}, errors.New("any"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ca")
+			_, err := InitCA(dir, tc.opts)
+			switch {
+			case tc.err == nil && err != nil:
+				t.Fatalf("InitCA: %v", err)
+			case tc.err != nil && err == nil:
+				t.Fatal("InitCA succeeded, want an error")
+			case tc.err == ErrNoPassphrase && !errors.Is(err, ErrNoPassphrase):
+				t.Fatalf("InitCA: %v, want ErrNoPassphrase", err)
+			}
+			if err != nil {
+				if exists(dir) {
+					t.Fatalf("a refused InitCA left %s behind", dir)
+				}
+				return
+			}
+			key := readFile(t, filepath.Join(dir, CAKeyFile))
+			if got := bytes.Contains(key, []byte("ENCRYPTED PRIVATE KEY")); got != tc.encrypted {
+				t.Fatalf("ca.key encrypted = %v, want %v", got, tc.encrypted)
+			}
+		})
+	}
+}

@@ -7,6 +7,9 @@ import "errors"
 var (
 	// ErrCAExists is returned by InitCA when the directory already holds a CA.
 	ErrCAExists = errors.New("a CA already exists there; use another --dir, or keep using this one")
+	// ErrNoPassphrase is returned by InitCA when it has no passphrase to encrypt ca.key with
+	// and was not told to write it unencrypted.
+	ErrNoPassphrase = errors.New("refusing to write the CA key unencrypted; give --passphrase-file FILE, or --insecure-no-passphrase to keep it in the clear")
 	// ErrNotCA is returned by OpenCA when the directory does not hold a CA made by InitCA.
 	ErrNotCA = errors.New("not a mirrorkv CA directory; point --dir at the directory given to 'mirrorkv ca init'")
 	// ErrPassphrase is returned by ParsePrivateKey and OpenCA when the key is encrypted and the

@@ -16,7 +16,7 @@ func ExampleInitCA() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "Replication-Root-CA"})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "Replication-Root-CA", Passphrase: []byte("correct horse battery staple")})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func ExampleCA_Issue() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func ExampleCA_Sign() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func ExampleLint() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func ExampleCA_Revoke() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -31,6 +31,7 @@ func newTestCA(tb testing.TB, opts CAOptions) *CA {
 	if opts.Now == nil {
 		opts.Clock = fixedClock(t0)
 	}
+	opts.Unencrypted = len(opts.Passphrase) == 0
 	ca, err := InitCA(filepath.Join(tb.TempDir(), "ca"), opts)
 	if err != nil {
 		tb.Fatalf("InitCA: %v", err)

@@ -30,22 +30,27 @@ See docs/certificates.md for the whole lifecycle.`,
 type caInitOptions struct {
 	Dir, Name, KeyType, PassphraseFile string
 	Days                               int
+	InsecureNoPassphrase               bool
 }
 
 func newCAInitCmd(e *env) *cobra.Command {
 	var o caInitOptions
 	cmd := &cobra.Command{
-		Use:   "init --dir DIR",
-		Short: "create a new CA: DIR/ca.crt, ca.key, crl.pem, index.json",
-		Args:  args(cobra.NoArgs),
-		RunE:  func(*cobra.Command, []string) error { return runCAInit(e, o) },
+		Use:   "init --dir DIR --passphrase-file FILE",
+		Short: "create a new CA: DIR/ca.crt, ca.key (encrypted), crl.pem, index.json",
+		Long: `Create a new CA. ca.key is encrypted with the passphrase on the first line of
+--passphrase-file (scrypt and AES-256); every later 'ca' command needs the same file.
+A CA key in the clear is written only with --insecure-no-passphrase.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error { return runCAInit(e, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Dir, "dir", "", "CA directory (created if missing; must not hold a CA)")
 	f.StringVar(&o.Name, "name", pki.DefaultCAName, "CA subject common name")
 	f.StringVar(&o.KeyType, "key-type", string(pki.KeyECDSAP256), "ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
 	f.IntVar(&o.Days, "days", pki.DefaultCADays, "CA lifetime in days")
-	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file (required unless --insecure-no-passphrase)")
+	f.BoolVar(&o.InsecureNoPassphrase, "insecure-no-passphrase", false, "write ca.key unencrypted: anyone who reads it can issue certificates")
 	return cmd
 }
 
@@ -60,15 +65,19 @@ func runCAInit(e *env, o caInitOptions) error {
 	if o.Days <= 0 {
 		return usagef("ca init: --days must be positive")
 	}
+	if o.InsecureNoPassphrase && o.PassphraseFile != "" {
+		return usagef("ca init: --passphrase-file and --insecure-no-passphrase exclude each other; keep --passphrase-file")
+	}
 	pass, err := readPassphraseFile(o.PassphraseFile)
 	if err != nil {
 		return err
 	}
-	ca, err := pki.InitCA(o.Dir, pki.CAOptions{Name: o.Name, KeyType: kt, Days: o.Days, Passphrase: pass})
+	ca, err := pki.InitCA(o.Dir, pki.CAOptions{Name: o.Name, KeyType: kt, Days: o.Days, Passphrase: pass,
+		Unencrypted: o.InsecureNoPassphrase})
 	if err != nil {
 		return err
 	}
-	enc := "unencrypted: keep this directory private"
+	enc := "UNENCRYPTED (--insecure-no-passphrase): keep this directory private"
 	if pass != nil {
 		enc = "encrypted with the passphrase"
 	}
@@ -77,7 +86,11 @@ func runCAInit(e *env, o caInitOptions) error {
 	fmt.Fprintf(e.stdout, "  %s  copy to every member (trust bundle)\n", filepath.Join(o.Dir, pki.CACertFile))
 	fmt.Fprintf(e.stdout, "  %s  %s\n", filepath.Join(o.Dir, pki.CAKeyFile), enc)
 	fmt.Fprintf(e.stdout, "  %s  copy to every member (revocation list)\n", filepath.Join(o.Dir, pki.CRLFile))
-	fmt.Fprintf(e.stdout, "next: mirrorkv ca issue --dir %s --name NAME --ip ADDRESS\n", o.Dir)
+	next := fmt.Sprintf("mirrorkv ca issue --dir %s --name NAME --ip ADDRESS", o.Dir)
+	if pass != nil {
+		next += " --passphrase-file " + o.PassphraseFile
+	}
+	fmt.Fprintf(e.stdout, "next: %s\n", next)
 	return nil
 }
 

@@ -139,6 +139,7 @@ func TestCACmd_Usage(t *testing.T) {
 	}{
 		{"init without --dir", []string{"ca", "init"}},
 		{"init with bad key type", []string{"ca", "init", "--dir", t.TempDir(), "--key-type", "dsa"}},
+		{"init with a passphrase and without", []string{"ca", "init", "--dir", t.TempDir(), "--passphrase-file", "p", "--insecure-no-passphrase"}},
 		{"issue without --name", []string{"ca", "issue", "--dir", dir}},
 		{"issue with a path as name", []string{"ca", "issue", "--dir", dir, "--name", "../m1"}},
 		{"role without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--role", "admin"}},
@@ -186,7 +187,8 @@ func TestCACmd_BadInput(t *testing.T) {
 		{"missing passphrase", "wrong or missing passphrase", []string{"ca", "crl", "--dir", dir}},
 		{"missing passphrase file", "check --passphrase-file", []string{"ca", "crl", "--dir", dir, "--passphrase-file", filepath.Join(tmp, "none")}},
 		{"CA key that is not a key", "no private key found", []string{"ca", "issue", "--dir", brokenCA, "--passphrase-file", pass, "--name", "m1"}},
-		{"existing CA", "a CA already exists", []string{"ca", "init", "--dir", dir}},
+		{"existing CA", "a CA already exists", []string{"ca", "init", "--dir", dir, "--insecure-no-passphrase"}},
+		{"CA without a passphrase", "give --passphrase-file FILE, or --insecure-no-passphrase", []string{"ca", "init", "--dir", filepath.Join(tmp, "new")}},
 		{"missing CSR", "check --csr", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(tmp, "none.csr")}},
 		{"CSR that is not one", "no certificate request found", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", notKey}},
 		{"unknown serial", "issued no certificate", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", "1f"}},
@@ -265,4 +267,18 @@ func TestCACmd_Group(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestCACmd_InitUnencrypted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	r := pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	if !strings.Contains(r.stdout, "UNENCRYPTED") {
+		t.Errorf("init output does not say the key is unencrypted:\n%s", r.stdout)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, pki.CAKeyFile))
+	if err != nil || !strings.Contains(string(key), "-----BEGIN PRIVATE KEY-----") {
+		t.Fatalf("ca.key: %v\n%s", err, key)
+	}
+	// An unencrypted CA, new or from before, keeps opening without a passphrase.
+	pkiMust(t, "ca", "issue", "--dir", dir, "--name", "m1", "--out", t.TempDir())
 }

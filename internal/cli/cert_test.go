@@ -22,7 +22,7 @@ import (
 func certFixture(t *testing.T) map[string]string {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
