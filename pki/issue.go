@@ -106,6 +106,11 @@ func (ca *CA) certify(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOpt
 	if !now.Before(ca.cert.NotAfter) {
 		return nil, fmt.Errorf("the CA expired on %s; make a new one and rotate (docs/certificates.md)", ca.cert.NotAfter.Format(time.DateOnly))
 	}
+	unlock, err := ca.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	idx, err := ca.loadIndex()
 	if err != nil {
 		return nil, err

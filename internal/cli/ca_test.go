@@ -3,10 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
@@ -281,4 +285,57 @@ func TestCACmd_InitUnencrypted(t *testing.T) {
 	}
 	// An unencrypted CA, new or from before, keeps opening without a passphrase.
 	pkiMust(t, "ca", "issue", "--dir", dir, "--name", "m1", "--out", t.TempDir())
+}
+
+// TestCACmd_ConcurrentIssueAndRevoke: ca issue and ca revoke run at once on one CA directory
+// lose no update of its index.
+func TestCACmd_ConcurrentIssueAndRevoke(t *testing.T) {
+	const n = 4
+	dir, out := filepath.Join(t.TempDir(), "ca"), t.TempDir()
+	pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	for i := range n {
+		pkiMust(t, "ca", "issue", "--dir", dir, "--name", fmt.Sprintf("old%d", i), "--out", out)
+	}
+	var wg sync.WaitGroup
+	results := make(chan pkiResult, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			results <- pkiRun(t, "ca", "issue", "--dir", dir, "--name", fmt.Sprintf("new%d", i), "--out", out)
+		})
+		wg.Go(func() {
+			results <- pkiRun(t, "ca", "revoke", "--dir", dir, filepath.Join(out, fmt.Sprintf("old%d.crt", i)))
+		})
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.code != ExitOK {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, pki.IndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Certs []struct {
+			Subject   string
+			RevokedAt *time.Time `json:"revoked_at"`
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, c := range idx.Certs {
+		if c.RevokedAt != nil {
+			revoked++
+		}
+	}
+	if len(idx.Certs) != 2*n || revoked != n {
+		t.Fatalf("index holds %d certificates, %d revoked; want %d and %d:\n%s", len(idx.Certs), revoked, 2*n, n, b)
+	}
+	if got := readCRLNumber(t, dir); got != 1+n {
+		t.Fatalf("CRL number %d, want %d", got, 1+n)
+	}
 }
