@@ -375,3 +375,22 @@ func TestInitCA_Passphrase(t *testing.T) {
 		})
 	}
 }
+
+func TestIssue_CAName(t *testing.T) {
+	ca := newTestCA(t, CAOptions{Name: "Replication-Root-CA"})
+	for _, name := range []string{"Replication-Root-CA", "replication-root-ca"} {
+		if _, err := ca.Issue(IssueRequest{Name: name}); !errors.Is(err, ErrSubjectIsCA) {
+			t.Errorf("Issue(%q): %v, want ErrSubjectIsCA", name, err)
+		}
+	}
+	req, err := NewRequest(RequestOptions{Name: "Replication-Root-CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Sign(req.CSRPEM, SignOptions{}); !errors.Is(err, ErrSubjectIsCA) {
+		t.Errorf("Sign of a request for the CA's name: %v, want ErrSubjectIsCA", err)
+	}
+	if _, err := ca.Issue(IssueRequest{Name: "Replication-Root-CA-m1"}); err != nil {
+		t.Errorf("a name that only starts like the CA's: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ var (
 	// ErrSubjectExists is returned by Issue and Sign when a valid certificate for the same subject
 	// exists and renewal was not asked for.
 	ErrSubjectExists = errors.New("a valid certificate for this subject exists; add --renew to issue another, or revoke the old one first")
+	// ErrSubjectIsCA is returned by Issue and Sign for a certificate whose subject is the CA's
+	// own: it would look self-signed, and openssl refuses it.
+	ErrSubjectIsCA = errors.New("that is the CA's own name: the certificate would look self-signed and openssl would refuse it; choose another --name")
 	// ErrUnknownSerial is returned by Revoke for a serial this CA never issued.
 	ErrUnknownSerial = errors.New("this CA issued no certificate with that serial; check it with 'mirrorkv cert inspect'")
 	// ErrAlreadyRevoked is returned by Revoke for a certificate revoked before.

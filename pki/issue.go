@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -116,6 +117,9 @@ func (ca *CA) certify(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOpt
 		return nil, err
 	}
 	subject := dnFromRaw(tmpl.RawSubject)
+	if strings.EqualFold(subject, DNOf(ca.cert)) {
+		return nil, fmt.Errorf("subject %s: %w", subject, ErrSubjectIsCA)
+	}
 	if old := idx.validFor(subject, now); old != nil && !opts.Renew {
 		return nil, fmt.Errorf("%s holds serial %s until %s: %w", subject, old.Serial, old.NotAfter.Format(time.DateOnly), ErrSubjectExists)
 	}

@@ -277,11 +277,15 @@ func runCAIssue(e *env, o caIssueOptions) error {
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(o.Out)
 	if err := os.MkdirAll(o.Out, 0o700); err != nil {
 		return fmt.Errorf("create output directory (check --out): %w", err)
 	}
 	is, err := ca.Issue(req)
 	if err != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
+			os.Remove(o.Out) // made just now, and still empty: leave nothing behind
+		}
 		return err
 	}
 	if certPath, keyPath, err = pki.WriteIssued(o.Out, is); err != nil {

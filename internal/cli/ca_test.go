@@ -195,6 +195,7 @@ func TestCACmd_BadInput(t *testing.T) {
 		{"CA without a passphrase", "give --passphrase-file FILE, or --insecure-no-passphrase", []string{"ca", "init", "--dir", filepath.Join(tmp, "new")}},
 		{"missing CSR", "check --csr", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(tmp, "none.csr")}},
 		{"CSR that is not one", "no certificate request found", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", notKey}},
+		{"the CA's own name", "the CA's own name", []string{"ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "Replication-Root-CA"}},
 		{"unknown serial", "issued no certificate", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", "1f"}},
 		{"missing certificate to revoke", "or give --serial", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, filepath.Join(tmp, "none.crt")}},
 	} {
