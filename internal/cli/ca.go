@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math/big"
@@ -298,6 +299,7 @@ func runCAIssue(e *env, o caIssueOptions) error {
 
 type caSignOptions struct {
 	Dir, CSR, Out, PassphraseFile string
+	Yes                           bool
 	grantFlags
 }
 
@@ -306,14 +308,19 @@ func newCASignCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign --dir DIR --csr FILE",
 		Short: "sign a request made by 'mirrorkv cert request'; the CA decides the extensions",
-		Args:  args(cobra.NoArgs),
-		RunE:  func(*cobra.Command, []string) error { return runCASign(e, o) },
+		Long: `Sign a certificate request. Before signing, ca sign shows on standard error the
+request's subject, DNS and IP SANs and key, and what the certificate will grant (a
+member's --group, a client's --access), then asks "sign? [y/N]" on standard input.
+--yes signs without asking; without a terminal or an answer it refuses.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error { return runCASign(e, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Dir, "dir", "", "CA directory")
 	f.StringVar(&o.CSR, "csr", "", "certificate request file (PEM or DER)")
 	f.StringVar(&o.Out, "out", "", "certificate file to write (default: standard output)")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	f.BoolVar(&o.Yes, "yes", false, "sign without asking, after checking the request some other way")
 	o.grantFlags.bind(cmd)
 	return cmd
 }
@@ -330,8 +337,15 @@ func runCASign(e *env, o caSignOptions) error {
 	if err != nil {
 		return fmt.Errorf("read request (check --csr): %w", err)
 	}
+	req, err := pki.ParseCSR(csr)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", o.CSR, err)
+	}
 	ca, err := openCADir(o.Dir, o.PassphraseFile)
 	if err != nil {
+		return err
+	}
+	if err := confirmSign(e, o, pki.InspectRequest(req), opts); err != nil {
 		return err
 	}
 	is, err := ca.Sign(csr, opts)
@@ -348,6 +362,38 @@ func runCASign(e *env, o caSignOptions) error {
 	describeIssued(e, "signed", is)
 	fmt.Fprintf(e.stdout, "  %s  (send it back to the host that holds the key)\n", o.Out)
 	return nil
+}
+
+// confirmSign shows on stderr what signing the request certifies and asks on stdin, unless
+// --yes was given. Only "y" or "yes" signs.
+func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptions) error {
+	w := e.stderr
+	fmt.Fprintf(w, "request %s\n", o.CSR)
+	for _, r := range [][2]string{{"subject", in.Subject}, {"DNS", strings.Join(in.DNS, ", ")},
+		{"IP", strings.Join(in.IPs, ", ")}, {"key", in.Key}, {"not copied", strings.Join(in.Ignored, ", ")}} {
+		if r[1] != "" {
+			fmt.Fprintf(w, "  %-11s %s\n", r[0]+":", r[1])
+		}
+	}
+	grant := "a member certificate (serverAuth, clientAuth) for group " + opts.Group
+	if opts.Role == pki.RoleClient {
+		grant = "a client certificate (clientAuth) with access " + string(opts.Access)
+	}
+	fmt.Fprintf(w, "will sign %s, valid %d days\n", grant, opts.Days)
+	if o.Yes {
+		return nil
+	}
+	fmt.Fprint(w, "sign? [y/N] ")
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	switch {
+	case answer == "y" || answer == "yes":
+		return nil
+	case answer == "" && err != nil:
+		fmt.Fprintln(w)
+		return errors.New("ca sign: no answer on standard input; re-run with --yes after checking the SANs above")
+	}
+	return fmt.Errorf("ca sign: not signed (answer %q); nothing was written", answer)
 }
 
 type caRevokeOptions struct {

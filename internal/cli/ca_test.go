@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,14 @@ type pkiResult struct {
 // pkiRun runs mirrorkv with args in dir-independent form and returns what it printed.
 func pkiRun(t *testing.T, args ...string) pkiResult {
 	t.Helper()
+	return pkiRunIn(t, "", args...)
+}
+
+// pkiRunIn is pkiRun with stdin as standard input.
+func pkiRunIn(t *testing.T, stdin string, args ...string) pkiResult {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+	e := &env{ctx: context.Background(), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut,
 		getenv: func(string) string { return "" }}
 	code := run(e, args)
 	return pkiResult{code, out.String(), errOut.String()}
@@ -113,13 +120,13 @@ func TestCACmd_RequestAndSign(t *testing.T) {
 		t.Fatalf("m2.key: %v", err)
 	}
 	crt := filepath.Join(member, "m2.crt")
-	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--out", crt)
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--out", crt, "--yes")
 	r := pkiRun(t, "cert", "lint", crt, "--ca", filepath.Join(dir, "ca.crt"), "--key", filepath.Join(member, "m2.key"))
 	if r.code != ExitOK || !strings.Contains(r.stdout, "ok for member use") {
 		t.Fatalf("lint of signed m2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// Without --out the certificate goes to standard output.
-	r = pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--renew")
+	r = pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--renew", "--yes")
 	if !strings.HasPrefix(r.stdout, "-----BEGIN CERTIFICATE-----") {
 		t.Fatalf("sign to stdout: %q", r.stdout)
 	}
@@ -256,7 +263,7 @@ func TestCACmd_Group(t *testing.T) {
 		t.Errorf("issue output: %s", r.stdout)
 	}
 	pkiMust(t, "cert", "request", "--name", "m2", "--out", out)
-	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(out, "m2.csr"), "--out", filepath.Join(out, "m2.crt"))
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(out, "m2.csr"), "--out", filepath.Join(out, "m2.crt"), "--yes")
 	for _, tc := range []struct {
 		name, file, group string
 	}{{"issued", "m1.crt", "g1"}, {"signed with the default group", "m2.crt", pki.DefaultGroup}} {
@@ -338,5 +345,47 @@ func TestCACmd_ConcurrentIssueAndRevoke(t *testing.T) {
 	}
 	if got := readCRLNumber(t, dir); got != 1+n {
 		t.Fatalf("CRL number %d, want %d", got, 1+n)
+	}
+}
+
+// TestCACmd_SignConfirm: ca sign shows the request and what it grants, then signs only on
+// "y" or with --yes.
+func TestCACmd_SignConfirm(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	member := t.TempDir()
+	pkiMust(t, "cert", "request", "--name", "m2", "--ip", "10.0.0.2", "--dns", "m2.example", "--out", member)
+	csr := filepath.Join(member, "m2.csr")
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		signed      bool
+		stderr      string
+	}{
+		{"y", "y\n", nil, true, "sign? [y/N]"},
+		{"YES", "YES\n", nil, true, "sign? [y/N]"},
+		{"n", "n\n", nil, false, "not signed"},
+		{"enter", "\n", nil, false, "not signed"},
+		{"no answer", "", nil, false, "re-run with --yes after checking the SANs above"},
+		{"--yes", "", []string{"--yes"}, true, "will sign a member certificate (serverAuth, clientAuth) for group g7"},
+		{"client", "y\n", []string{"--client", "--access", "readonly"}, true, "will sign a client certificate (clientAuth) with access readonly"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "m2.crt")
+			args := append([]string{"ca", "sign", "--dir", dir, "--csr", csr, "--out", out, "--renew", "--group", "g7"}, tc.args...)
+			if slices.Contains(tc.args, "--client") {
+				args = slices.DeleteFunc(args, func(a string) bool { return a == "--group" || a == "g7" })
+			}
+			r := pkiRunIn(t, tc.stdin, args...)
+			for _, want := range []string{"subject:    CN=m2", "DNS:        m2.example", "IP:         10.0.0.2", "key:        ECDSA P-256", tc.stderr} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			_, err := os.Stat(out)
+			if tc.signed != (r.code == ExitOK) || tc.signed != (err == nil) {
+				t.Fatalf("exit %d, %s written: %v; want signed %v\n%s", r.code, out, err == nil, tc.signed, r.stderr)
+			}
+		})
 	}
 }
