@@ -147,15 +147,15 @@ func (g *grantFlags) bind(cmd *cobra.Command) {
 }
 
 func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
-	access := g.Access
+	access, flag := g.Access, "--access"
 	switch {
 	case g.Role != "" && g.Access != "" && !strings.EqualFold(g.Role, g.Access):
 		return pki.SignOptions{}, usagef("%s: --access %s and --role %s disagree; give --access only", cmd, g.Access, g.Role)
 	case access == "":
-		access = g.Role
+		access, flag = g.Role, "--role"
 	}
 	if access != "" && !g.Client {
-		return pki.SignOptions{}, usagef("%s: --access needs --client", cmd)
+		return pki.SignOptions{}, usagef("%s: %s needs --client", cmd, flag)
 	}
 	if g.Days <= 0 {
 		return pki.SignOptions{}, usagef("%s: --days must be positive", cmd)

@@ -175,6 +175,12 @@ func TestCACmd_Usage(t *testing.T) {
 			}
 		})
 	}
+	// The message names the flag as it was typed.
+	for _, flag := range []string{"--role", "--access"} {
+		if r := pkiRun(t, "ca", "issue", "--dir", dir, "--name", "m1", flag, "admin"); !strings.Contains(r.stderr, flag+" needs --client") {
+			t.Errorf("%s without --client: %s", flag, r.stderr)
+		}
+	}
 }
 
 // TestCACmd_BadInput: each mistake gets one line that says what to do, exit 1, and
