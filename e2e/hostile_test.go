@@ -135,7 +135,7 @@ func newHostile(t *testing.T, g *localgroup.Group, m *localgroup.Member) *hostil
 func wrongCA(t *testing.T, g *localgroup.Group) *tls.Config {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "not the client CA"})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "not the client CA", Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

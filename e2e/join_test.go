@@ -26,7 +26,7 @@ func TestJoin_RefusedCredentials(t *testing.T) {
 	g := startGroup(t, localgroup.Options{Failover: 1, ServeArgs: append([]string{"--reload-interval", "500ms"}, fastServe...)})
 	m1 := g.Members[0]
 	dir := t.TempDir()
-	other, err := pki.InitCA(filepath.Join(dir, "other-ca"), pki.CAOptions{Name: "another group's CA"})
+	other, err := pki.InitCA(filepath.Join(dir, "other-ca"), pki.CAOptions{Name: "another group's CA", Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

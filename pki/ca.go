@@ -38,14 +38,15 @@ const (
 // whose clock runs a little behind accepts a certificate issued a moment ago.
 const backdate = 5 * time.Minute
 
-// CAOptions configures InitCA. The zero value makes an ECDSA P-256 CA valid for ten years
-// with an unencrypted key.
+// CAOptions configures InitCA. The zero value asks for a passphrase: InitCA writes ca.key
+// unencrypted only when told so with Unencrypted.
 type CAOptions struct {
-	Name       string  // subject CN; DefaultCAName when empty
-	KeyType    KeyType // KeyECDSAP256 when empty
-	Days       int     // DefaultCADays when zero
-	Passphrase []byte  // encrypts ca.key when not empty
-	CRLDays    int     // next update of the first CRL; DefaultCRLDays when zero
+	Name        string  // subject CN; DefaultCAName when empty
+	KeyType     KeyType // KeyECDSAP256 when empty
+	Days        int     // DefaultCADays when zero
+	Passphrase  []byte  // encrypts ca.key; required unless Unencrypted
+	Unencrypted bool    // write ca.key in the clear, for throwaway and test CAs; excludes Passphrase
+	CRLDays     int     // next update of the first CRL; DefaultCRLDays when zero
 	Clock
 }
 
@@ -91,13 +92,20 @@ func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 func (ca *CA) Dir() string { return ca.dir }
 
 // InitCA creates a new CA in dir (made if missing): ca.crt, ca.key (0600, encrypted PKCS#8
-// when a passphrase is given), crl.pem listing nothing, and index.json. It refuses a
-// directory that already holds any of them (ErrCAExists).
+// unless opts.Unencrypted), crl.pem listing nothing, and index.json. It refuses a
+// directory that already holds any of them (ErrCAExists), and a missing passphrase when
+// Unencrypted is not set (ErrNoPassphrase).
 func InitCA(dir string, opts CAOptions) (*CA, error) {
 	for _, f := range []string{CACertFile, CAKeyFile, IndexFile, CRLFile} {
 		if exists(filepath.Join(dir, f)) {
 			return nil, fmt.Errorf("init CA in %s: %s exists: %w", dir, f, ErrCAExists)
 		}
+	}
+	switch {
+	case len(opts.Passphrase) == 0 && !opts.Unencrypted:
+		return nil, fmt.Errorf("init CA in %s: %w", dir, ErrNoPassphrase)
+	case len(opts.Passphrase) > 0 && opts.Unencrypted:
+		return nil, fmt.Errorf("init CA in %s: a passphrase was given together with Unencrypted; choose one", dir)
 	}
 	key, err := GenerateKey(opts.KeyType)
 	if err != nil {

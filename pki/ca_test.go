@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,9 +119,11 @@ func TestIssue(t *testing.T) {
 		lifetime time.Duration
 	}{
 		{"member", IssueRequest{Name: "m1", Days: 30}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			x509.KeyUsageDigitalSignature, nil, 30 * 24 * time.Hour},
+			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:group:mirrorkv"}, 30 * 24 * time.Hour},
+		{"member of a named group", IssueRequest{Name: "m3", Group: "blue-1"}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:group:blue-1"}, 200 * 24 * time.Hour},
 		{"RSA member", IssueRequest{Name: "m2", KeyType: KeyRSA3072}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, nil, 200 * 24 * time.Hour},
+			x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, []string{"urn:mirrorkv:group:mirrorkv"}, 200 * 24 * time.Hour},
 		{"client default role", IssueRequest{Name: "c1", Role: RoleClient}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:role:readwrite"}, 200 * 24 * time.Hour},
 		{"admin client", IssueRequest{Name: "c2", Role: RoleClient, Access: AccessAdmin}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
@@ -286,5 +289,108 @@ func TestParseSerial(t *testing.T) {
 		if _, err := ParseSerial(in); (err == nil) != ok {
 			t.Errorf("ParseSerial(%q) error %v, want ok=%v", in, err, ok)
 		}
+	}
+}
+
+func TestIssue_Group(t *testing.T) {
+	ca := newTestCA(t, CAOptions{})
+	for _, tc := range []struct {
+		name    string
+		req     IssueRequest
+		group   string // GroupOf the certificate; "" when it must name none
+		wantErr bool
+	}{
+		{"default group", IssueRequest{Name: "m1"}, DefaultGroup, false},
+		{"named group", IssueRequest{Name: "m2", Group: "g1"}, "g1", false},
+		{"group that is not a name", IssueRequest{Name: "m3", Group: "a/b"}, "", true},
+		{"group too long", IssueRequest{Name: "m4", Group: strings.Repeat("g", 65)}, "", true},
+		{"client with a group", IssueRequest{Name: "c1", Role: RoleClient, Group: "g1"}, "", true},
+		{"member with an access", IssueRequest{Name: "m5", Access: AccessAdmin}, "", true},
+		{"client", IssueRequest{Name: "c2", Role: RoleClient}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			is, err := ca.Issue(tc.req)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Issue: %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			g, err := GroupOf(is.Cert)
+			if tc.group == "" && !errors.Is(err, ErrGroup) || tc.group != "" && (g != tc.group || err != nil) {
+				t.Fatalf("GroupOf = %q, %v; want %q", g, err, tc.group)
+			}
+		})
+	}
+}
+
+func TestSign_Group(t *testing.T) {
+	ca := newTestCA(t, CAOptions{})
+	req, err := NewRequest(RequestOptions{Name: "m9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Sign(req.CSRPEM, SignOptions{Group: "g2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := GroupOf(is.Cert); g != "g2" || err != nil {
+		t.Fatalf("GroupOf = %q, %v; want g2", g, err)
+	}
+}
+
+func TestInitCA_Passphrase(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      CAOptions
+		err       error // nil: created
+		encrypted bool
+	}{
+		{"no passphrase", CAOptions{}, ErrNoPassphrase, false},
+		{"passphrase", CAOptions{Passphrase: []byte("s3cret")}, nil, true},
+		{"explicitly unencrypted", CAOptions{Unencrypted: true}, nil, false},
+		{"both", CAOptions{Passphrase: []byte("s3cret"), Unencrypted: true}, errors.New("any"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ca")
+			_, err := InitCA(dir, tc.opts)
+			switch {
+			case tc.err == nil && err != nil:
+				t.Fatalf("InitCA: %v", err)
+			case tc.err != nil && err == nil:
+				t.Fatal("InitCA succeeded, want an error")
+			case tc.err == ErrNoPassphrase && !errors.Is(err, ErrNoPassphrase):
+				t.Fatalf("InitCA: %v, want ErrNoPassphrase", err)
+			}
+			if err != nil {
+				if exists(dir) {
+					t.Fatalf("a refused InitCA left %s behind", dir)
+				}
+				return
+			}
+			key := readFile(t, filepath.Join(dir, CAKeyFile))
+			if got := bytes.Contains(key, []byte("ENCRYPTED PRIVATE KEY")); got != tc.encrypted {
+				t.Fatalf("ca.key encrypted = %v, want %v", got, tc.encrypted)
+			}
+		})
+	}
+}
+
+func TestIssue_CAName(t *testing.T) {
+	ca := newTestCA(t, CAOptions{Name: "Replication-Root-CA"})
+	for _, name := range []string{"Replication-Root-CA", "replication-root-ca"} {
+		if _, err := ca.Issue(IssueRequest{Name: name}); !errors.Is(err, ErrSubjectIsCA) {
+			t.Errorf("Issue(%q): %v, want ErrSubjectIsCA", name, err)
+		}
+	}
+	req, err := NewRequest(RequestOptions{Name: "Replication-Root-CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Sign(req.CSRPEM, SignOptions{}); !errors.Is(err, ErrSubjectIsCA) {
+		t.Errorf("Sign of a request for the CA's name: %v, want ErrSubjectIsCA", err)
+	}
+	if _, err := ca.Issue(IssueRequest{Name: "Replication-Root-CA-m1"}); err != nil {
+		t.Errorf("a name that only starts like the CA's: %v", err)
 	}
 }

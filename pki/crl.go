@@ -39,6 +39,11 @@ func ParseReason(s string) (int, error) {
 // Revoke records serial as revoked for reason. It does not write the CRL: call CRL next,
 // then copy crl.pem to every member.
 func (ca *CA) Revoke(serial *big.Int, reason int) error {
+	unlock, err := ca.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	idx, err := ca.loadIndex()
 	if err != nil {
 		return err
@@ -61,6 +66,11 @@ func (ca *CA) CRL(days int) ([]byte, error) {
 	if days <= 0 {
 		days = DefaultCRLDays
 	}
+	unlock, err := ca.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	idx, err := ca.loadIndex()
 	if err != nil {
 		return nil, err

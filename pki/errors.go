@@ -7,6 +7,9 @@ import "errors"
 var (
 	// ErrCAExists is returned by InitCA when the directory already holds a CA.
 	ErrCAExists = errors.New("a CA already exists there; use another --dir, or keep using this one")
+	// ErrNoPassphrase is returned by InitCA when it has no passphrase to encrypt ca.key with
+	// and was not told to write it unencrypted.
+	ErrNoPassphrase = errors.New("refusing to write the CA key unencrypted; give --passphrase-file FILE, or --insecure-no-passphrase to keep it in the clear")
 	// ErrNotCA is returned by OpenCA when the directory does not hold a CA made by InitCA.
 	ErrNotCA = errors.New("not a mirrorkv CA directory; point --dir at the directory given to 'mirrorkv ca init'")
 	// ErrPassphrase is returned by ParsePrivateKey and OpenCA when the key is encrypted and the
@@ -23,6 +26,9 @@ var (
 	// ErrSubjectExists is returned by Issue and Sign when a valid certificate for the same subject
 	// exists and renewal was not asked for.
 	ErrSubjectExists = errors.New("a valid certificate for this subject exists; add --renew to issue another, or revoke the old one first")
+	// ErrSubjectIsCA is returned by Issue and Sign for a certificate whose subject is the CA's
+	// own: it would look self-signed, and openssl refuses it.
+	ErrSubjectIsCA = errors.New("that is the CA's own name: the certificate would look self-signed and openssl would refuse it; choose another --name")
 	// ErrUnknownSerial is returned by Revoke for a serial this CA never issued.
 	ErrUnknownSerial = errors.New("this CA issued no certificate with that serial; check it with 'mirrorkv cert inspect'")
 	// ErrAlreadyRevoked is returned by Revoke for a certificate revoked before.
@@ -40,4 +46,10 @@ var (
 	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")
 	// ErrRole is returned for a client role other than admin, readwrite or readonly.
 	ErrRole = errors.New("unknown role; use admin, readwrite or readonly")
+	// ErrKeyFileMode is returned by CheckKeyFileMode for a private key file that its group or
+	// other users may read, write or run.
+	ErrKeyFileMode = errors.New("private key file is open to other users; restrict it to its owner with chmod 600")
+	// ErrNoAccess is returned by AccessOf for a client certificate that carries no role URI:
+	// such a certificate grants nothing.
+	ErrNoAccess = errors.New("client certificate carries no access level; reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'")
 )

@@ -16,7 +16,7 @@ func ExampleInitCA() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "Replication-Root-CA"})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Name: "Replication-Root-CA", Passphrase: []byte("correct horse battery staple")})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func ExampleCA_Issue() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func ExampleCA_Sign() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func ExampleLint() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -101,14 +101,16 @@ func ExampleLint() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// A client certificate cannot serve as a member: it lacks serverAuth.
+	// A client certificate cannot serve as a member: it lacks serverAuth and names no group.
 	in := pki.LintInput{Cert: client.CertPEM, CA: caPEM, Key: client.KeyPEM, Role: pki.RoleMember,
 		// Tests and examples pass their own trust store; nil means the system's.
 		SystemRoots: func() (*x509.CertPool, error) { return x509.NewCertPool(), nil }}
 	for _, f := range pki.Lint(in) {
 		fmt.Println(f.Severity, f.Rule)
 	}
-	// Output: error ext-key-usage
+	// Output:
+	// error ext-key-usage
+	// error group
 }
 
 func ExampleCA_Revoke() {
@@ -117,7 +119,7 @@ func ExampleCA_Revoke() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true}) // a throwaway CA for the example
 	if err != nil {
 		log.Fatal(err)
 	}

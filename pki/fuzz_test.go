@@ -2,9 +2,11 @@ package pki
 
 import (
 	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"testing"
 
@@ -183,4 +185,66 @@ func setIterations(t *testing.T, der []byte, n int) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// FuzzAccessOf: AccessOf never panics, grants only a known access, and reads a role URI the
+// same whatever the case of its ASCII letters.
+func FuzzAccessOf(f *testing.F) {
+	for _, s := range [][2]string{
+		{"urn:mirrorkv:role:admin", ""}, {"URN:MirrorKV:ROLE:ReadOnly", ""}, {"urn:mirrorkv:role:readonly?x=1", ""},
+		{"urn:mirrorkv:role:admin#x", ""}, {"urn:mirrorkv:role:admin", "urn:mirrorkv:role:readonly"},
+		{"urn:mirrorkv:group:g1", "spiffe://x/y"}, {"urn:mirrorkv:role:", ""}, {"urn:mirrorkv:role:read%77rite", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		uris, ok := parseURIs(a, b)
+		upper, okUpper := parseURIs(asciiUpper(a), asciiUpper(b))
+		got, err := AccessOf(&x509.Certificate{URIs: uris})
+		if err == nil && (got == "" || got != mustParseAccess(t, got)) {
+			t.Fatalf("AccessOf(%q, %q) = %q, not a known access", a, b, got)
+		}
+		if !ok || !okUpper {
+			return
+		}
+		gotUpper, errUpper := AccessOf(&x509.Certificate{URIs: upper})
+		if got != gotUpper || (err == nil) != (errUpper == nil) {
+			t.Fatalf("AccessOf(%q, %q) = %q, %v; upper case = %q, %v", a, b, got, err, gotUpper, errUpper)
+		}
+	})
+}
+
+// parseURIs parses the non-empty strings of ss; ok is false when one does not parse.
+func parseURIs(ss ...string) ([]*url.URL, bool) {
+	var out []*url.URL
+	for _, s := range ss {
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, u)
+	}
+	return out, true
+}
+
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func mustParseAccess(t *testing.T, a Access) Access {
+	t.Helper()
+	got, err := ParseAccess(string(a))
+	if err != nil {
+		t.Fatalf("ParseAccess(%q): %v", a, err)
+	}
+	return got
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	mrand "math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,6 +31,7 @@ func newTestCA(tb testing.TB, opts CAOptions) *CA {
 	if opts.Now == nil {
 		opts.Clock = fixedClock(t0)
 	}
+	opts.Unencrypted = len(opts.Passphrase) == 0
 	ca, err := InitCA(filepath.Join(tb.TempDir(), "ca"), opts)
 	if err != nil {
 		tb.Fatalf("InitCA: %v", err)
@@ -56,6 +58,7 @@ func memberTemplate(cn string) *x509.Certificate {
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{GroupURI(DefaultGroup)},
 	}
 }
 

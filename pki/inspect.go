@@ -23,6 +23,8 @@ type Info struct {
 	DNS         []string  `json:"dns,omitempty"`
 	IPs         []string  `json:"ips,omitempty"`
 	URIs        []string  `json:"uris,omitempty"`
+	Group       string    `json:"group,omitempty"`  // GroupOf, for a member certificate
+	Access      string    `json:"access,omitempty"` // AccessOf, for a client certificate
 	Emails      []string  `json:"emails,omitempty"`
 	KeyUsage    []string  `json:"key_usage,omitempty"`
 	ExtKeyUsage []string  `json:"ext_key_usage,omitempty"`
@@ -52,6 +54,12 @@ func Inspect(cert *x509.Certificate, now time.Time) Info {
 	}
 	for _, u := range cert.URIs {
 		in.URIs = append(in.URIs, u.String())
+	}
+	if g, err := GroupOf(cert); err == nil {
+		in.Group = g
+	}
+	if a, err := AccessOf(cert); err == nil {
+		in.Access = string(a)
 	}
 	return in
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,7 @@ type IssueRequest struct {
 	Days    int      // DefaultLeafDays when zero; never beyond the CA's own expiry
 	Role    Role     // RoleMember (serverAuth+clientAuth) or RoleClient (clientAuth)
 	Access  Access   // for RoleClient; AccessReadWrite when empty
+	Group   string   // for RoleMember: the group it joins; DefaultGroup when empty
 	KeyType KeyType  // KeyECDSAP256 when empty
 	Renew   bool     // allow a second valid certificate for the same subject
 }
@@ -29,7 +32,8 @@ type IssueRequest struct {
 // DNS and IP SANs and its public key, never the extensions it asks for.
 type SignOptions struct {
 	Role   Role
-	Access Access
+	Access Access // for RoleClient; AccessReadWrite when empty
+	Group  string // for RoleMember; DefaultGroup when empty
 	Days   int
 	Renew  bool
 }
@@ -57,7 +61,7 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: subject, DNSNames: req.DNS, IPAddresses: req.IPs}
-	opts := SignOptions{Role: req.Role, Access: req.Access, Days: req.Days, Renew: req.Renew}
+	opts := SignOptions{Role: req.Role, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew}
 	cert, err := ca.certify(tmpl, key.Public(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
@@ -103,11 +107,19 @@ func (ca *CA) certify(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOpt
 	if !now.Before(ca.cert.NotAfter) {
 		return nil, fmt.Errorf("the CA expired on %s; make a new one and rotate (docs/certificates.md)", ca.cert.NotAfter.Format(time.DateOnly))
 	}
+	unlock, err := ca.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	idx, err := ca.loadIndex()
 	if err != nil {
 		return nil, err
 	}
 	subject := dnFromRaw(tmpl.RawSubject)
+	if strings.EqualFold(subject, DNOf(ca.cert)) {
+		return nil, fmt.Errorf("subject %s: %w", subject, ErrSubjectIsCA)
+	}
 	if old := idx.validFor(subject, now); old != nil && !opts.Renew {
 		return nil, fmt.Errorf("%s holds serial %s until %s: %w", subject, old.Serial, old.NotAfter.Format(time.DateOnly), ErrSubjectExists)
 	}
@@ -148,13 +160,13 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 	}
 	tmpl.BasicConstraintsValid = true
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	uri, err := grantURI(opts)
+	if err != nil {
+		return err
+	}
+	tmpl.URIs = []*url.URL{uri}
 	if opts.Role == RoleClient {
-		access, err := ParseAccess(string(opts.Access))
-		if err != nil {
-			return err
-		}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		tmpl.URIs = append(tmpl.URIs, access.URI())
 		return nil
 	}
 	if _, ok := pub.(*rsa.PublicKey); ok {
@@ -162,6 +174,32 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	return nil
+}
+
+// grantURI is the one URI SAN a leaf carries: a client's role URI, which always names its
+// access, or a member's group URI.
+func grantURI(opts SignOptions) (*url.URL, error) {
+	if opts.Role == RoleClient {
+		if opts.Group != "" {
+			return nil, fmt.Errorf("group %q: a client certificate carries no group; leave the group out for --client", opts.Group)
+		}
+		access, err := ParseAccess(string(opts.Access))
+		if err != nil {
+			return nil, err
+		}
+		return access.URI(), nil
+	}
+	if opts.Access != "" {
+		return nil, fmt.Errorf("access %q: a member certificate carries no access level; add --client for a client certificate", opts.Access)
+	}
+	group := opts.Group
+	if group == "" {
+		group = DefaultGroup
+	}
+	if err := CheckName(group); err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	return GroupURI(group), nil
 }
 
 func roleLabel(opts SignOptions) string {

@@ -56,13 +56,21 @@ func GenerateKey(kt KeyType) (crypto.Signer, error) {
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
-// pbkdf2Iterations is 100 times openssl's default (2048): an offline guess costs about a
-// tenth of a second, while opening the CA stays quick enough for scripts.
-const pbkdf2Iterations = 200_000
+// The scrypt cost of a new encrypted key. scrypt makes each offline guess cost memory as
+// well as time, where PBKDF2 (what mirrorkv wrote before; such keys keep opening) only costs
+// time, which GPUs have plenty of. N=2^14, r=8, p=8 is the work per guess (N·r·p) of
+// N=2^17, r=8, p=1 in 16 MiB instead of 128 MiB (OWASP lists N=2^14, r=8, p=5 as equal to
+// the latter), because openssl 3 refuses to derive a PKCS#8 key with more than 32 MiB
+// ("memory limit exceeded"), and 'openssl pkey' must keep reading ca.key.
+const (
+	scryptN = 1 << 14
+	scryptR = 8
+	scryptP = 8
+)
 
-// MarshalPrivateKey encodes key as PEM PKCS#8, encrypted with AES-256-CBC and a PBKDF2 key
-// when passphrase is not empty (the format `openssl genpkey -aes256` writes and every
-// openssl command reads).
+// MarshalPrivateKey encodes key as PEM PKCS#8; when passphrase is not empty it is
+// encrypted (PBES2: AES-256-CBC with a scrypt key, RFC 7914 section 7), a format openssl
+// 1.1 and later reads.
 func MarshalPrivateKey(key crypto.Signer, passphrase []byte) ([]byte, error) {
 	if len(passphrase) == 0 {
 		der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -73,7 +81,7 @@ func MarshalPrivateKey(key crypto.Signer, passphrase []byte) ([]byte, error) {
 	}
 	opts := &pkcs8.Opts{
 		Cipher:  pkcs8.AES256CBC,
-		KDFOpts: pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: pbkdf2Iterations, HMACHash: crypto.SHA256},
+		KDFOpts: pkcs8.ScryptOpts{SaltSize: 16, CostParameter: scryptN, BlockSize: scryptR, ParallelizationParameter: scryptP},
 	}
 	der, err := pkcs8.MarshalPrivateKey(key, passphrase, opts)
 	if err != nil {

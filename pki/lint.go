@@ -30,9 +30,11 @@ type LintInput struct {
 	Cert          []byte // certificate file, PEM (leaf first, then any chain) or DER
 	CA            []byte // CA bundle the peers trust (may hold an old and a new CA)
 	Key           []byte // optional: the private key file
+	KeyFile       string // optional: where Key was read from, to check its mode
 	KeyPassphrase []byte
 	CRL           []byte // optional: the CRL, PEM or DER
 	Role          Role
+	Group         string    // optional: the group a member certificate must name (serve's --group)
 	Now           time.Time // time.Now when zero
 	// SystemRoots returns the host's trust store; x509.SystemCertPool when nil. A CA found
 	// there is a public or corporate CA, which must not be a replication CA.
@@ -65,11 +67,13 @@ func lintRules() []rule {
 		{"key-usage", checkKeyUsage},
 		{"netscape-cert-type", checkNetscapeCertType},
 		{"client-role", checkClientRole},
+		{"group", checkGroup},
 		{"validity", checkValidity},
 		{"ca-bundle", checkCABundle},
 		{"unknown-ca", checkSignedByCA},
 		{"intermediate", checkIntermediate},
 		{"key", checkKey},
+		{"key-file-mode", checkKeyFile},
 		{"weak-crypto", checkWeakCrypto},
 		{"public-ca", checkPublicCA},
 		{"crl", checkCRL},

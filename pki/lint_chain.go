@@ -129,6 +129,17 @@ func checkKey(c *lintCtx) []Finding {
 	return nil
 }
 
+// checkKeyFile: a key file others can read is a key others may hold.
+func checkKeyFile(c *lintCtx) []Finding {
+	if c.in.KeyFile == "" {
+		return nil
+	}
+	if err := CheckKeyFileMode(c.in.KeyFile); err != nil {
+		return []Finding{{"key-file-mode", SeverityError, err.Error(), "chmod 600 " + c.in.KeyFile}}
+	}
+	return nil
+}
+
 func isWeakSignature(a x509.SignatureAlgorithm) bool {
 	switch a {
 	case x509.MD2WithRSA, x509.MD5WithRSA, x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1:

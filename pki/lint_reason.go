@@ -35,6 +35,12 @@ func (f Finding) Reason() reason.Code {
 		return reason.CRLInvalid
 	case "public-ca":
 		return reason.PublicCA
+	case "client-role":
+		return reason.NoAccess
+	case "key-file-mode":
+		return reason.KeyFileMode
+	case "group":
+		return reason.WrongGroup
 	}
 	return reason.BadCredentials
 }

@@ -91,6 +91,7 @@ func TestLint(t *testing.T) {
 func lintCases() []lintCase {
 	cases := append(usageCases(), validityCases()...)
 	cases = append(cases, chainCases()...)
+	cases = append(cases, groupCases()...)
 	return append(cases, crlCases()...)
 }
 
@@ -116,8 +117,16 @@ func usageCases() []lintCase {
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
 		{name: "member without serverAuth", input: member(clientOnly),
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
-		{name: "client with clientAuth only", input: asClient(clientOnly), ok: true,
-			want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		{name: "client with clientAuth only", input: asClient(func(c *x509.Certificate) {
+			clientOnly(c)
+			c.URIs = []*url.URL{AccessReadOnly.URI()}
+		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		{name: "client without a role URI", input: asClient(clientOnly),
+			want: []Finding{{Rule: "client-role", Severity: SeverityError}}},
+		{name: "client with a role URI in another case", input: asClient(func(c *x509.Certificate) {
+			clientOnly(c)
+			c.URIs = []*url.URL{{Scheme: "urn", Opaque: "MirrorKV:Role:ADMIN"}}
+		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
 		{name: "client without clientAuth", input: asClient(serverOnly),
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
 		{name: "client with unknown role URI", input: asClient(func(c *x509.Certificate) {
@@ -135,6 +144,26 @@ func usageCases() []lintCase {
 		{name: "Netscape cert type SSL Client and Server", input: member(nsCertType(0xc0)), ok: true, absent: []string{"netscape-cert-type"}},
 		{name: "empty CN", input: member(func(c *x509.Certificate) { c.Subject = pkix.Name{Organization: []string{"Acme"}} }),
 			want: []Finding{{Rule: "empty-cn", Severity: SeverityError}}},
+	}
+}
+
+func groupCases() []lintCase {
+	member := func(group string, uris ...*url.URL) func(*testing.T, *lintFixture) LintInput {
+		return func(t *testing.T, fx *lintFixture) LintInput {
+			in := fx.input(fx.leaf(t, func(c *x509.Certificate) { c.URIs = uris }))
+			in.Group = group
+			return in
+		}
+	}
+	g1, g2 := GroupURI("g1"), GroupURI("g2")
+	return []lintCase{
+		{name: "member of the group asked for", input: member("g1", g1), ok: true, want: []Finding{{Rule: "group", Severity: SeverityInfo}}},
+		{name: "member of any group", input: member("", g2), ok: true, want: []Finding{{Rule: "group", Severity: SeverityInfo}}},
+		{name: "member group URI in another case", input: member("g1", &url.URL{Scheme: "urn", Opaque: "MirrorKV:Group:g1"}), ok: true},
+		{name: "member of another group", input: member("g1", g2), want: []Finding{{Rule: "group", Severity: SeverityError}}},
+		{name: "member of no group", input: member(""), want: []Finding{{Rule: "group", Severity: SeverityError}}},
+		{name: "member of two groups", input: member("", g1, g2), want: []Finding{{Rule: "group", Severity: SeverityError}}},
+		{name: "group IDs compare exactly", input: member("g1", GroupURI("G1")), want: []Finding{{Rule: "group", Severity: SeverityError}}},
 	}
 }
 
@@ -336,6 +365,10 @@ func TestFinding_Reason(t *testing.T) {
 		{Finding{Rule: "ca-expired", Severity: SeverityError}, reason.CertExpired},
 		{Finding{Rule: "revoked", Severity: SeverityError}, reason.Revoked},
 		{Finding{Rule: "public-ca", Severity: SeverityError}, reason.PublicCA},
+		{Finding{Rule: "client-role", Severity: SeverityError}, reason.NoAccess},
+		{Finding{Rule: "client-role", Severity: SeverityInfo}, reason.OK},
+		{Finding{Rule: "group", Severity: SeverityError}, reason.WrongGroup},
+		{Finding{Rule: "key-file-mode", Severity: SeverityError}, reason.KeyFileMode},
 		{Finding{Rule: "empty-cn", Severity: SeverityError}, reason.BadCredentials},
 		{Finding{Rule: "ext-key-usage", Severity: SeverityInfo}, reason.OK},
 	} {

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"slices"
 	"strings"
 )
@@ -101,15 +102,37 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 	return nil
 }
 
-// checkClientRole: a client's access comes from its role URI; a bad one is refused.
+// checkGroup: a member certificate names exactly one group, read by GroupOf as the server
+// reads it, and that group is the one asked for, if any.
+func checkGroup(c *lintCtx) []Finding {
+	if c.in.Role != RoleMember {
+		return nil
+	}
+	fix := "reissue it with 'mirrorkv ca issue --group GROUP', GROUP being the members' 'serve --group'"
+	g, err := GroupOf(c.leaf)
+	switch {
+	case err != nil:
+		return []Finding{{"group", SeverityError, "member group URI: " + err.Error(), fix}}
+	case c.in.Group != "" && g != c.in.Group:
+		return []Finding{{"group", SeverityError, "the certificate names group " + g + ", not " + c.in.Group + "; members of " + c.in.Group + " refuse it", fix}}
+	}
+	return []Finding{{"group", SeverityInfo, "member group: " + g, ""}}
+}
+
+// checkClientRole: a client's access comes from its role URI, read by AccessOf exactly as
+// the server reads it; a client certificate without one grants nothing.
 func checkClientRole(c *lintCtx) []Finding {
 	if c.in.Role != RoleClient {
 		return nil
 	}
 	a, err := AccessOf(c.leaf)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoAccess):
+		return []Finding{{"client-role", SeverityError, "no access: the certificate carries no role URI, so the server grants it nothing",
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
+	case err != nil:
 		return []Finding{{"client-role", SeverityError, "client role URI: " + err.Error(),
-			"reissue it with 'mirrorkv ca issue --client --role admin|readwrite|readonly'"}}
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
 	}
 	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), ""}}
 }

@@ -58,3 +58,28 @@ func WriteRequest(outDir string, r *Request) (csrPath, keyPath string, err error
 	}
 	return csrPath, keyPath, nil
 }
+
+// RequestInfo is what 'mirrorkv ca sign' shows of a CSR before signing it: what the CA
+// copies from it, and what it leaves out.
+type RequestInfo struct {
+	Subject string   // DN, as DNOf prints it
+	DNS     []string // DNS SANs, copied into the certificate
+	IPs     []string // IP SANs, copied into the certificate
+	Key     string   // "ECDSA P-256", "Ed25519", "RSA 3072"
+	Ignored []string // SANs the CA does not copy: URIs and e-mail addresses
+}
+
+// InspectRequest describes csr.
+func InspectRequest(csr *x509.CertificateRequest) RequestInfo {
+	in := RequestInfo{Subject: dnFromRaw(csr.RawSubject), DNS: csr.DNSNames, Key: keyDescription(csr.PublicKey)}
+	for _, ip := range csr.IPAddresses {
+		in.IPs = append(in.IPs, ip.String())
+	}
+	for _, u := range csr.URIs {
+		in.Ignored = append(in.Ignored, "URI "+u.String())
+	}
+	for _, e := range csr.EmailAddresses {
+		in.Ignored = append(in.Ignored, "email "+e)
+	}
+	return in
+}

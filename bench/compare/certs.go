@@ -21,11 +21,11 @@ type certs struct {
 // makeCerts issues n member certificates (serverAuth and clientAuth, IP SAN 127.0.0.1) and
 // one read-write client certificate.
 func makeCerts(dir string, n int) (*certs, error) {
-	serverCA, err := pki.InitCA(filepath.Join(dir, "server-ca"), pki.CAOptions{Name: "bench server CA"})
+	serverCA, err := pki.InitCA(filepath.Join(dir, "server-ca"), pki.CAOptions{Name: "bench server CA", Unencrypted: true})
 	if err != nil {
 		return nil, fmt.Errorf("create server CA: %w", err)
 	}
-	clientCA, err := pki.InitCA(filepath.Join(dir, "client-ca"), pki.CAOptions{Name: "bench client CA"})
+	clientCA, err := pki.InitCA(filepath.Join(dir, "client-ca"), pki.CAOptions{Name: "bench client CA", Unencrypted: true})
 	if err != nil {
 		return nil, fmt.Errorf("create client CA: %w", err)
 	}

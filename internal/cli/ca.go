@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math/big"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newCACmd(e *env) *cobra.Command {
@@ -29,22 +31,27 @@ See docs/certificates.md for the whole lifecycle.`,
 type caInitOptions struct {
 	Dir, Name, KeyType, PassphraseFile string
 	Days                               int
+	InsecureNoPassphrase               bool
 }
 
 func newCAInitCmd(e *env) *cobra.Command {
 	var o caInitOptions
 	cmd := &cobra.Command{
-		Use:   "init --dir DIR",
-		Short: "create a new CA: DIR/ca.crt, ca.key, crl.pem, index.json",
-		Args:  args(cobra.NoArgs),
-		RunE:  func(*cobra.Command, []string) error { return runCAInit(e, o) },
+		Use:   "init --dir DIR --passphrase-file FILE",
+		Short: "create a new CA: DIR/ca.crt, ca.key (encrypted), crl.pem, index.json",
+		Long: `Create a new CA. ca.key is encrypted with the passphrase on the first line of
+--passphrase-file (scrypt and AES-256); every later 'ca' command needs the same file.
+A CA key in the clear is written only with --insecure-no-passphrase.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error { return runCAInit(e, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Dir, "dir", "", "CA directory (created if missing; must not hold a CA)")
 	f.StringVar(&o.Name, "name", pki.DefaultCAName, "CA subject common name")
 	f.StringVar(&o.KeyType, "key-type", string(pki.KeyECDSAP256), "ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
 	f.IntVar(&o.Days, "days", pki.DefaultCADays, "CA lifetime in days")
-	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file")
+	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file (required unless --insecure-no-passphrase)")
+	f.BoolVar(&o.InsecureNoPassphrase, "insecure-no-passphrase", false, "write ca.key unencrypted: anyone who reads it can issue certificates")
 	return cmd
 }
 
@@ -59,15 +66,19 @@ func runCAInit(e *env, o caInitOptions) error {
 	if o.Days <= 0 {
 		return usagef("ca init: --days must be positive")
 	}
+	if o.InsecureNoPassphrase && o.PassphraseFile != "" {
+		return usagef("ca init: --passphrase-file and --insecure-no-passphrase exclude each other; keep --passphrase-file")
+	}
 	pass, err := readPassphraseFile(o.PassphraseFile)
 	if err != nil {
 		return err
 	}
-	ca, err := pki.InitCA(o.Dir, pki.CAOptions{Name: o.Name, KeyType: kt, Days: o.Days, Passphrase: pass})
+	ca, err := pki.InitCA(o.Dir, pki.CAOptions{Name: o.Name, KeyType: kt, Days: o.Days, Passphrase: pass,
+		Unencrypted: o.InsecureNoPassphrase})
 	if err != nil {
 		return err
 	}
-	enc := "unencrypted: keep this directory private"
+	enc := "UNENCRYPTED (--insecure-no-passphrase): keep this directory private"
 	if pass != nil {
 		enc = "encrypted with the passphrase"
 	}
@@ -76,7 +87,11 @@ func runCAInit(e *env, o caInitOptions) error {
 	fmt.Fprintf(e.stdout, "  %s  copy to every member (trust bundle)\n", filepath.Join(o.Dir, pki.CACertFile))
 	fmt.Fprintf(e.stdout, "  %s  %s\n", filepath.Join(o.Dir, pki.CAKeyFile), enc)
 	fmt.Fprintf(e.stdout, "  %s  copy to every member (revocation list)\n", filepath.Join(o.Dir, pki.CRLFile))
-	fmt.Fprintf(e.stdout, "next: mirrorkv ca issue --dir %s --name NAME --ip ADDRESS\n", o.Dir)
+	next := fmt.Sprintf("mirrorkv ca issue --dir %s --name NAME --ip ADDRESS", o.Dir)
+	if pass != nil {
+		next += " --passphrase-file " + o.PassphraseFile
+	}
+	fmt.Fprintf(e.stdout, "next: %s\n", next)
 	return nil
 }
 
@@ -111,29 +126,50 @@ func caDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 // grantFlags are the flags that decide what a certificate is for.
 type grantFlags struct {
 	Client bool
-	Role   string
+	Access string
+	Role   string // the older spelling of --access, kept for existing scripts
+	Group  string
 	Days   int
 	Renew  bool
+
+	flags *pflag.FlagSet // to tell a --group given from its default
 }
 
 func (g *grantFlags) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, role URI) instead of a member certificate")
-	f.StringVar(&g.Role, "role", "", "client role: admin, readwrite (default) or readonly; needs --client")
+	f.StringVar(&g.Access, "access", "", "client access: admin, readwrite (default) or readonly; needs --client")
+	f.StringVar(&g.Role, "role", "", "same as --access (older spelling)")
+	f.StringVar(&g.Group, "group", pki.DefaultGroup, "member certificate's group, its URI SAN urn:mirrorkv:group:GROUP; must match the members' 'serve --group'")
+	g.flags = f
 	f.IntVar(&g.Days, "days", pki.DefaultLeafDays, "lifetime in days (never beyond the CA's)")
 	f.BoolVar(&g.Renew, "renew", false, "allow a new certificate while one for the same subject is still valid")
 }
 
 func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
-	if g.Role != "" && !g.Client {
-		return pki.SignOptions{}, usagef("%s: --role needs --client", cmd)
+	access, flag := g.Access, "--access"
+	switch {
+	case g.Role != "" && g.Access != "" && !strings.EqualFold(g.Role, g.Access):
+		return pki.SignOptions{}, usagef("%s: --access %s and --role %s disagree; give --access only", cmd, g.Access, g.Role)
+	case access == "":
+		access, flag = g.Role, "--role"
+	}
+	if access != "" && !g.Client {
+		return pki.SignOptions{}, usagef("%s: %s needs --client", cmd, flag)
 	}
 	if g.Days <= 0 {
 		return pki.SignOptions{}, usagef("%s: --days must be positive", cmd)
 	}
 	opts := pki.SignOptions{Days: g.Days, Renew: g.Renew}
-	if g.Client {
-		a, err := pki.ParseAccess(g.Role)
+	if !g.Client {
+		if err := pki.CheckName(g.Group); err != nil {
+			return opts, usagef("%s: --group: %w", cmd, err)
+		}
+		opts.Group = g.Group
+	} else if g.flags != nil && g.flags.Changed("group") {
+		return opts, usagef("%s: --group is for member certificates; a client certificate carries no group", cmd)
+	} else {
+		a, err := pki.ParseAccess(access)
 		if err != nil {
 			return opts, usagef("%s: %w", cmd, err)
 		}
@@ -169,12 +205,14 @@ func refuseExistingFiles(hint string, paths ...string) error {
 
 func describeIssued(e *env, verb string, is *pki.Issued) {
 	c := is.Cert
-	kind := "member"
-	if a, err := pki.AccessOf(c); err == nil && len(c.URIs) > 0 {
-		kind = "client (" + string(a) + ")"
+	kind, grant := "member", ""
+	if a, err := pki.AccessOf(c); err == nil {
+		kind, grant = "client", "access "+string(a)
+	} else if g, err := pki.GroupOf(c); err == nil {
+		grant = "group " + g
 	}
-	fmt.Fprintf(e.stdout, "%s %s certificate %s, serial %s, valid until %s\n",
-		verb, kind, pki.DNOf(c), c.SerialNumber.Text(16), caDay(c.NotAfter))
+	fmt.Fprintf(e.stdout, "%s %s certificate %s (%s), serial %s, valid until %s\n",
+		verb, kind, pki.DNOf(c), grant, c.SerialNumber.Text(16), caDay(c.NotAfter))
 }
 
 type caIssueOptions struct {
@@ -222,7 +260,7 @@ func (o caIssueOptions) request() (pki.IssueRequest, error) {
 	}
 	ips, err := parseIPFlags(name, o.IPs)
 	return pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: opts.Days, Role: opts.Role,
-		Access: opts.Access, KeyType: kt, Renew: o.Renew}, err
+		Access: opts.Access, Group: opts.Group, KeyType: kt, Renew: o.Renew}, err
 }
 
 func runCAIssue(e *env, o caIssueOptions) error {
@@ -240,11 +278,15 @@ func runCAIssue(e *env, o caIssueOptions) error {
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(o.Out)
 	if err := os.MkdirAll(o.Out, 0o700); err != nil {
 		return fmt.Errorf("create output directory (check --out): %w", err)
 	}
 	is, err := ca.Issue(req)
 	if err != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
+			os.Remove(o.Out) // made just now, and still empty: leave nothing behind
+		}
 		return err
 	}
 	if certPath, keyPath, err = pki.WriteIssued(o.Out, is); err != nil {
@@ -257,6 +299,7 @@ func runCAIssue(e *env, o caIssueOptions) error {
 
 type caSignOptions struct {
 	Dir, CSR, Out, PassphraseFile string
+	Yes                           bool
 	grantFlags
 }
 
@@ -265,14 +308,19 @@ func newCASignCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign --dir DIR --csr FILE",
 		Short: "sign a request made by 'mirrorkv cert request'; the CA decides the extensions",
-		Args:  args(cobra.NoArgs),
-		RunE:  func(*cobra.Command, []string) error { return runCASign(e, o) },
+		Long: `Sign a certificate request. Before signing, ca sign shows on standard error the
+request's subject, DNS and IP SANs and key, and what the certificate will grant (a
+member's --group, a client's --access), then asks "sign? [y/N]" on standard input.
+--yes signs without asking; without a terminal or an answer it refuses.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error { return runCASign(e, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Dir, "dir", "", "CA directory")
 	f.StringVar(&o.CSR, "csr", "", "certificate request file (PEM or DER)")
 	f.StringVar(&o.Out, "out", "", "certificate file to write (default: standard output)")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
+	f.BoolVar(&o.Yes, "yes", false, "sign without asking, after checking the request some other way")
 	o.grantFlags.bind(cmd)
 	return cmd
 }
@@ -289,8 +337,15 @@ func runCASign(e *env, o caSignOptions) error {
 	if err != nil {
 		return fmt.Errorf("read request (check --csr): %w", err)
 	}
+	req, err := pki.ParseCSR(csr)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", o.CSR, err)
+	}
 	ca, err := openCADir(o.Dir, o.PassphraseFile)
 	if err != nil {
+		return err
+	}
+	if err := confirmSign(e, o, pki.InspectRequest(req), opts); err != nil {
 		return err
 	}
 	is, err := ca.Sign(csr, opts)
@@ -307,6 +362,38 @@ func runCASign(e *env, o caSignOptions) error {
 	describeIssued(e, "signed", is)
 	fmt.Fprintf(e.stdout, "  %s  (send it back to the host that holds the key)\n", o.Out)
 	return nil
+}
+
+// confirmSign shows on stderr what signing the request certifies and asks on stdin, unless
+// --yes was given. Only "y" or "yes" signs.
+func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptions) error {
+	w := e.stderr
+	fmt.Fprintf(w, "request %s\n", o.CSR)
+	for _, r := range [][2]string{{"subject", in.Subject}, {"DNS", strings.Join(in.DNS, ", ")},
+		{"IP", strings.Join(in.IPs, ", ")}, {"key", in.Key}, {"not copied", strings.Join(in.Ignored, ", ")}} {
+		if r[1] != "" {
+			fmt.Fprintf(w, "  %-11s %s\n", r[0]+":", r[1])
+		}
+	}
+	grant := "a member certificate (serverAuth, clientAuth) for group " + opts.Group
+	if opts.Role == pki.RoleClient {
+		grant = "a client certificate (clientAuth) with access " + string(opts.Access)
+	}
+	fmt.Fprintf(w, "will sign %s, valid %d days\n", grant, opts.Days)
+	if o.Yes {
+		return nil
+	}
+	fmt.Fprint(w, "sign? [y/N] ")
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	answer := strings.ToLower(strings.TrimSpace(line))
+	switch {
+	case answer == "y" || answer == "yes":
+		return nil
+	case answer == "" && err != nil:
+		fmt.Fprintln(w)
+		return errors.New("ca sign: no answer on standard input; re-run with --yes after checking the SANs above")
+	}
+	return fmt.Errorf("ca sign: not signed (answer %q); nothing was written", answer)
 }
 
 type caRevokeOptions struct {

@@ -3,12 +3,18 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // pkiResult is the outcome of one command line.
@@ -20,8 +26,14 @@ type pkiResult struct {
 // pkiRun runs mirrorkv with args in dir-independent form and returns what it printed.
 func pkiRun(t *testing.T, args ...string) pkiResult {
 	t.Helper()
+	return pkiRunIn(t, "", args...)
+}
+
+// pkiRunIn is pkiRun with stdin as standard input.
+func pkiRunIn(t *testing.T, stdin string, args ...string) pkiResult {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+	e := &env{ctx: context.Background(), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut,
 		getenv: func(string) string { return "" }}
 	code := run(e, args)
 	return pkiResult{code, out.String(), errOut.String()}
@@ -108,13 +120,13 @@ func TestCACmd_RequestAndSign(t *testing.T) {
 		t.Fatalf("m2.key: %v", err)
 	}
 	crt := filepath.Join(member, "m2.crt")
-	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--out", crt)
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--out", crt, "--yes")
 	r := pkiRun(t, "cert", "lint", crt, "--ca", filepath.Join(dir, "ca.crt"), "--key", filepath.Join(member, "m2.key"))
 	if r.code != ExitOK || !strings.Contains(r.stdout, "ok for member use") {
 		t.Fatalf("lint of signed m2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// Without --out the certificate goes to standard output.
-	r = pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--renew")
+	r = pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(member, "m2.csr"), "--renew", "--yes")
 	if !strings.HasPrefix(r.stdout, "-----BEGIN CERTIFICATE-----") {
 		t.Fatalf("sign to stdout: %q", r.stdout)
 	}
@@ -138,10 +150,17 @@ func TestCACmd_Usage(t *testing.T) {
 	}{
 		{"init without --dir", []string{"ca", "init"}},
 		{"init with bad key type", []string{"ca", "init", "--dir", t.TempDir(), "--key-type", "dsa"}},
+		{"init with a passphrase and without", []string{"ca", "init", "--dir", t.TempDir(), "--passphrase-file", "p", "--insecure-no-passphrase"}},
 		{"issue without --name", []string{"ca", "issue", "--dir", dir}},
 		{"issue with a path as name", []string{"ca", "issue", "--dir", dir, "--name", "../m1"}},
 		{"role without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--role", "admin"}},
 		{"unknown role", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--role", "root"}},
+		{"access without --client", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--access", "admin"}},
+		{"unknown access", []string{"ca", "sign", "--dir", dir, "--csr", "x.csr", "--client", "--access", "root"}},
+		{"client with --group", []string{"ca", "issue", "--dir", dir, "--name", "c1", "--client", "--group", "g1"}},
+		{"group that is not a name", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--group", "a/b"}},
+		{"lint --group of a client", []string{"cert", "lint", "x.crt", "--ca", "ca.crt", "--role", "client", "--group", "g1"}},
+		{"access and role disagree", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--client", "--access", "admin", "--role", "readonly"}},
 		{"bad --ip", []string{"ca", "issue", "--dir", dir, "--name", "m1", "--ip", "10.0.0"}},
 		{"sign without --csr", []string{"ca", "sign", "--dir", dir}},
 		{"revoke with file and --serial", []string{"ca", "revoke", "--dir", dir, "x.crt", "--serial", "1f"}},
@@ -155,6 +174,12 @@ func TestCACmd_Usage(t *testing.T) {
 				t.Fatalf("exit %d, want %d\n%s", r.code, ExitUsage, r.stderr)
 			}
 		})
+	}
+	// The message names the flag as it was typed.
+	for _, flag := range []string{"--role", "--access"} {
+		if r := pkiRun(t, "ca", "issue", "--dir", dir, "--name", "m1", flag, "admin"); !strings.Contains(r.stderr, flag+" needs --client") {
+			t.Errorf("%s without --client: %s", flag, r.stderr)
+		}
 	}
 }
 
@@ -179,9 +204,11 @@ func TestCACmd_BadInput(t *testing.T) {
 		{"missing passphrase", "wrong or missing passphrase", []string{"ca", "crl", "--dir", dir}},
 		{"missing passphrase file", "check --passphrase-file", []string{"ca", "crl", "--dir", dir, "--passphrase-file", filepath.Join(tmp, "none")}},
 		{"CA key that is not a key", "no private key found", []string{"ca", "issue", "--dir", brokenCA, "--passphrase-file", pass, "--name", "m1"}},
-		{"existing CA", "a CA already exists", []string{"ca", "init", "--dir", dir}},
+		{"existing CA", "a CA already exists", []string{"ca", "init", "--dir", dir, "--insecure-no-passphrase"}},
+		{"CA without a passphrase", "give --passphrase-file FILE, or --insecure-no-passphrase", []string{"ca", "init", "--dir", filepath.Join(tmp, "new")}},
 		{"missing CSR", "check --csr", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(tmp, "none.csr")}},
 		{"CSR that is not one", "no certificate request found", []string{"ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", notKey}},
+		{"the CA's own name", "the CA's own name", []string{"ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "Replication-Root-CA"}},
 		{"unknown serial", "issued no certificate", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, "--serial", "1f"}},
 		{"missing certificate to revoke", "or give --serial", []string{"ca", "revoke", "--dir", dir, "--passphrase-file", pass, filepath.Join(tmp, "none.crt")}},
 	} {
@@ -196,6 +223,174 @@ func TestCACmd_BadInput(t *testing.T) {
 			}
 			if _, err := os.Stat(out); err == nil {
 				t.Fatalf("%s was created", out)
+			}
+		})
+	}
+}
+
+// TestCACmd_Access: --access is the flag, --role its older spelling, and a client
+// certificate always names its access.
+func TestCACmd_Access(t *testing.T) {
+	dir, pass := newCLICA(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want pki.Access
+	}{
+		{"default", nil, pki.AccessReadWrite},
+		{"access", []string{"--access", "readonly"}, pki.AccessReadOnly},
+		{"role alias", []string{"--role", "admin"}, pki.AccessAdmin},
+		{"both agreeing", []string{"--role", "ADMIN", "--access", "admin"}, pki.AccessAdmin},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			pkiMust(t, append([]string{"ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "c", "--client", "--renew", "--out", out}, tc.args...)...)
+			certs, err := readCertFile("certificate", filepath.Join(out, "c.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := pki.AccessOf(certs[0]); a != tc.want || err != nil {
+				t.Fatalf("AccessOf = %q, %v; want %q", a, err, tc.want)
+			}
+			if _, err := pki.GroupOf(certs[0]); err == nil {
+				t.Fatalf("client certificate carries a group URI: %v", certs[0].URIs)
+			}
+		})
+	}
+}
+
+// TestCACmd_Group: a member certificate names its group, inspect shows it and lint checks it.
+func TestCACmd_Group(t *testing.T) {
+	dir, pass := newCLICA(t)
+	out := t.TempDir()
+	ca := filepath.Join(dir, pki.CACertFile)
+	r := pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--group", "g1", "--out", out)
+	if !strings.Contains(r.stdout, "issued member certificate CN=m1 (group g1)") {
+		t.Errorf("issue output: %s", r.stdout)
+	}
+	pkiMust(t, "cert", "request", "--name", "m2", "--out", out)
+	pkiMust(t, "ca", "sign", "--dir", dir, "--passphrase-file", pass, "--csr", filepath.Join(out, "m2.csr"), "--out", filepath.Join(out, "m2.crt"), "--yes")
+	for _, tc := range []struct {
+		name, file, group string
+	}{{"issued", "m1.crt", "g1"}, {"signed with the default group", "m2.crt", pki.DefaultGroup}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := pkiMust(t, "cert", "inspect", filepath.Join(out, tc.file))
+			if want := "group:         " + tc.group + "\n"; !strings.Contains(r.stdout, want) {
+				t.Errorf("inspect output lacks %q:\n%s", want, r.stdout)
+			}
+			pkiMust(t, "cert", "lint", filepath.Join(out, tc.file), "--ca", ca, "--group", tc.group)
+			code, fs := lintJSON(t, filepath.Join(out, tc.file), "--ca", ca, "--group", "other")
+			if f := findRule(fs, "group"); code != ExitFailure || f == nil || f.Reason != int(reason.WrongGroup) || !strings.Contains(f.Fix, "--group") {
+				t.Fatalf("lint --group other: exit %d, %+v", code, fs)
+			}
+		})
+	}
+}
+
+func TestCACmd_InitUnencrypted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	r := pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	if !strings.Contains(r.stdout, "UNENCRYPTED") {
+		t.Errorf("init output does not say the key is unencrypted:\n%s", r.stdout)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, pki.CAKeyFile))
+	if err != nil || !strings.Contains(string(key), "-----BEGIN PRIVATE KEY-----") {
+		t.Fatalf("ca.key: %v\n%s", err, key)
+	}
+	// An unencrypted CA, new or from before, keeps opening without a passphrase.
+	pkiMust(t, "ca", "issue", "--dir", dir, "--name", "m1", "--out", t.TempDir())
+}
+
+// TestCACmd_ConcurrentIssueAndRevoke: ca issue and ca revoke run at once on one CA directory
+// lose no update of its index.
+func TestCACmd_ConcurrentIssueAndRevoke(t *testing.T) {
+	const n = 4
+	dir, out := filepath.Join(t.TempDir(), "ca"), t.TempDir()
+	pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	for i := range n {
+		pkiMust(t, "ca", "issue", "--dir", dir, "--name", fmt.Sprintf("old%d", i), "--out", out)
+	}
+	var wg sync.WaitGroup
+	results := make(chan pkiResult, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			results <- pkiRun(t, "ca", "issue", "--dir", dir, "--name", fmt.Sprintf("new%d", i), "--out", out)
+		})
+		wg.Go(func() {
+			results <- pkiRun(t, "ca", "revoke", "--dir", dir, filepath.Join(out, fmt.Sprintf("old%d.crt", i)))
+		})
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.code != ExitOK {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, pki.IndexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx struct {
+		Certs []struct {
+			Subject   string
+			RevokedAt *time.Time `json:"revoked_at"`
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, c := range idx.Certs {
+		if c.RevokedAt != nil {
+			revoked++
+		}
+	}
+	if len(idx.Certs) != 2*n || revoked != n {
+		t.Fatalf("index holds %d certificates, %d revoked; want %d and %d:\n%s", len(idx.Certs), revoked, 2*n, n, b)
+	}
+	if got := readCRLNumber(t, dir); got != 1+n {
+		t.Fatalf("CRL number %d, want %d", got, 1+n)
+	}
+}
+
+// TestCACmd_SignConfirm: ca sign shows the request and what it grants, then signs only on
+// "y" or with --yes.
+func TestCACmd_SignConfirm(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	pkiMust(t, "ca", "init", "--dir", dir, "--insecure-no-passphrase")
+	member := t.TempDir()
+	pkiMust(t, "cert", "request", "--name", "m2", "--ip", "10.0.0.2", "--dns", "m2.example", "--out", member)
+	csr := filepath.Join(member, "m2.csr")
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		signed      bool
+		stderr      string
+	}{
+		{"y", "y\n", nil, true, "sign? [y/N]"},
+		{"YES", "YES\n", nil, true, "sign? [y/N]"},
+		{"n", "n\n", nil, false, "not signed"},
+		{"enter", "\n", nil, false, "not signed"},
+		{"no answer", "", nil, false, "re-run with --yes after checking the SANs above"},
+		{"--yes", "", []string{"--yes"}, true, "will sign a member certificate (serverAuth, clientAuth) for group g7"},
+		{"client", "y\n", []string{"--client", "--access", "readonly"}, true, "will sign a client certificate (clientAuth) with access readonly"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "m2.crt")
+			args := append([]string{"ca", "sign", "--dir", dir, "--csr", csr, "--out", out, "--renew", "--group", "g7"}, tc.args...)
+			if slices.Contains(tc.args, "--client") {
+				args = slices.DeleteFunc(args, func(a string) bool { return a == "--group" || a == "g7" })
+			}
+			r := pkiRunIn(t, tc.stdin, args...)
+			for _, want := range []string{"subject:    CN=m2", "DNS:        m2.example", "IP:         10.0.0.2", "key:        ECDSA P-256", tc.stderr} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+			_, err := os.Stat(out)
+			if tc.signed != (r.code == ExitOK) || tc.signed != (err == nil) {
+				t.Fatalf("exit %d, %s written: %v; want signed %v\n%s", r.code, out, err == nil, tc.signed, r.stderr)
 			}
 		})
 	}

@@ -142,7 +142,8 @@ func printCertInfo(w io.Writer, in pki.Info, i, n int) {
 		{"not after", in.NotAfter.Format(time.RFC3339) + " (" + left + ")"},
 		{"CA", fmt.Sprint(in.IsCA)}, {"key", in.Key}, {"signature", in.Signature},
 		{"DNS", strings.Join(in.DNS, ", ")}, {"IP", strings.Join(in.IPs, ", ")},
-		{"URI", strings.Join(in.URIs, ", ")}, {"email", strings.Join(in.Emails, ", ")},
+		{"URI", strings.Join(in.URIs, ", ")}, {"group", in.Group}, {"access", in.Access},
+		{"email", strings.Join(in.Emails, ", ")},
 		{"key usage", strings.Join(in.KeyUsage, ", ")}, {"ext key usage", strings.Join(in.ExtKeyUsage, ", ")},
 		{"sha256", in.Fingerprint},
 	}
@@ -154,8 +155,8 @@ func printCertInfo(w io.Writer, in pki.Info, i, n int) {
 }
 
 type certLintOptions struct {
-	CA, Key, CRL, Role, PassphraseFile string
-	JSON                               bool
+	CA, Key, CRL, Role, Group, PassphraseFile string
+	JSON                                      bool
 }
 
 func newCertLintCmd(e *env) *cobra.Command {
@@ -174,6 +175,7 @@ use as a member (serverAuth and clientAuth) or a client. Every finding says what
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the key's passphrase, if it is encrypted")
 	f.StringVar(&o.CRL, "crl", "", "CRL to check the certificate against")
 	f.StringVar(&o.Role, "role", "member", "member or client")
+	f.StringVar(&o.Group, "group", "", "group a member certificate must name (serve's --group); any one group when empty")
 	f.BoolVar(&o.JSON, "json", false, "print the findings as JSON")
 	return cmd
 }
@@ -186,7 +188,15 @@ func runCertLint(e *env, o certLintOptions, file string) error {
 	if err != nil {
 		return usagef("cert lint: %w", err)
 	}
-	in := pki.LintInput{Role: role}
+	if o.Group != "" {
+		if role != pki.RoleMember {
+			return usagef("cert lint: --group checks member certificates; drop it with --role client")
+		}
+		if err := pki.CheckName(o.Group); err != nil {
+			return usagef("cert lint: --group: %w", err)
+		}
+	}
+	in := pki.LintInput{Role: role, Group: o.Group, KeyFile: o.Key}
 	for _, r := range []struct {
 		what, path string
 		dst        *[]byte

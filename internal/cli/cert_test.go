@@ -1,13 +1,20 @@
 package cli
 
 import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // certFixture issues, straight through pki, a member and a client certificate into a temp
@@ -15,7 +22,7 @@ import (
 func certFixture(t *testing.T) map[string]string {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{})
+	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.CAOptions{Unencrypted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +131,117 @@ func TestCertCmd_BadInput(t *testing.T) {
 			}
 			if tc.code == ExitFailure && strings.Count(r.stderr, "\n") != 1 {
 				t.Fatalf("want one line on stderr:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// signLeaf signs tmpl with the fixture CA's key into dir/name.crt, for certificates that
+// 'ca issue' would never make.
+func signLeaf(t *testing.T, p map[string]string, name string, tmpl *x509.Certificate) string {
+	t.Helper()
+	caCerts, err := readCertFile("CA", p["ca"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(filepath.Dir(p["ca"]), pki.CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := pki.ParsePrivateKey(keyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.Subject = pkix.Name{CommonName: name}
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().AddDate(0, 0, 90)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCerts[0], key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".crt")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// lintJSON runs cert lint --json and returns the exit status and the findings.
+func lintJSON(t *testing.T, args ...string) (int, []lintFindingJSON) {
+	t.Helper()
+	r := pkiRun(t, append([]string{"cert", "lint", "--json"}, args...)...)
+	var got struct{ Findings []lintFindingJSON }
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("lint --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	return r.code, got.Findings
+}
+
+type lintFindingJSON struct {
+	pki.Finding
+	Reason int
+}
+
+func findRule(fs []lintFindingJSON, rule string) *lintFindingJSON {
+	for i := range fs {
+		if fs[i].Rule == rule && fs[i].Severity == pki.SeverityError {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+func TestCertLint_ClientWithoutAccess(t *testing.T) {
+	p := certFixture(t)
+	crt := signLeaf(t, p, "bob", &x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature})
+	code, fs := lintJSON(t, crt, "--ca", p["ca"], "--role", "client")
+	f := findRule(fs, "client-role")
+	if code != ExitFailure || f == nil || f.Reason != int(reason.NoAccess) || !strings.Contains(f.Fix, "--access") {
+		t.Fatalf("exit %d, findings %+v; want a client-role error with reason %d and a fix naming --access", code, fs, reason.NoAccess)
+	}
+}
+
+func TestCertLint_MemberWithoutGroup(t *testing.T) {
+	p := certFixture(t)
+	crt := signLeaf(t, p, "m9", &x509.Certificate{KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+	code, fs := lintJSON(t, crt, "--ca", p["ca"])
+	if f := findRule(fs, "group"); code != ExitFailure || f == nil || f.Reason != int(reason.WrongGroup) {
+		t.Fatalf("exit %d, findings %+v; want a group error with reason %d", code, fs, reason.WrongGroup)
+	}
+}
+
+func TestCertLint_KeyFileMode(t *testing.T) {
+	p := certFixture(t)
+	key, err := os.ReadFile(p["m1.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		ok   bool
+	}{{"0600", 0o600, true}, {"0640", 0o640, false}, {"0644", 0o644, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "m1.key")
+			if err := os.WriteFile(path, key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			code, fs := lintJSON(t, p["m1.crt"], "--ca", p["ca"], "--key", path)
+			f := findRule(fs, "key-file-mode")
+			if tc.ok && (code != ExitOK || f != nil) {
+				t.Fatalf("exit %d, findings %+v; want ok", code, fs)
+			}
+			if !tc.ok && (code != ExitFailure || f == nil || f.Reason != int(reason.KeyFileMode) || f.Fix != "chmod 600 "+path) {
+				t.Fatalf("exit %d, findings %+v; want a key-file-mode error with reason %d", code, fs, reason.KeyFileMode)
 			}
 		})
 	}
