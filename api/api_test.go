@@ -26,7 +26,7 @@ func newFixture(t *testing.T, cfg api.Config) *fixture {
 	t.Helper()
 	srv := apitest.Start(t, cfg, nil)
 	f := &fixture{srv: srv, clients: map[string]*http.Client{}}
-	for _, role := range []string{"", "readonly", "readwrite", "admin", "superuser"} {
+	for _, role := range []string{"", "none", "readonly", "readwrite", "admin", "superuser"} {
 		tr := &http.Transport{TLSClientConfig: srv.PKI.ClientTLS(t, role)}
 		t.Cleanup(tr.CloseIdleConnections)
 		f.clients[role] = &http.Client{Transport: tr}
@@ -182,8 +182,8 @@ func TestPermissions(t *testing.T) {
 		{"POST", "/v1/members/m1/transfer", "", "admin"},
 		{"DELETE", "/v1/members/m9", "", "admin"},
 	}
-	rank := map[string]int{"superuser": 0, "readonly": 1, "readwrite": 2, "": 2, "admin": 3}
-	for _, role := range []string{"superuser", "readonly", "readwrite", "", "admin"} {
+	rank := map[string]int{"superuser": 0, "none": 0, "readonly": 1, "readwrite": 2, "admin": 3}
+	for _, role := range []string{"superuser", "none", "readonly", "readwrite", "admin"} {
 		for _, rt := range routes {
 			t.Run(role+" "+rt.method+" "+rt.path, func(t *testing.T) {
 				r := f.do(t, role, rt.method, rt.path, rt.body)

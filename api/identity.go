@@ -90,8 +90,7 @@ func (s *Server) authorize(r *http.Request, need role) error {
 	}
 	fix := fmt.Sprintf("use a client certificate with the %s access level: mirrorkv ca issue --client --access %s", need, need)
 	if err != nil {
-		return &Error{Status: http.StatusForbidden, Reason: reason.NoAccess, Err: err, Fix: fix,
-			Msg: fmt.Sprintf("certificate %q carries no usable access level: %v", cert.Subject.CommonName, err)}
+		return &Error{Status: http.StatusForbidden, Reason: reason.NoAccess, Err: err, Fix: fix, Msg: err.Error()}
 	}
 	return &Error{Status: http.StatusForbidden,
 		Msg: fmt.Sprintf("%s %s needs the %s access level; certificate %q has %s", r.Method, r.URL.Path, need, cert.Subject.CommonName, have),

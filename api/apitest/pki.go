@@ -65,14 +65,11 @@ func NewPKI(tb testing.TB) *PKI {
 	return p
 }
 
-// Client issues a client certificate named cn; role "" leaves out the role URI (readwrite),
-// any other role is written as urn:mirrorkv:role:ROLE.
+// Client issues a client certificate named cn with the role URI urn:mirrorkv:role:ROLE;
+// role "" is readwrite, and role "none" leaves the URI out, which gives no access.
 func (p *PKI) Client(tb testing.TB, cn, role string) ClientCert {
 	tb.Helper()
-	var uris []*url.URL
-	if role != "" {
-		uris = append(uris, &url.URL{Scheme: "urn", Opaque: "mirrorkv:role:" + role})
-	}
+	uris := roleURIs(role)
 	cert, key := p.issue(tb, cn, uris, x509.ExtKeyUsageClientAuth)
 	cc := ClientCert{CertFile: filepath.Join(p.Dir, cn+".crt"), KeyFile: filepath.Join(p.Dir, cn+".key"), TLS: cert}
 	writePEM(tb, cc.CertFile, "CERTIFICATE", cert.Certificate[0])
@@ -136,12 +133,18 @@ func (p *PKI) issue(tb testing.TB, cn string, uris []*url.URL, eku x509.ExtKeyUs
 // that set Request.TLS by hand.
 func (p *PKI) Leaf(tb testing.TB, cn, role string) *x509.Certificate {
 	tb.Helper()
-	var uris []*url.URL
-	if role != "" {
-		uris = append(uris, &url.URL{Scheme: "urn", Opaque: "mirrorkv:role:" + role})
-	}
-	cert, _ := p.issue(tb, cn, uris, x509.ExtKeyUsageClientAuth)
+	cert, _ := p.issue(tb, cn, roleURIs(role), x509.ExtKeyUsageClientAuth)
 	return cert.Leaf
+}
+
+func roleURIs(role string) []*url.URL {
+	switch role {
+	case "none":
+		return nil
+	case "":
+		role = "readwrite"
+	}
+	return []*url.URL{{Scheme: "urn", Opaque: "mirrorkv:role:" + role}}
 }
 
 func newKey(tb testing.TB) *ecdsa.PrivateKey {

@@ -141,10 +141,11 @@ func or(t, def time.Time) time.Time {
 // Member issues a good member certificate (both EKUs) named cn.
 func (ca *CA) Member(cn string) *Leaf { ca.tb.Helper(); return ca.Issue(Spec{CN: cn}) }
 
-// Client issues a good client certificate (clientAuth only) named cn.
+// Client issues a good client certificate (clientAuth only, the readwrite access level)
+// named cn.
 func (ca *CA) Client(cn string) *Leaf {
 	ca.tb.Helper()
-	return ca.Issue(Spec{CN: cn, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return ca.Issue(Spec{CN: cn, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:role:readwrite"}, NoGroup: true})
 }
 
 // Expired issues a member certificate that expired an hour ago.
