@@ -52,7 +52,7 @@ func CheckSharedCA(memberCAFile, clientCAFile string) error {
 		for _, c := range client {
 			if m.Equal(c) || (string(m.RawSubject) == string(c.RawSubject) && string(m.RawSubjectPublicKeyInfo) == string(c.RawSubjectPublicKeyInfo)) {
 				return &CredentialError{Reason: reason.SharedCA, File: clientCAFile,
-					Err: fmt.Errorf("CA %q is in both the member CA bundle %s and the client CA bundle; a member certificate could pass as a client and a client certificate as a member: make a separate client CA with `mirrorkv ca init`", dnOf(m), memberCAFile)}
+					Err: fmt.Errorf("CA %q is in both the member CA bundle %s and the client CA bundle: a member certificate could pass as a client and a client certificate as a member", dnOf(m), memberCAFile)}
 			}
 		}
 	}

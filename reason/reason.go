@@ -99,7 +99,7 @@ var table = map[Code]entry{
 	HandshakeFailed:        {"handshake-failed", "TLS handshake failed", "run `mirrorkv probe HOST:PORT` with the same credentials for details"},
 	BadCredentials:         {"bad-credentials", "certificate, key or CA file unusable", "check that file with `mirrorkv cert lint`"},
 	PublicCA:               {"public-ca", "replication CA is also trusted by the system", "use a dedicated private CA (`mirrorkv ca init`): any certificate a public or corporate CA signs would be accepted as a member"},
-	SharedCA:               {"shared-ca", "the same CA signs member and client certificates", "use separate CAs for members and clients, or policy dn so a client cannot pass as a member"},
+	SharedCA:               {"shared-ca", "the same CA signs member and client certificates", "use separate CAs for members and clients: make a client CA of its own with `mirrorkv ca init` and issue client certificates from it"},
 	RefusedByPeer:          {"refused-by-peer", "the peer refused this certificate after checking it (not authorised, revoked, or wrong usage)", "the peer's log names the exact reason; run `mirrorkv probe HOST:PORT --cert F --key F --ca F`"},
 	NoCommonCipher:         {"no-common-cipher", "no TLS version or cipher suite in common", "use TLS 1.3; with TLS 1.2 mirrorkv allows only ECDHE suites with AES-GCM or ChaCha20-Poly1305"},
 	ALPNMismatch:           {"alpn-mismatch", "the peer speaks another protocol on this port", "dial the member port for replication and the client port for the HTTP API"},
