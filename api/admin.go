@@ -110,7 +110,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.grp.AddMember(r.Context(), clientChain(r), m); err != nil {
+	if err := s.grp.AddMember(r.Context(), m); err != nil {
 		return memberError(m.Name, err)
 	}
 	s.writeJSON(w, http.StatusCreated, &m)
@@ -216,7 +216,7 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
 	return s.memberOp(w, r, s.grp.TransferLeadership)
 }
 
-func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(context.Context, [][]byte, string) error) error {
+func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) error {
 	name, err := s.memberName(r)
 	if err != nil {
 		return err
@@ -226,7 +226,7 @@ func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(contex
 			return err
 		}
 	}
-	if err := op(r.Context(), clientChain(r), name); err != nil {
+	if err := op(r.Context(), name); err != nil {
 		return memberError(name, err)
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -28,12 +28,14 @@ type Group interface {
 	ReadIndex(ctx context.Context) error
 	Status(ctx context.Context) (wire.Status, error)
 	Members(ctx context.Context) ([]wire.Member, error)
-	// The admin operations carry the admin client's verified certificate chain (DER, leaf
-	// first): the primary checks it again, so that no member acts on its own authority.
-	AddMember(ctx context.Context, admin [][]byte, m wire.Member) error
-	RemoveMember(ctx context.Context, admin [][]byte, name string) error
-	Promote(ctx context.Context, admin [][]byte, name string) error
-	TransferLeadership(ctx context.Context, admin [][]byte, to string) error
+	// The admin operations run on the primary only; elsewhere they fail with reason
+	// NotPrimary (503), naming the primary, and the client asks the next member.
+	AddMember(ctx context.Context, m wire.Member) error
+	// PrimaryURL is the client URL of the primary as this member knows it, or "".
+	PrimaryURL() string
+	RemoveMember(ctx context.Context, name string) error
+	Promote(ctx context.Context, name string) error
+	TransferLeadership(ctx context.Context, to string) error
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.

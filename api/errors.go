@@ -58,6 +58,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if s.local != nil {
 		h.Set(wire.HeaderRevision, strconv.FormatInt(s.local.Revision(), 10))
 	}
+	if e.Reason == reason.NotPrimary {
+		if u := s.grp.PrimaryURL(); u != "" {
+			h.Set(wire.HeaderPrimary, u) // where the client asks next
+		}
+	}
 	body := wire.Error{Error: e.Msg, Fix: e.Fix}
 	if e.Reason != reason.OK {
 		body.Reason = wire.Reason{Code: int(e.Reason), Text: e.Reason.Text()}

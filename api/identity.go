@@ -64,19 +64,6 @@ func clientCert(r *http.Request) *x509.Certificate {
 	return nil
 }
 
-// clientChain is the client's certificate chain as it presented it (DER, leaf first), for
-// the primary to check again before an admin operation.
-func clientChain(r *http.Request) [][]byte {
-	if r.TLS == nil {
-		return nil
-	}
-	chain := make([][]byte, 0, len(r.TLS.PeerCertificates))
-	for _, c := range r.TLS.PeerCertificates {
-		chain = append(chain, c.Raw)
-	}
-	return chain
-}
-
 // authorize checks that the client's certificate carries at least the role need.
 func (s *Server) authorize(r *http.Request, need role) error {
 	cert := clientCert(r)

@@ -164,6 +164,15 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 		if !retryable(err, req.idempotent) || ctx.Err() != nil {
 			return nil, err
 		}
+		// What runs on the primary only comes back with the primary's URL: ask it next,
+		// also when it is not among the endpoints (a member added since, say).
+		if e, ok := errors.AsType[*Error](err); ok && e.Primary != "" && e.Primary != c.endpoints[i] {
+			if resp, err := c.once(ctx, e.Primary, req); err == nil {
+				return resp, nil
+			} else if !retryable(err, req.idempotent) {
+				return nil, err
+			}
+		}
 		if err := sleep(ctx, backoff(attempt, n, err)); err != nil {
 			return nil, last
 		}

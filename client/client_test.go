@@ -122,6 +122,28 @@ func TestClient_Admin(t *testing.T) {
 	}
 }
 
+// An admin operation answered "not the primary" goes to the primary the answer names, also
+// when that member is not among the client's endpoints.
+func TestClient_FollowsThePrimary(t *testing.T) {
+	pki := apitest.NewPKI(t)
+	standby := apitest.Start(t, api.Config{Node: "m1"}, pki)
+	primary := apitest.Start(t, api.Config{Node: "m2"}, pki)
+	standby.Group.Fail(reason.Wrap(reason.NotPrimary, errors.New("membership changes run on the primary only")))
+	standby.Group.SetPrimaryURL(primary.URL)
+	c := newClient(t, pki, "admin", standby.URL)
+	if err := c.Promote(t.Context(), "m3"); err != nil {
+		t.Fatalf("Promote through a standby that names the primary: %v", err)
+	}
+	if primary.Group.Calls("Promote") != 1 {
+		t.Fatalf("the primary saw %d promotions, want 1", primary.Group.Calls("Promote"))
+	}
+	standby.Group.SetPrimaryURL("")
+	err := c.Promote(t.Context(), "m3")
+	if e, ok := errors.AsType[*client.Error](err); !ok || reason.Code(e.Reason.Code) != reason.NotPrimary {
+		t.Fatalf("Promote through a standby that names no primary: %v; want the not-primary refusal", err)
+	}
+}
+
 func TestClient_Failover(t *testing.T) {
 	pki := apitest.NewPKI(t)
 	sick := apitest.Start(t, api.Config{Node: "m1"}, pki)

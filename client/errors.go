@@ -24,6 +24,8 @@ type Error struct {
 	Msg      string
 	Fix      string
 	Endpoint string // the member that answered
+	// Primary is the client URL of the primary that a not-primary answer named, or "".
+	Primary string
 	// Revision is the key's current revision on a failed precondition (412); 0 when the key
 	// does not exist.
 	Revision int64
@@ -73,6 +75,11 @@ func parseError(endpoint string, resp *http.Response, body []byte) *Error {
 	}
 	if resp.StatusCode == http.StatusPreconditionFailed {
 		e.Revision = revisionOf(resp.Header)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		if p, err := normalizeEndpoint(resp.Header.Get(wire.HeaderPrimary)); err == nil {
+			e.Primary = p
+		}
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		e.retryAfter = time.Duration(s) * time.Second

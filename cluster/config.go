@@ -80,10 +80,6 @@ type Config struct {
 	// count as in sync (default 256).
 	SyncLag uint64
 
-	// Admins checks the identity behind every membership and leadership change on the
-	// primary; nil refuses them all.
-	Admins AdminVerifier
-
 	// TLSHealth reports what an operator must act on in this member's trust material (an
 	// expired CRL, say), shown as the member's reason in the status while its role is
 	// otherwise healthy; may be nil.

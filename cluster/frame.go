@@ -28,10 +28,8 @@ const (
 	methodReadIndex
 	methodSelf
 	methodMembers
-	methodAddMember
-	methodRemoveMember
-	methodPromote
-	methodTransfer
+	// 5 to 8 carried membership and leadership changes; they are admin operations now,
+	// run on the primary only, and the numbers are not reused.
 )
 
 // Response kinds.

@@ -40,7 +40,7 @@ func fastConfig() Config {
 	return Config{GroupID: "test", HeartbeatTimeout: 200 * time.Millisecond,
 		ElectionTimeout: 200 * time.Millisecond, LeaderLeaseTimeout: 100 * time.Millisecond,
 		CommitTimeout: 5 * time.Millisecond, ApplyTimeout: 5 * time.Second,
-		TransportTimeout: 2 * time.Second, StatusTimeout: time.Second, Admins: fakeAdmins{}}
+		TransportTimeout: 2 * time.Second, StatusTimeout: time.Second}
 }
 
 // newTestGroup starts a bootstrapped member, then adds voters-1 failover and async members.
@@ -56,7 +56,7 @@ func newTestGroup(tb testing.TB, base Config, voters, async int) *testGroup {
 	for i := 1; i < voters+async; i++ {
 		n := g.start(tb, fmt.Sprintf("m%d", i), false, []string{first.cfg.Advertise})
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := g.leader(tb).c.AddMember(ctx, testAdmin, n.member(i >= voters))
+		err := g.leader(tb).c.AddMember(ctx, n.member(i >= voters))
 		cancel()
 		if err != nil {
 			tb.Fatalf("add member %s: %v", n.name, err)

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
@@ -482,19 +481,6 @@ func (m *mux) connsTo(addr string) int {
 		}
 	}
 	return n
-}
-
-// testAdmin is the admin identity the in-process tests act under; fakeAdmins accepts it and
-// nothing else.
-var testAdmin = [][]byte{[]byte("admin")}
-
-type fakeAdmins struct{}
-
-func (fakeAdmins) VerifyAdmin(chain [][]byte) (string, error) {
-	if len(chain) == 1 && string(chain[0]) == "admin" {
-		return "CN=admin", nil
-	}
-	return "", reason.Wrap(reason.AdminRequired, errors.New("not the test admin"))
 }
 
 func (n *testNet) PeerDN(c net.Conn) (string, error) {

@@ -82,10 +82,10 @@ func TestCluster_Close(t *testing.T) {
 		"ReadIndex":          n.c.ReadIndex(ctx),
 		"Status":             statusErr,
 		"Members":            membersErr,
-		"AddMember":          n.c.AddMember(ctx, testAdmin, wire.Member{Name: "x", MemberAddr: "127.0.0.1:1", DN: "CN=x"}),
-		"RemoveMember":       n.c.RemoveMember(ctx, testAdmin, "x"),
-		"Promote":            n.c.Promote(ctx, testAdmin, "x"),
-		"TransferLeadership": n.c.TransferLeadership(ctx, testAdmin, ""),
+		"AddMember":          n.c.AddMember(ctx, wire.Member{Name: "x", MemberAddr: "127.0.0.1:1", DN: "CN=x"}),
+		"RemoveMember":       n.c.RemoveMember(ctx, "x"),
+		"Promote":            n.c.Promote(ctx, "x"),
+		"TransferLeadership": n.c.TransferLeadership(ctx, ""),
 	} {
 		if reason.Of(err, reason.OK) != reason.Shutdown || !errors.Is(err, ErrShutdown) {
 			t.Errorf("%s after Close: %v; want reason Shutdown", what, err)

@@ -31,16 +31,13 @@ func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) {
 
 // AddMember authorises m's DN on the primary, then adds it to raft as a non-voter; a
 // failover member (not Async) becomes a voter once it has caught up, so that a slow or
-// broken newcomer never counts towards the quorum. admin is the requesting admin client's
-// verified certificate chain (DER, leaf first), checked again on the primary; so are the
-// other admin operations'.
-func (c *Cluster) AddMember(ctx context.Context, admin [][]byte, m wire.Member) error {
+// broken newcomer never counts towards the quorum. Like every admin operation it runs on
+// the primary only (adminOnPrimary).
+func (c *Cluster) AddMember(ctx context.Context, m wire.Member) error {
 	if m.Name == "" || m.MemberAddr == "" || m.DN == "" {
 		return errors.New("add member: name, member address and DN are required")
 	}
-	var e enc
-	e.member(m)
-	return c.adminOnPrimary(ctx, methodAddMember, admin, e.b, func(ctx context.Context) error { return c.addMemberLocal(ctx, m) })
+	return c.adminOnPrimary(func() error { return c.addMemberLocal(ctx, m) })
 }
 
 func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
@@ -58,10 +55,8 @@ func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
 }
 
 // Promote turns an async member into a failover member once it has caught up.
-func (c *Cluster) Promote(ctx context.Context, admin [][]byte, name string) error {
-	var e enc
-	e.str(name)
-	return c.adminOnPrimary(ctx, methodPromote, admin, e.b, func(ctx context.Context) error { return c.promoteLocal(ctx, name) })
+func (c *Cluster) Promote(ctx context.Context, name string) error {
+	return c.adminOnPrimary(func() error { return c.promoteLocal(ctx, name) })
 }
 
 func (c *Cluster) promoteLocal(ctx context.Context, name string) error {
@@ -117,10 +112,8 @@ func (c *Cluster) caughtUp(info selfInfo, primaryLast uint64) bool {
 // RemoveMember takes name out of raft and then withdraws its authorisation, so that every
 // member's channel drops it. The primary does not remove itself: it hands the primary role
 // to another failover member first, and that one removes it.
-func (c *Cluster) RemoveMember(ctx context.Context, admin [][]byte, name string) error {
-	var e enc
-	e.str(name)
-	err := c.adminOnPrimary(ctx, methodRemoveMember, admin, e.b, func(ctx context.Context) error { return c.removeLocal(ctx, admin, name) })
+func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
+	err := c.adminOnPrimary(func() error { return c.removeLocal(ctx, name) })
 	if err != nil && reason.Of(err, reason.OK) == reason.Timeout && c.waitRemoved(ctx, name) {
 		// The removed member asked, itself or through the old primary: withdrawing its
 		// authorisation cut its conn before the answer came back. The removal is done.
@@ -156,12 +149,9 @@ func (c *Cluster) waitRemoved(ctx context.Context, name string) bool {
 	}
 }
 
-func (c *Cluster) removeLocal(ctx context.Context, admin [][]byte, name string) error {
+func (c *Cluster) removeLocal(ctx context.Context, name string) error {
 	if name == c.cfg.Name {
-		var e enc
-		e.chain(admin)
-		e.str(name)
-		return c.removeSelf(ctx, e.b)
+		return c.removeSelf(ctx)
 	}
 	return c.removeMemberLocal(ctx, name)
 }
@@ -188,10 +178,12 @@ func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
 	return nil
 }
 
-// removeSelf hands the primary role to another failover member and asks it to remove this
-// one. Withdrawing its own authorisation first, as the primary, would make the others cut it
-// off before the configuration change that removes it could reach them.
-func (c *Cluster) removeSelf(ctx context.Context, payload []byte) error {
+// removeSelf hands the primary role to another failover member and answers NotPrimary,
+// naming it, so that the admin's client asks the new primary to remove this one (the client
+// moves on to the next member on that answer). Withdrawing its own authorisation first, as
+// the primary, would make the others cut it off before the configuration change that
+// removes it could reach them.
+func (c *Cluster) removeSelf(ctx context.Context) error {
 	if !c.hasOtherVoter() {
 		return fmt.Errorf("remove member %s: it is the only failover member; add and promote another first", c.cfg.Name)
 	}
@@ -205,8 +197,7 @@ func (c *Cluster) removeSelf(ctx context.Context, payload []byte) error {
 	if p.id == c.cfg.Name {
 		return reason.Wrap(reason.NoPrimary, fmt.Errorf("remove member %s: no other member took over the primary role: %w", c.cfg.Name, ErrNoPrimary))
 	}
-	_, err = c.call(ctx, p.addr, methodRemoveMember, payload, false)
-	return err
+	return c.adminElsewhere(p, fmt.Sprintf("%s handed the primary role to %s before its own removal", c.cfg.Name, p.id))
 }
 
 func (c *Cluster) hasOtherVoter() bool {
@@ -224,10 +215,8 @@ func (c *Cluster) hasOtherVoter() bool {
 
 // TransferLeadership hands the primary role to the voter named to, or to the most
 // up-to-date voter when to is empty.
-func (c *Cluster) TransferLeadership(ctx context.Context, admin [][]byte, to string) error {
-	var e enc
-	e.str(to)
-	return c.adminOnPrimary(ctx, methodTransfer, admin, e.b, func(ctx context.Context) error { return c.transferLocal(ctx, to) })
+func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
+	return c.adminOnPrimary(func() error { return c.transferLocal(ctx, to) })
 }
 
 func (c *Cluster) transferLocal(ctx context.Context, to string) error {
@@ -250,22 +239,50 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 	return nil
 }
 
-// adminOnPrimary runs local on the primary, or sends the request to it with the admin's
-// chain in front, as onPrimary does. The primary checks the chain either way.
-func (c *Cluster) adminOnPrimary(ctx context.Context, method byte, admin [][]byte, payload []byte, local func(context.Context) error) error {
-	var e enc
-	e.chain(admin)
-	e.b = append(e.b, payload...)
-	return c.onPrimary(ctx, func(ctx context.Context, p primary) error {
-		if p.id == c.cfg.Name {
-			if err := c.checkAdmin(admin); err != nil {
-				return err
-			}
-			return local(ctx)
+// adminOnPrimary runs an admin operation on the primary only. Elsewhere it refuses with
+// reason.NotPrimary, naming the primary: an admin operation never travels over the member
+// channel, where only a member's certificate would vouch for it (a client's certificate
+// chain is public, so attaching it would prove nothing), and so it runs only where the
+// admin's own certificate passed the TLS handshake and the API's access check.
+func (c *Cluster) adminOnPrimary(local func() error) error {
+	if c.closing.Load() {
+		return shutdownErr()
+	}
+	if !c.isLeader() {
+		addr, id := c.raft.LeaderWithID()
+		return c.adminElsewhere(primary{addr: string(addr), id: string(id)}, "")
+	}
+	return local()
+}
+
+// PrimaryURL is the client URL of the primary as this member knows it, or "".
+func (c *Cluster) PrimaryURL() string {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return ""
+	}
+	m, err := c.member(string(id))
+	if err != nil {
+		return ""
+	}
+	return m.ClientURL
+}
+
+// adminElsewhere is the NotPrimary answer to an admin operation, naming the primary's
+// client URL when this member knows it.
+func (c *Cluster) adminElsewhere(p primary, why string) error {
+	where := "no primary is known yet; retry shortly"
+	if p.id != "" {
+		where = "send it to the primary, " + p.id
+		if m, err := c.member(p.id); err == nil && m.ClientURL != "" {
+			where += " (" + m.ClientURL + ")"
 		}
-		_, err := c.call(ctx, p.addr, method, e.b, false)
-		return err
-	})
+	}
+	if why != "" {
+		why += "; "
+	}
+	return reason.Wrap(reason.NotPrimary, &notPrimaryError{leader: p,
+		err: fmt.Errorf("%smembership and leadership changes run on the primary only: %s: %w", why, where, ErrNotPrimary)})
 }
 
 func (c *Cluster) applyMember(ctx context.Context, op store.Op, m wire.Member) error {

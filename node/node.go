@@ -100,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		ElectionTimeout: cfg.ElectionTimeout, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
 		CertNotAfter: n.memberSrc.LeafNotAfter, Registerer: reg,
-		Admins: adminVerifier{n.clientSrc}, TLSHealth: n.tlsHealth,
+		TLSHealth: n.tlsHealth,
 	}, n.store, nw, n.memberSrc, log.With("component", "cluster"))
 	if err != nil {
 		memberLn.Close()
@@ -249,27 +249,6 @@ func (n *Node) tlsHealth() reason.Code {
 		}
 	}
 	return reason.OK
-}
-
-// adminVerifier checks, on the primary, the admin client chain that came with a membership
-// or leadership change: against this member's own client CA and CRL, and for the admin
-// access level.
-type adminVerifier struct{ clients *mtls.Source }
-
-func (a adminVerifier) VerifyAdmin(chain [][]byte) (string, error) {
-	leaf, err := a.clients.VerifyChain(chain)
-	if err != nil {
-		return "", fmt.Errorf("verify the admin's certificate: %w", err)
-	}
-	dn := pki.DNOf(leaf)
-	access, err := pki.AccessOf(leaf)
-	if err != nil {
-		return "", reason.Wrap(reason.NoAccess, fmt.Errorf("certificate %q: %w", dn, err))
-	}
-	if access != pki.AccessAdmin {
-		return "", reason.Wrap(reason.AdminRequired, fmt.Errorf("certificate %q has the %s access level, not admin", dn, access))
-	}
-	return dn, nil
 }
 
 // memberNetwork is the member port as the cluster sees it: authorised TLS conns both ways.

@@ -98,6 +98,9 @@ const (
 	HeaderRevision = "X-Mirrorkv-Revision"
 	// HeaderStale is "true" on a response served from a member's own copy (?stale=true).
 	HeaderStale = "X-Mirrorkv-Stale"
+	// HeaderPrimary is the client URL of the primary, on a 503 not-primary answer to what
+	// runs on the primary only (membership and leadership changes).
+	HeaderPrimary = "X-Mirrorkv-Primary"
 	// HeaderServedBy names the member that answered.
 	HeaderServedBy = "X-Mirrorkv-Member"
 )

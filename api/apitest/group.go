@@ -21,7 +21,8 @@ type Group struct {
 	status  wire.Status
 	err     error
 	calls   map[string]int
-	admin   [][]byte // the identity the last admin operation carried
+	// primaryURL is what PrimaryURL answers.
+	primaryURL string
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -112,31 +113,22 @@ func (g *Group) Members(context.Context) ([]wire.Member, error) {
 	return slices.Clone(g.members), err
 }
 
-// AdminChain returns the admin identity the last admin operation carried.
-func (g *Group) AdminChain() [][]byte {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.admin
-}
-
 // AddMember appends m.
-func (g *Group) AddMember(_ context.Context, admin [][]byte, m wire.Member) error {
+func (g *Group) AddMember(_ context.Context, m wire.Member) error {
 	defer g.mu.Unlock()
 	if err := g.enter("AddMember"); err != nil {
 		return err
 	}
-	g.admin = admin
 	g.members = append(g.members, m)
 	return nil
 }
 
 // RemoveMember removes the member named name, or returns store.ErrNotFound.
-func (g *Group) RemoveMember(_ context.Context, admin [][]byte, name string) error {
+func (g *Group) RemoveMember(_ context.Context, name string) error {
 	defer g.mu.Unlock()
 	if err := g.enter("RemoveMember"); err != nil {
 		return err
 	}
-	g.admin = admin
 	i := slices.IndexFunc(g.members, func(m wire.Member) bool { return m.Name == name })
 	if i < 0 {
 		return store.ErrNotFound
@@ -145,21 +137,32 @@ func (g *Group) RemoveMember(_ context.Context, admin [][]byte, name string) err
 	return nil
 }
 
-// Promote records the call.
-func (g *Group) Promote(_ context.Context, admin [][]byte, _ string) error {
+// SetPrimaryURL sets what PrimaryURL answers.
+func (g *Group) SetPrimaryURL(u string) {
+	g.mu.Lock()
 	defer g.mu.Unlock()
-	err := g.enter("Promote")
-	g.admin = admin
-	return err
+	g.primaryURL = u
+}
+
+// PrimaryURL returns the URL set by SetPrimaryURL, "" at first.
+func (g *Group) PrimaryURL() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.primaryURL
+}
+
+// Promote records the call.
+func (g *Group) Promote(context.Context, string) error {
+	defer g.mu.Unlock()
+	return g.enter("Promote")
 }
 
 // TransferLeadership makes to the primary in the status.
-func (g *Group) TransferLeadership(_ context.Context, admin [][]byte, to string) error {
+func (g *Group) TransferLeadership(_ context.Context, to string) error {
 	defer g.mu.Unlock()
 	if err := g.enter("TransferLeadership"); err != nil {
 		return err
 	}
-	g.admin = admin
 	g.status.Primary = to
 	return nil
 }
