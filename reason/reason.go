@@ -63,7 +63,6 @@ const (
 	Timeout        Code = 208
 	LeadershipLost Code = 209
 	NotAllowed     Code = 210
-	AdminRequired  Code = 211
 	Busy           Code = 212
 
 	DiskFull    Code = 301
@@ -123,7 +122,6 @@ var table = map[Code]entry{
 	Timeout:        {"timeout", "operation timed out; its outcome is unknown", "read the key back before retrying a non-idempotent write"},
 	LeadershipLost: {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
 	NotAllowed:     {"not-allowed", "a member certificate may carry replication and forwarded client writes only", "run membership and credential changes with an admin client certificate through the client port"},
-	AdminRequired:  {"admin-required", "the operation needs an admin client's verified identity", "use a client certificate with the admin access level (`mirrorkv ca issue --client --access admin`)"},
 	Busy:           {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
