@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -102,5 +103,36 @@ func BenchmarkGet(b *testing.B) {
 	for b.Loop() {
 		clear(w.h)
 		h.ServeHTTP(w, req)
+	}
+}
+
+// TestPut_ClaimedLength sends a body that declares nearly the value limit and carries three
+// bytes: the member must not allocate what was only claimed.
+func TestPut_ClaimedLength(t *testing.T) {
+	const limit = 16 << 20
+	g := apitest.NewGroup("m1")
+	h := api.New(api.Config{Node: "m1", MaxValueBytes: limit}, g, g, prometheus.NewRegistry(), nil).Handler()
+	leaf := apitest.NewPKI(t).Leaf(t, "admin", "admin")
+	put := func() {
+		req := httptest.NewRequest("PUT", "/v1/kv/claimed", strings.NewReader("abc"))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+		req.ContentLength = limit - 1
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Fatalf("a body shorter than its Content-Length: %d %s, want 400", rec.Code, rec.Body)
+		}
+	}
+	put() // warm the pools
+	best := ^uint64(0)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		put()
+		runtime.ReadMemStats(&after)
+		best = min(best, after.TotalAlloc-before.TotalAlloc)
+	}
+	if best > 1<<20 {
+		t.Errorf("a PUT claiming %d bytes and sending 3 allocated %d bytes; want under 1 MiB", limit-1, best)
 	}
 }

@@ -3,10 +3,10 @@ package api
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
+	"github.com/mirrorkv/mirrorkv/internal/arrival"
 	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
@@ -82,9 +82,10 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readValue reads the body, at most MaxValueBytes. With a Content-Length the value is read
-// into one exact allocation; a chunked body goes through a pooled buffer first. The value is
-// never pooled itself: the group may hold on to it after Apply returns.
+// readValue reads the body, at most MaxValueBytes. A Content-Length is a claim, not bytes:
+// the value grows as the bytes arrive (arrival.ReadFull), so a client that declares a large
+// body and sends little costs little. A chunked body goes through a pooled buffer first. The
+// value is never pooled itself: the group may hold on to it after Apply returns.
 func (s *Server) readValue(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := s.cfg.MaxValueBytes
 	if r.ContentLength > limit {
@@ -92,8 +93,8 @@ func (s *Server) readValue(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	if r.ContentLength >= 0 {
 		// The server's body reader already stops at Content-Length, checked above.
-		value := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, value); err != nil {
+		value, err := arrival.ReadFull(r.Body, r.ContentLength)
+		if err != nil {
 			return nil, bodyError(err)
 		}
 		return value, nil
