@@ -37,7 +37,7 @@ type Group interface {
 // Reader reads this member's own copy of the store; *store.Store implements it.
 type Reader interface {
 	Get(key string) (store.KV, error)
-	List(prefix, start string, limit int) ([]store.KV, bool, error)
+	List(r store.Range) ([]store.KV, bool, error)
 	Revision() int64
 }
 

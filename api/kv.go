@@ -211,7 +211,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rev := s.local.Revision()
-	kvs, more, err := s.local.List(q.Get("prefix"), q.Get("start"), limit+1)
+	kvs, more, err := s.local.List(store.Range{Prefix: q.Get("prefix"), Start: q.Get("start"), Limit: limit + 1})
 	if err != nil {
 		return err
 	}
