@@ -48,6 +48,13 @@ const (
 	DefaultListLimit     = 100
 	DefaultMaxListLimit  = 10000
 	DefaultHealthTimeout = 2 * time.Second
+	// DefaultMaxListBytes bounds the keys and values of one listing response.
+	DefaultMaxListBytes = 4 << 20
+	// DefaultMaxReadBytesInFlight bounds the bytes all listings and large values being
+	// served hold at once: 16 full listings.
+	DefaultMaxReadBytesInFlight = 64 << 20
+	// DefaultReadWait is how long a large read waits for room before it is refused.
+	DefaultReadWait = time.Second
 	// maxMemberBodyBytes bounds a POST /v1/members body; a member record is a few hundred
 	// bytes.
 	maxMemberBodyBytes = 64 << 10
@@ -61,6 +68,15 @@ type Config struct {
 	ListLimit     int           // keys per listing when ?limit is absent (default 100)
 	MaxListLimit  int           // largest ?limit accepted (default 10000)
 	HealthTimeout time.Duration // how long /healthz waits for the group's status (default 2 s)
+	// MaxListBytes bounds the keys and values of one listing (default 4 MiB, at most
+	// MaxReadBytesInFlight): the listing stops before the key that would pass it, with more
+	// and next set, and always holds at least one key.
+	MaxListBytes int
+	// MaxReadBytesInFlight bounds the bytes that listings (MaxListBytes each) and values of
+	// 64 KiB or more being served hold at once on this member (default 64 MiB). A read that
+	// finds no room within ReadWait gets 503 with reason Busy and Retry-After: 1.
+	MaxReadBytesInFlight int64
+	ReadWait             time.Duration // how long a large read waits for room (default 1 s)
 }
 
 func (c Config) withDefaults() Config {
@@ -79,6 +95,16 @@ func (c Config) withDefaults() Config {
 	if c.HealthTimeout <= 0 {
 		c.HealthTimeout = DefaultHealthTimeout
 	}
+	if c.MaxReadBytesInFlight <= 0 {
+		c.MaxReadBytesInFlight = DefaultMaxReadBytesInFlight
+	}
+	if c.MaxListBytes <= 0 {
+		c.MaxListBytes = DefaultMaxListBytes
+	}
+	c.MaxListBytes = int(min(int64(c.MaxListBytes), c.MaxReadBytesInFlight))
+	if c.ReadWait <= 0 {
+		c.ReadWait = DefaultReadWait
+	}
 	return c
 }
 
@@ -89,6 +115,7 @@ type Server struct {
 	local   Reader
 	log     *slog.Logger
 	metrics *metrics
+	reads   *readGate
 	mux     *http.ServeMux
 	// Header values set on many responses, made once: a header map may share them because
 	// nothing appends to or edits a response's header values after they are set.
@@ -109,12 +136,14 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:         cfg.withDefaults(),
+		cfg:         cfg,
 		grp:         grp,
 		local:       local,
 		log:         log,
 		metrics:     newMetrics(reg),
+		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.ReadWait, reg),
 		mux:         http.NewServeMux(),
 		member:      []string{cfg.Node},
 		octetStream: []string{"application/octet-stream"},

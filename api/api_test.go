@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -159,6 +160,57 @@ func TestList(t *testing.T) {
 	}
 	f.want(t, f.do(t, "", "GET", "/v1/kv/?limit=4", ""), http.StatusBadRequest)
 	f.want(t, f.do(t, "", "GET", "/v1/kv/?prefx=p", ""), http.StatusBadRequest)
+}
+
+// TestList_MaxBytes: a listing stops at MaxListBytes of keys and values, with more and a
+// next that continues it, and holds at least one key however large.
+func TestList_MaxBytes(t *testing.T) {
+	f := newFixture(t, api.Config{MaxListBytes: 250})
+	v := strings.Repeat("v", 97) // 3-byte keys: 100 bytes a key
+	for _, k := range []string{"p/a", "p/b", "p/c", "p/d", "q/a"} {
+		f.want(t, f.do(t, "", "PUT", "/v1/kv/"+k, v), http.StatusOK)
+	}
+	f.want(t, f.do(t, "", "PUT", "/v1/kv/p/e", strings.Repeat("x", 1000)), http.StatusOK)
+	list := func(query string) wire.List {
+		t.Helper()
+		r := f.do(t, "readonly", "GET", "/v1/kv/?"+query, "")
+		f.want(t, r, http.StatusOK)
+		var l wire.List
+		if err := json.Unmarshal(r.body, &l); err != nil {
+			t.Fatalf("list body %s: %v", r.body, err)
+		}
+		return l
+	}
+	keys := func(l wire.List) string {
+		var ks []string
+		for _, kv := range l.KVs {
+			ks = append(ks, kv.Key)
+		}
+		return strings.Join(ks, " ")
+	}
+	l := list("prefix=p/&limit=10000&stale=true")
+	if keys(l) != "p/a p/b" || !l.More || l.Next == "" {
+		t.Fatalf("first page %q more %v next %q: want p/a p/b, more, a next", keys(l), l.More, l.Next)
+	}
+	var all []string
+	for start, pages := "", 0; ; pages++ {
+		l := list("prefix=p/&start=" + url.QueryEscape(start))
+		if len(l.KVs) == 0 {
+			t.Fatalf("page %d after %q is empty", pages, start)
+		}
+		all = append(all, keys(l))
+		if !l.More {
+			break
+		}
+		start = l.Next
+	}
+	if got := strings.Join(all, " | "); got != "p/a p/b | p/c p/d | p/e" {
+		t.Errorf("pages %q, want p/a p/b | p/c p/d | p/e (p/e alone: larger than the bound)", got)
+	}
+	// The limit still cuts first when it is the smaller bound, with the next key as next.
+	if l := list("prefix=p/&limit=1"); keys(l) != "p/a" || !l.More || l.Next != "p/b" {
+		t.Errorf("limit 1: %q more %v next %q, want p/a, more, next p/b", keys(l), l.More, l.Next)
+	}
 }
 
 func TestPermissions(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -134,5 +135,76 @@ func TestPut_ClaimedLength(t *testing.T) {
 	}
 	if best > 1<<20 {
 		t.Errorf("a PUT claiming %d bytes and sending 3 allocated %d bytes; want under 1 MiB", limit-1, best)
+	}
+}
+
+// blockingWriter is a ResponseWriter whose first Write waits until release is closed: a
+// client that reads slowly, holding its read's bytes on the member meanwhile.
+type blockingWriter struct {
+	*httptest.ResponseRecorder
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	select {
+	case <-w.writing:
+	default:
+		close(w.writing)
+	}
+	<-w.release
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestBusy fills a member's read gate with one slow reader of a large value: every further
+// large read waits ReadWait and gets 503 with reason Busy and Retry-After: 1, small reads
+// still pass, and once the slow reader is done the large reads pass again.
+func TestBusy(t *testing.T) {
+	g := apitest.NewGroup("m1")
+	cfg := api.Config{Node: "m1", MaxReadBytesInFlight: 100 << 10, ReadWait: 10 * time.Millisecond}
+	h := api.New(cfg, g, g, prometheus.NewRegistry(), nil).Handler()
+	ca := apitest.NewPKI(t)
+	leaves := map[string]*x509.Certificate{"GET": ca.Leaf(t, "reader", "readonly"), "PUT": ca.Leaf(t, "writer", "readwrite")}
+	serve := func(w http.ResponseWriter, method, target, body string) {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaves[method]}}
+		h.ServeHTTP(w, req)
+	}
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/big", strings.Repeat("b", 80<<10))
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/small", "s")
+
+	slow := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serve(slow, "GET", "/v1/kv/big?stale=true", "")
+	}()
+	<-slow.writing // the slow reader holds 80 KiB of the 100 KiB
+
+	for _, target := range []string{"/v1/kv/big?stale=true", "/v1/kv/?stale=true", "/v1/kv/?prefix=b&limit=1&stale=true"} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", target, "")
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), `"code":212`) {
+			t.Errorf("GET %s with the gate full: %d Retry-After %q %s; want 503, Retry-After 1, reason 212",
+				target, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	serve(rec, "GET", "/v1/kv/small?stale=true", "")
+	if rec.Code != http.StatusOK {
+		t.Errorf("a small value with the gate full: %d %s, want 200", rec.Code, rec.Body)
+	}
+
+	close(slow.release)
+	<-done
+	if slow.Code != http.StatusOK || slow.Body.Len() != 80<<10 {
+		t.Fatalf("the slow reader got %d with %d bytes", slow.Code, slow.Body.Len())
+	}
+	for _, target := range []string{"/v1/kv/big?stale=true", "/v1/kv/?stale=true"} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", target, "")
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s once the gate is free: %d %s, want 200", target, rec.Code, rec.Body)
+		}
 	}
 }

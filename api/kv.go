@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -142,10 +144,11 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readBarrier(r, stale); err != nil {
 		return err
 	}
-	kv, err := s.local.Get(key)
+	kv, held, err := s.getLarge(r.Context(), key)
 	if err != nil {
 		return err
 	}
+	defer s.reads.release(held)
 	h := w.Header()
 	h["Content-Type"] = s.octetStream
 	if stale {
@@ -158,6 +161,36 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) error {
 		s.log.Debug("write value", "key", key, "err", err)
 	}
 	return nil
+}
+
+// getLarge reads key and, when its value is large, takes the value's bytes from the read
+// gate, which it returns as held for the caller to release. A read that must wait for the
+// gate lets go of the value meanwhile and reads the key again once it has room, so waiting
+// reads hold nothing.
+func (s *Server) getLarge(ctx context.Context, key string) (kv store.KV, held int64, err error) {
+	kv, err = s.local.Get(key)
+	if err != nil || len(kv.Value) < largeValue {
+		return kv, 0, err
+	}
+	if held, ok := s.reads.tryGrow(0, int64(len(kv.Value))); ok {
+		return kv, held, nil
+	}
+	n := int64(len(kv.Value))
+	kv = store.KV{}
+	if held, err = s.reads.acquire(ctx, n); err != nil {
+		return kv, 0, err
+	}
+	if kv, err = s.local.Get(key); err != nil {
+		s.reads.release(held)
+		return kv, 0, err
+	}
+	// The key may have changed while the read waited.
+	held, ok := s.reads.tryGrow(held, int64(len(kv.Value)))
+	if !ok {
+		s.reads.release(held)
+		return store.KV{}, 0, busy(int64(len(kv.Value)), s.reads.size)
+	}
+	return kv, held, nil
 }
 
 // readBarrier makes a read linearizable unless the client asked for a stale one.
@@ -194,6 +227,9 @@ func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listKV serves a listing of at most ?limit keys and MaxListBytes of keys and values. The
+// listing's bytes are taken from the read gate before the store copies them, and the
+// response is encoded as it is written, so a listing holds about MaxListBytes at most.
 func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	if err := checkQuery(q, "prefix", "start", "limit", "stale"); err != nil {
@@ -210,30 +246,82 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readBarrier(r, stale); err != nil {
 		return err
 	}
-	rev := s.local.Revision()
-	kvs, more, err := s.local.List(store.Range{Prefix: q.Get("prefix"), Start: q.Get("start"), Limit: limit + 1})
+	held, err := s.reads.acquire(r.Context(), int64(s.cfg.MaxListBytes))
 	if err != nil {
 		return err
 	}
-	out := wire.List{Revision: rev, KVs: make([]wire.KV, 0, min(len(kvs), limit))}
-	for i, kv := range kvs {
-		if i == limit {
-			out.More, out.Next = true, kv.Key
-			break
-		}
-		out.KVs = append(out.KVs, wire.KV{Key: kv.Key, Value: kv.Value, Revision: kv.Revision})
+	defer func() { s.reads.release(held) }()
+	rev := s.local.Revision()
+	// One key past the limit tells whether there is more, and which key comes next.
+	kvs, more, err := s.local.List(store.Range{Prefix: q.Get("prefix"), Start: q.Get("start"),
+		Limit: limit + 1, MaxBytes: s.cfg.MaxListBytes})
+	if err != nil {
+		return err
 	}
-	// The store may also cut the listing below limit+1 on its own.
-	if more && !out.More && len(kvs) > 0 {
-		out.More, out.Next = true, kvs[len(kvs)-1].Key+"\x00"
+	var next string
+	if len(kvs) > limit {
+		next = kvs[limit].Key
+		kvs[limit] = store.KV{} // its value is not sent: let it go
+		kvs, more = kvs[:limit], true
+	} else if more && len(kvs) > 0 {
+		// The byte bound cut the listing: continue right after the last key.
+		next = kvs[len(kvs)-1].Key + "\x00"
 	}
+	used := int64(0)
+	for _, kv := range kvs {
+		used += int64(len(kv.Key) + len(kv.Value))
+	}
+	s.reads.release(held - min(used, held)) // give back what the listing did not fill
+	held = min(used, held)
 	if stale {
 		w.Header()[wire.HeaderStale] = s.staleTrue
 	}
 	setHeaders(w.Header(), 0, rev, -1)
-	s.writeJSON(w, http.StatusOK, &out)
+	s.writeList(w, rev, kvs, more, next)
 	return nil
 }
+
+// writeList writes a listing as json.Encoder would write the wire.List, one key at a time:
+// the response never exists whole, and each value can be collected once it is sent.
+func (s *Server) writeList(w http.ResponseWriter, rev int64, kvs []store.KV, more bool, next string) {
+	buf := s.bufs.Get().(*bytes.Buffer)
+	defer s.putBuf(buf)
+	buf.Reset()
+	enc := json.NewEncoder(buf)
+	w.Header()["Content-Type"] = []string{"application/json"}
+	w.WriteHeader(http.StatusOK)
+	buf.WriteString(`{"revision":`)
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), rev, 10))
+	buf.WriteString(`,"kvs":[`)
+	for i := range kvs {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		kv := &kvs[i]
+		// Encoding a string, bytes and a number cannot fail.
+		_ = enc.Encode(wire.KV{Key: kv.Key, Value: kv.Value, Revision: kv.Revision})
+		buf.Truncate(buf.Len() - 1) // Encode's newline
+		*kv = store.KV{}
+		if buf.Len() >= listFlushBytes {
+			if _, err := w.Write(buf.Bytes()); err != nil {
+				return // the client is gone
+			}
+			buf.Reset()
+		}
+	}
+	buf.WriteString(`],"more":`)
+	buf.WriteString(strconv.FormatBool(more))
+	if next != "" {
+		buf.WriteString(`,"next":`)
+		_ = enc.Encode(next)
+		buf.Truncate(buf.Len() - 1)
+	}
+	buf.WriteString("}\n")
+	_, _ = w.Write(buf.Bytes()) // a failed write means the client is gone: nothing to do
+}
+
+// listFlushBytes is how much of a listing writeList gathers before writing it out.
+const listFlushBytes = 32 << 10
 
 func (s *Server) listLimit(v string) (int, error) {
 	if v == "" {

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
+)
+
+// TestWriteList checks that the listing written key by key is byte for byte what
+// json.Encoder makes of the whole wire.List, so that the wire stays what clients know.
+func TestWriteList(t *testing.T) {
+	big := bytes.Repeat([]byte{0, 1, 2, 0xff}, 30000) // crosses listFlushBytes
+	for _, tc := range []struct {
+		name string
+		kvs  []store.KV
+		more bool
+		next string
+	}{
+		{"empty", nil, false, ""},
+		{"one", []store.KV{{Key: "a", Value: []byte("v"), Revision: 1}}, false, ""},
+		{"empty value", []store.KV{{Key: "a", Revision: 2}}, true, "b"},
+		{"escaped", []store.KV{{Key: "<&>\"\\\u2028é\x01", Value: []byte("x"), Revision: 3}, {Key: "bad\xffutf8", Revision: 4}}, true, "bad\xffutf8\x00"},
+		{"large", []store.KV{{Key: "a", Value: big, Revision: 5}, {Key: "b", Value: big, Revision: 6}, {Key: "c", Value: big, Revision: 7}}, true, "c\x00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := wire.List{Revision: 42, KVs: []wire.KV{}, More: tc.more, Next: tc.next}
+			for _, kv := range tc.kvs {
+				want.KVs = append(want.KVs, wire.KV{Key: kv.Key, Value: kv.Value, Revision: kv.Revision})
+			}
+			var wantBody bytes.Buffer
+			if err := json.NewEncoder(&wantBody).Encode(&want); err != nil {
+				t.Fatal(err)
+			}
+			s := New(Config{}, nil, nil, nil, nil)
+			rec := httptest.NewRecorder()
+			s.writeList(rec, 42, tc.kvs, tc.more, tc.next)
+			if got := rec.Body.String(); got != wantBody.String() {
+				t.Fatalf("streamed listing differs from json.Encoder's:\n got %.300q\nwant %.300q", got, wantBody.String())
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			for i, kv := range tc.kvs {
+				if kv.Value != nil || kv.Key != "" {
+					t.Errorf("entry %d still holds its value after it was written", i)
+				}
+			}
+		})
+	}
+}
