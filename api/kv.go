@@ -3,8 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -281,47 +283,97 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// writeList writes a listing as json.Encoder would write the wire.List, one key at a time:
-// the response never exists whole, and each value can be collected once it is sent.
+// writeList writes a listing as json.Encoder would write the wire.List, one key at a time
+// and values base64-encoded straight into the response: neither the response nor one
+// encoded value ever exists whole, and each value can be collected once it is sent.
 func (s *Server) writeList(w http.ResponseWriter, rev int64, kvs []store.KV, more bool, next string) {
 	buf := s.bufs.Get().(*bytes.Buffer)
 	defer s.putBuf(buf)
 	buf.Reset()
-	enc := json.NewEncoder(buf)
+	lw := &listWriter{w: w, buf: buf}
 	w.Header()["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(http.StatusOK)
-	buf.WriteString(`{"revision":`)
-	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), rev, 10))
-	buf.WriteString(`,"kvs":[`)
+	lw.WriteString(`{"revision":`)
+	lw.Write(strconv.AppendInt(lw.scratch[:0], rev, 10))
+	lw.WriteString(`,"kvs":[`)
 	for i := range kvs {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
 		kv := &kvs[i]
-		// Encoding a string, bytes and a number cannot fail.
-		_ = enc.Encode(wire.KV{Key: kv.Key, Value: kv.Value, Revision: kv.Revision})
-		buf.Truncate(buf.Len() - 1) // Encode's newline
+		if i > 0 {
+			lw.WriteString(",")
+		}
+		lw.WriteString(`{"key":`)
+		lw.jsonString(kv.Key)
+		lw.WriteString(`,"value":`)
+		if kv.Value == nil {
+			lw.WriteString("null") // as encoding/json writes a nil []byte
+		} else {
+			lw.WriteString(`"`)
+			b64 := base64.NewEncoder(base64.StdEncoding, lw)
+			_, _ = b64.Write(kv.Value) // lw keeps the first error
+			_ = b64.Close()
+			lw.WriteString(`"`)
+		}
+		lw.WriteString(`,"revision":`)
+		lw.Write(strconv.AppendInt(lw.scratch[:0], kv.Revision, 10))
+		lw.WriteString("}")
 		*kv = store.KV{}
-		if buf.Len() >= listFlushBytes {
-			if _, err := w.Write(buf.Bytes()); err != nil {
-				return // the client is gone
-			}
-			buf.Reset()
+		if lw.err != nil {
+			return // the client is gone
 		}
 	}
-	buf.WriteString(`],"more":`)
-	buf.WriteString(strconv.FormatBool(more))
+	lw.WriteString(`],"more":`)
+	lw.WriteString(strconv.FormatBool(more))
 	if next != "" {
-		buf.WriteString(`,"next":`)
-		_ = enc.Encode(next)
-		buf.Truncate(buf.Len() - 1)
+		lw.WriteString(`,"next":`)
+		lw.jsonString(next)
 	}
-	buf.WriteString("}\n")
-	_, _ = w.Write(buf.Bytes()) // a failed write means the client is gone: nothing to do
+	lw.WriteString("}\n")
+	lw.flush() // a failed write means the client is gone: nothing to do
 }
 
 // listFlushBytes is how much of a listing writeList gathers before writing it out.
 const listFlushBytes = 32 << 10
+
+// listWriter gathers a listing in buf and writes it to w whenever listFlushBytes have
+// accumulated. The first write error sticks and drops everything after it.
+type listWriter struct {
+	w       io.Writer
+	buf     *bytes.Buffer
+	err     error
+	scratch [32]byte
+	str     bytes.Buffer // a JSON string being encoded
+}
+
+func (lw *listWriter) Write(p []byte) (int, error) {
+	if lw.err != nil {
+		return 0, lw.err
+	}
+	lw.buf.Write(p)
+	if lw.buf.Len() >= listFlushBytes {
+		lw.flush()
+	}
+	return len(p), lw.err
+}
+
+func (lw *listWriter) WriteString(s string) {
+	if lw.err == nil {
+		lw.buf.WriteString(s)
+	}
+}
+
+// jsonString writes s as encoding/json does (HTML-safe, invalid UTF-8 replaced).
+func (lw *listWriter) jsonString(s string) {
+	lw.str.Reset()
+	_ = json.NewEncoder(&lw.str).Encode(s) // a string always encodes
+	lw.Write(bytes.TrimSuffix(lw.str.Bytes(), []byte("\n")))
+}
+
+func (lw *listWriter) flush() {
+	if lw.err == nil && lw.buf.Len() > 0 {
+		_, lw.err = lw.w.Write(lw.buf.Bytes())
+	}
+	lw.buf.Reset()
+}
 
 func (s *Server) listLimit(v string) (int, error) {
 	if v == "" {

@@ -22,7 +22,9 @@ func TestWriteList(t *testing.T) {
 	}{
 		{"empty", nil, false, ""},
 		{"one", []store.KV{{Key: "a", Value: []byte("v"), Revision: 1}}, false, ""},
-		{"empty value", []store.KV{{Key: "a", Revision: 2}}, true, "b"},
+		{"no value", []store.KV{{Key: "a", Revision: 2}}, true, "b"},
+		{"empty value", []store.KV{{Key: "a", Value: []byte{}, Revision: 2}}, false, ""},
+		{"base64 tails", []store.KV{{Key: "a", Value: []byte("x")}, {Key: "b", Value: []byte("xy")}, {Key: "c", Value: []byte("xyz")}}, false, ""},
 		{"escaped", []store.KV{{Key: "<&>\"\\\u2028é\x01", Value: []byte("x"), Revision: 3}, {Key: "bad\xffutf8", Revision: 4}}, true, "bad\xffutf8\x00"},
 		{"large", []store.KV{{Key: "a", Value: big, Revision: 5}, {Key: "b", Value: big, Revision: 6}, {Key: "c", Value: big, Revision: 7}}, true, "c\x00"},
 	} {
