@@ -21,13 +21,12 @@ import (
 
 // Memory bounds of TestMemory_Listings, above the member's baseline once the data is loaded.
 // A member's large reads hold at most MaxReadBytesInFlight (64 MiB) of keys and values, plus
-// what each response being written encodes at a time (about one value in base64); the rest
-// is garbage the collector has not yet reclaimed. The race detector's shadow memory counts in
+// 32 KiB per response being written; the rest is garbage the collector has not yet reclaimed. The race detector's shadow memory counts in
 // the resident size and is never given back, so its resident bound is only a ceiling.
 const (
 	memoryHeapBound    = 256 << 20
-	memoryRSSBound     = 384 << 20
-	memoryRSSBoundRace = 768 << 20
+	memoryRSSBound     = 256 << 20
+	memoryRSSBoundRace = 512 << 20
 )
 
 // TestMemory_Listings: a read-only client sends the most expensive reads it can — 32
