@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/api/apitest"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // direct builds the API over a fake group for calls that bypass the network.
@@ -206,5 +208,22 @@ func TestBusy(t *testing.T) {
 		if rec.Code != http.StatusOK {
 			t.Errorf("GET %s once the gate is free: %d %s, want 200", target, rec.Code, rec.Body)
 		}
+	}
+}
+
+func BenchmarkList(b *testing.B) {
+	h, g, leaf := direct(b)
+	for i := range 100 {
+		if _, err := g.Apply(b.Context(), store.Command{Op: store.OpPut, Key: fmt.Sprintf("bench/%03d", i), Value: bytes.Repeat([]byte("v"), 256)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	req := httptest.NewRequest("GET", "/v1/kv/?prefix=bench/&limit=100&stale=true", nil)
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
 	}
 }

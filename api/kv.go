@@ -290,82 +290,54 @@ func (s *Server) writeList(w http.ResponseWriter, rev int64, kvs []store.KV, mor
 	buf := s.bufs.Get().(*bytes.Buffer)
 	defer s.putBuf(buf)
 	buf.Reset()
-	lw := &listWriter{w: w, buf: buf}
+	lw := listWriter{w: w, buf: buf}
 	w.Header()["Content-Type"] = []string{"application/json"}
 	w.WriteHeader(http.StatusOK)
-	lw.WriteString(`{"revision":`)
-	lw.Write(strconv.AppendInt(lw.scratch[:0], rev, 10))
-	lw.WriteString(`,"kvs":[`)
+	buf.WriteString(`{"revision":`)
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), rev, 10))
+	buf.WriteString(`,"kvs":[`)
 	for i := range kvs {
 		kv := &kvs[i]
 		if i > 0 {
-			lw.WriteString(",")
+			buf.WriteByte(',')
 		}
-		lw.WriteString(`{"key":`)
-		lw.jsonString(kv.Key)
-		lw.WriteString(`,"value":`)
-		if kv.Value == nil {
-			lw.WriteString("null") // as encoding/json writes a nil []byte
-		} else {
-			lw.WriteString(`"`)
-			b64 := base64.NewEncoder(base64.StdEncoding, lw)
-			_, _ = b64.Write(kv.Value) // lw keeps the first error
-			_ = b64.Close()
-			lw.WriteString(`"`)
-		}
-		lw.WriteString(`,"revision":`)
-		lw.Write(strconv.AppendInt(lw.scratch[:0], kv.Revision, 10))
-		lw.WriteString("}")
+		buf.WriteString(`{"key":`)
+		appendJSONString(buf, kv.Key)
+		buf.WriteString(`,"value":`)
+		lw.base64(kv.Value)
+		buf.WriteString(`,"revision":`)
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), kv.Revision, 10))
+		buf.WriteByte('}')
 		*kv = store.KV{}
-		if lw.err != nil {
+		if lw.flushFull(); lw.err != nil {
 			return // the client is gone
 		}
 	}
-	lw.WriteString(`],"more":`)
-	lw.WriteString(strconv.FormatBool(more))
+	buf.WriteString(`],"more":`)
+	buf.WriteString(strconv.FormatBool(more))
 	if next != "" {
-		lw.WriteString(`,"next":`)
-		lw.jsonString(next)
+		buf.WriteString(`,"next":`)
+		appendJSONString(buf, next)
 	}
-	lw.WriteString("}\n")
+	buf.WriteString("}\n")
 	lw.flush() // a failed write means the client is gone: nothing to do
 }
 
 // listFlushBytes is how much of a listing writeList gathers before writing it out.
 const listFlushBytes = 32 << 10
 
-// listWriter gathers a listing in buf and writes it to w whenever listFlushBytes have
-// accumulated. The first write error sticks and drops everything after it.
+// listWriter writes a listing gathered in buf to w in pieces of about listFlushBytes. The
+// first write error sticks.
 type listWriter struct {
-	w       io.Writer
-	buf     *bytes.Buffer
-	err     error
-	scratch [32]byte
-	str     bytes.Buffer // a JSON string being encoded
+	w   io.Writer
+	buf *bytes.Buffer
+	err error
 }
 
-func (lw *listWriter) Write(p []byte) (int, error) {
-	if lw.err != nil {
-		return 0, lw.err
-	}
-	lw.buf.Write(p)
+func (lw *listWriter) flushFull() {
 	if lw.buf.Len() >= listFlushBytes {
 		lw.flush()
 	}
-	return len(p), lw.err
-}
-
-func (lw *listWriter) WriteString(s string) {
-	if lw.err == nil {
-		lw.buf.WriteString(s)
-	}
-}
-
-// jsonString writes s as encoding/json does (HTML-safe, invalid UTF-8 replaced).
-func (lw *listWriter) jsonString(s string) {
-	lw.str.Reset()
-	_ = json.NewEncoder(&lw.str).Encode(s) // a string always encodes
-	lw.Write(bytes.TrimSuffix(lw.str.Bytes(), []byte("\n")))
 }
 
 func (lw *listWriter) flush() {
@@ -373,6 +345,40 @@ func (lw *listWriter) flush() {
 		_, lw.err = lw.w.Write(lw.buf.Bytes())
 	}
 	lw.buf.Reset()
+}
+
+// base64 writes v as encoding/json writes a []byte: null when nil, else standard base64 in
+// quotes. It encodes in pieces whose length is a multiple of 3, which then join without
+// padding, flushing between them.
+func (lw *listWriter) base64(v []byte) {
+	if v == nil {
+		lw.buf.WriteString("null")
+		return
+	}
+	const piece = 3 << 10
+	lw.buf.WriteByte('"')
+	for len(v) > 0 && lw.err == nil {
+		n := min(len(v), piece)
+		lw.buf.Write(base64.StdEncoding.AppendEncode(lw.buf.AvailableBuffer(), v[:n]))
+		v = v[n:]
+		lw.flushFull()
+	}
+	lw.buf.WriteByte('"')
+}
+
+// appendJSONString writes s as a JSON string exactly as encoding/json does. Keys are mostly
+// plain ASCII, which is copied as is; anything else takes encoding/json's own path.
+func appendJSONString(buf *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			buf.Write(b)
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }
 
 func (s *Server) listLimit(v string) (int, error) {

@@ -54,3 +54,24 @@ func TestWriteList(t *testing.T) {
 		})
 	}
 }
+
+// FuzzWriteList compares the streamed listing with json.Encoder's for any key and value.
+func FuzzWriteList(f *testing.F) {
+	f.Add("a", []byte("v"), "b\x00")
+	f.Add("\x7f\u2029<script>", []byte{}, "")
+	f.Add("bad\xff\xfe", bytes.Repeat([]byte{0xfb}, 3<<10+1), "\t\n\r\b\f")
+	s := New(Config{}, nil, nil, nil, nil)
+	f.Fuzz(func(t *testing.T, key string, value []byte, next string) {
+		kvs := []store.KV{{Key: key, Value: value, Revision: 1}, {Key: next, Revision: 2}}
+		want := wire.List{Revision: 3, KVs: []wire.KV{{Key: key, Value: value, Revision: 1}, {Key: next, Revision: 2}}, More: next != "", Next: next}
+		var wantBody bytes.Buffer
+		if err := json.NewEncoder(&wantBody).Encode(&want); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		s.writeList(rec, 3, kvs, next != "", next)
+		if rec.Body.String() != wantBody.String() {
+			t.Fatalf("streamed listing differs from json.Encoder's:\n got %.300q\nwant %.300q", rec.Body.String(), wantBody.String())
+		}
+	})
+}

@@ -173,7 +173,11 @@ func (g *Group) List(r store.Range) ([]store.KV, bool, error) {
 		}
 	}
 	slices.Sort(keys)
-	out := []store.KV{}
+	n := len(keys)
+	if r.Limit > 0 {
+		n = min(n, r.Limit)
+	}
+	out := make([]store.KV, 0, n)
 	used := 0
 	for i, k := range keys {
 		kv := g.kvs[k]
