@@ -55,6 +55,8 @@ const (
 	DefaultMaxReadBytesInFlight = 64 << 20
 	// DefaultReadWait is how long a large read waits for room before it is refused.
 	DefaultReadWait = time.Second
+	// DefaultLargeReadTimeout bounds how long a large read may take to reach its client.
+	DefaultLargeReadTimeout = 30 * time.Second
 	// maxMemberBodyBytes bounds a POST /v1/members body; a member record is a few hundred
 	// bytes.
 	maxMemberBodyBytes = 64 << 10
@@ -77,6 +79,10 @@ type Config struct {
 	// finds no room within ReadWait gets 503 with reason Busy and Retry-After: 1.
 	MaxReadBytesInFlight int64
 	ReadWait             time.Duration // how long a large read waits for room (default 1 s)
+	// LargeReadTimeout bounds how long a listing or a large value may take to be written to
+	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
+	// keep the read's bytes for as long as it likes.
+	LargeReadTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -104,6 +110,9 @@ func (c Config) withDefaults() Config {
 	c.MaxListBytes = int(min(int64(c.MaxListBytes), c.MaxReadBytesInFlight))
 	if c.ReadWait <= 0 {
 		c.ReadWait = DefaultReadWait
+	}
+	if c.LargeReadTimeout <= 0 {
+		c.LargeReadTimeout = DefaultLargeReadTimeout
 	}
 	return c
 }

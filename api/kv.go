@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/internal/arrival"
 	"github.com/mirrorkv/mirrorkv/store"
@@ -151,6 +152,9 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer s.reads.release(held)
+	if held > 0 {
+		s.writeDeadline(w)
+	}
 	h := w.Header()
 	h["Content-Type"] = s.octetStream
 	if stale {
@@ -193,6 +197,13 @@ func (s *Server) getLarge(ctx context.Context, key string) (kv store.KV, held in
 		return store.KV{}, 0, busy(int64(len(kv.Value)), s.reads.size)
 	}
 	return kv, held, nil
+}
+
+// writeDeadline gives a large read LargeReadTimeout to reach its client: a client that does
+// not read its response would otherwise keep the read's bytes from the gate for good.
+func (s *Server) writeDeadline(w http.ResponseWriter) {
+	// Only a writer without deadlines (a test's recorder) refuses: nothing to bound there.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.LargeReadTimeout))
 }
 
 // readBarrier makes a read linearizable unless the client asked for a stale one.
@@ -279,6 +290,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 		w.Header()[wire.HeaderStale] = s.staleTrue
 	}
 	setHeaders(w.Header(), 0, rev, -1)
+	s.writeDeadline(w)
 	s.writeList(w, rev, kvs, more, next)
 	return nil
 }
