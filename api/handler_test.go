@@ -227,3 +227,42 @@ func BenchmarkList(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+// TestBusy_SmallListing: a listing with a small ?limit takes only what limit+1 values of the
+// largest size need, so it passes where a full listing would not fit.
+func TestBusy_SmallListing(t *testing.T) {
+	g := apitest.NewGroup("m1")
+	cfg := api.Config{Node: "m1", MaxReadBytesInFlight: 3584 << 10, ReadWait: 10 * time.Millisecond}
+	h := api.New(cfg, g, g, prometheus.NewRegistry(), nil).Handler()
+	ca := apitest.NewPKI(t)
+	leaves := map[string]*x509.Certificate{"GET": ca.Leaf(t, "reader", "readonly"), "PUT": ca.Leaf(t, "writer", "readwrite")}
+	serve := func(w http.ResponseWriter, method, target, body string) {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaves[method]}}
+		h.ServeHTTP(w, req)
+	}
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/big", strings.Repeat("b", 1<<20))
+	slow := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serve(slow, "GET", "/v1/kv/big?stale=true", "")
+	}()
+	<-slow.writing // 1 MiB of the 3.5 MiB held: 2.5 MiB free
+	defer func() { close(slow.release); <-done }()
+
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/v1/kv/?stale=true", http.StatusServiceUnavailable},         // needs all 3.5 MiB
+		{"/v1/kv/?limit=1&stale=true", http.StatusOK},                 // needs 2 keys of 1 KiB + 1 MiB
+		{"/v1/kv/?limit=2&stale=true", http.StatusServiceUnavailable}, // needs 3 of them
+	} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", tc.target, "")
+		if rec.Code != tc.want {
+			t.Errorf("GET %s with 2.5 MiB free: %d %s, want %d", tc.target, rec.Code, rec.Body, tc.want)
+		}
+	}
+}

@@ -259,7 +259,10 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readBarrier(r, stale); err != nil {
 		return err
 	}
-	held, err := s.reads.acquire(r.Context(), int64(s.cfg.MaxListBytes))
+	// A listing of a few keys needs less than MaxListBytes: at most limit+1 keys and values
+	// of the largest size a client may write.
+	budget := min(int64(s.cfg.MaxListBytes), int64(limit+1)*(int64(s.cfg.MaxKeyBytes)+s.cfg.MaxValueBytes))
+	held, err := s.reads.acquire(r.Context(), budget)
 	if err != nil {
 		return err
 	}
@@ -267,7 +270,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	rev := s.local.Revision()
 	// One key past the limit tells whether there is more, and which key comes next.
 	kvs, more, err := s.local.List(store.Range{Prefix: q.Get("prefix"), Start: q.Get("start"),
-		Limit: limit + 1, MaxBytes: s.cfg.MaxListBytes})
+		Limit: limit + 1, MaxBytes: int(held)})
 	if err != nil {
 		return err
 	}
