@@ -41,7 +41,7 @@ type Group interface {
 // Reader reads this member's own copy of the store; *store.Store implements it.
 type Reader interface {
 	Get(key string) (store.KV, error)
-	List(prefix, start string, limit int) ([]store.KV, bool, error)
+	List(r store.Range) ([]store.KV, bool, error)
 	Revision() int64
 }
 
@@ -52,6 +52,15 @@ const (
 	DefaultListLimit     = 100
 	DefaultMaxListLimit  = 10000
 	DefaultHealthTimeout = 2 * time.Second
+	// DefaultMaxListBytes bounds the keys and values of one listing response.
+	DefaultMaxListBytes = 4 << 20
+	// DefaultMaxReadBytesInFlight bounds the bytes all listings and large values being
+	// served hold at once: 16 full listings.
+	DefaultMaxReadBytesInFlight = 64 << 20
+	// DefaultReadWait is how long a large read waits for room before it is refused.
+	DefaultReadWait = time.Second
+	// DefaultLargeReadTimeout bounds how long a large read may take to reach its client.
+	DefaultLargeReadTimeout = 30 * time.Second
 	// maxMemberBodyBytes bounds a POST /v1/members body; a member record is a few hundred
 	// bytes.
 	maxMemberBodyBytes = 64 << 10
@@ -65,6 +74,19 @@ type Config struct {
 	ListLimit     int           // keys per listing when ?limit is absent (default 100)
 	MaxListLimit  int           // largest ?limit accepted (default 10000)
 	HealthTimeout time.Duration // how long /healthz waits for the group's status (default 2 s)
+	// MaxListBytes bounds the keys and values of one listing (default 4 MiB, at most
+	// MaxReadBytesInFlight): the listing stops before the key that would pass it, with more
+	// and next set, and always holds at least one key.
+	MaxListBytes int
+	// MaxReadBytesInFlight bounds the bytes that listings (MaxListBytes each) and values of
+	// 64 KiB or more being served hold at once on this member (default 64 MiB). A read that
+	// finds no room within ReadWait gets 503 with reason Busy and Retry-After: 1.
+	MaxReadBytesInFlight int64
+	ReadWait             time.Duration // how long a large read waits for room (default 1 s)
+	// LargeReadTimeout bounds how long a listing or a large value may take to be written to
+	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
+	// keep the read's bytes for as long as it likes.
+	LargeReadTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -83,6 +105,19 @@ func (c Config) withDefaults() Config {
 	if c.HealthTimeout <= 0 {
 		c.HealthTimeout = DefaultHealthTimeout
 	}
+	if c.MaxReadBytesInFlight <= 0 {
+		c.MaxReadBytesInFlight = DefaultMaxReadBytesInFlight
+	}
+	if c.MaxListBytes <= 0 {
+		c.MaxListBytes = DefaultMaxListBytes
+	}
+	c.MaxListBytes = int(min(int64(c.MaxListBytes), c.MaxReadBytesInFlight))
+	if c.ReadWait <= 0 {
+		c.ReadWait = DefaultReadWait
+	}
+	if c.LargeReadTimeout <= 0 {
+		c.LargeReadTimeout = DefaultLargeReadTimeout
+	}
 	return c
 }
 
@@ -93,6 +128,7 @@ type Server struct {
 	local   Reader
 	log     *slog.Logger
 	metrics *metrics
+	reads   *readGate
 	mux     *http.ServeMux
 	// Header values set on many responses, made once: a header map may share them because
 	// nothing appends to or edits a response's header values after they are set.
@@ -113,12 +149,14 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg = cfg.withDefaults()
 	s := &Server{
-		cfg:         cfg.withDefaults(),
+		cfg:         cfg,
 		grp:         grp,
 		local:       local,
 		log:         log,
 		metrics:     newMetrics(reg),
+		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.ReadWait, reg),
 		mux:         http.NewServeMux(),
 		member:      []string{cfg.Node},
 		octetStream: []string{"application/octet-stream"},

@@ -139,7 +139,7 @@ func preconditionFailed(pe *store.PreconditionError, err error) *Error {
 func reasonError(code reason.Code, err error) *Error {
 	e := &Error{Reason: code, Msg: code.Text(), Err: err}
 	switch code {
-	case reason.NoPrimary, reason.Shutdown, reason.CatchingUp, reason.NotMember, reason.NotPrimary:
+	case reason.NoPrimary, reason.Shutdown, reason.CatchingUp, reason.NotMember, reason.NotPrimary, reason.Busy:
 		e.Status, e.RetryAfter = http.StatusServiceUnavailable, 1
 	case reason.Unreachable:
 		e.Status, e.RetryAfter = http.StatusBadGateway, 1

@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/api/apitest"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // direct builds the API over a fake group for calls that bypass the network.
@@ -102,5 +106,163 @@ func BenchmarkGet(b *testing.B) {
 	for b.Loop() {
 		clear(w.h)
 		h.ServeHTTP(w, req)
+	}
+}
+
+// TestPut_ClaimedLength sends a body that declares nearly the value limit and carries three
+// bytes: the member must not allocate what was only claimed.
+func TestPut_ClaimedLength(t *testing.T) {
+	const limit = 16 << 20
+	g := apitest.NewGroup("m1")
+	h := api.New(api.Config{Node: "m1", MaxValueBytes: limit}, g, g, prometheus.NewRegistry(), nil).Handler()
+	leaf := apitest.NewPKI(t).Leaf(t, "admin", "admin")
+	put := func() {
+		req := httptest.NewRequest("PUT", "/v1/kv/claimed", strings.NewReader("abc"))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+		req.ContentLength = limit - 1
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Fatalf("a body shorter than its Content-Length: %d %s, want 400", rec.Code, rec.Body)
+		}
+	}
+	put() // warm the pools
+	best := ^uint64(0)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		put()
+		runtime.ReadMemStats(&after)
+		best = min(best, after.TotalAlloc-before.TotalAlloc)
+	}
+	if best > 1<<20 {
+		t.Errorf("a PUT claiming %d bytes and sending 3 allocated %d bytes; want under 1 MiB", limit-1, best)
+	}
+}
+
+// blockingWriter is a ResponseWriter whose first Write waits until release is closed: a
+// client that reads slowly, holding its read's bytes on the member meanwhile.
+type blockingWriter struct {
+	*httptest.ResponseRecorder
+	writing chan struct{}
+	release chan struct{}
+}
+
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	select {
+	case <-w.writing:
+	default:
+		close(w.writing)
+	}
+	<-w.release
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestBusy fills a member's read gate with one slow reader of a large value: every further
+// large read waits ReadWait and gets 503 with reason Busy and Retry-After: 1, small reads
+// still pass, and once the slow reader is done the large reads pass again.
+func TestBusy(t *testing.T) {
+	g := apitest.NewGroup("m1")
+	cfg := api.Config{Node: "m1", MaxReadBytesInFlight: 100 << 10, ReadWait: 10 * time.Millisecond}
+	h := api.New(cfg, g, g, prometheus.NewRegistry(), nil).Handler()
+	ca := apitest.NewPKI(t)
+	leaves := map[string]*x509.Certificate{"GET": ca.Leaf(t, "reader", "readonly"), "PUT": ca.Leaf(t, "writer", "readwrite")}
+	serve := func(w http.ResponseWriter, method, target, body string) {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaves[method]}}
+		h.ServeHTTP(w, req)
+	}
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/big", strings.Repeat("b", 80<<10))
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/small", "s")
+
+	slow := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serve(slow, "GET", "/v1/kv/big?stale=true", "")
+	}()
+	<-slow.writing // the slow reader holds 80 KiB of the 100 KiB
+
+	for _, target := range []string{"/v1/kv/big?stale=true", "/v1/kv/?stale=true", "/v1/kv/?prefix=b&limit=1&stale=true"} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", target, "")
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), `"code":212`) {
+			t.Errorf("GET %s with the gate full: %d Retry-After %q %s; want 503, Retry-After 1, reason 212",
+				target, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	serve(rec, "GET", "/v1/kv/small?stale=true", "")
+	if rec.Code != http.StatusOK {
+		t.Errorf("a small value with the gate full: %d %s, want 200", rec.Code, rec.Body)
+	}
+
+	close(slow.release)
+	<-done
+	if slow.Code != http.StatusOK || slow.Body.Len() != 80<<10 {
+		t.Fatalf("the slow reader got %d with %d bytes", slow.Code, slow.Body.Len())
+	}
+	for _, target := range []string{"/v1/kv/big?stale=true", "/v1/kv/?stale=true"} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", target, "")
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s once the gate is free: %d %s, want 200", target, rec.Code, rec.Body)
+		}
+	}
+}
+
+func BenchmarkList(b *testing.B) {
+	h, g, leaf := direct(b)
+	for i := range 100 {
+		if _, err := g.Apply(b.Context(), store.Command{Op: store.OpPut, Key: fmt.Sprintf("bench/%03d", i), Value: bytes.Repeat([]byte("v"), 256)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	req := httptest.NewRequest("GET", "/v1/kv/?prefix=bench/&limit=100&stale=true", nil)
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
+// TestBusy_SmallListing: a listing with a small ?limit takes only what limit+1 values of the
+// largest size need, so it passes where a full listing would not fit.
+func TestBusy_SmallListing(t *testing.T) {
+	g := apitest.NewGroup("m1")
+	cfg := api.Config{Node: "m1", MaxReadBytesInFlight: 3584 << 10, ReadWait: 10 * time.Millisecond}
+	h := api.New(cfg, g, g, prometheus.NewRegistry(), nil).Handler()
+	ca := apitest.NewPKI(t)
+	leaves := map[string]*x509.Certificate{"GET": ca.Leaf(t, "reader", "readonly"), "PUT": ca.Leaf(t, "writer", "readwrite")}
+	serve := func(w http.ResponseWriter, method, target, body string) {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaves[method]}}
+		h.ServeHTTP(w, req)
+	}
+	serve(httptest.NewRecorder(), "PUT", "/v1/kv/big", strings.Repeat("b", 1<<20))
+	slow := &blockingWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		serve(slow, "GET", "/v1/kv/big?stale=true", "")
+	}()
+	<-slow.writing // 1 MiB of the 3.5 MiB held: 2.5 MiB free
+	defer func() { close(slow.release); <-done }()
+
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/v1/kv/?stale=true", http.StatusServiceUnavailable},         // needs all 3.5 MiB
+		{"/v1/kv/?limit=1&stale=true", http.StatusOK},                 // needs 2 keys of 1 KiB + 1 MiB
+		{"/v1/kv/?limit=2&stale=true", http.StatusServiceUnavailable}, // needs 3 of them
+	} {
+		rec := httptest.NewRecorder()
+		serve(rec, "GET", tc.target, "")
+		if rec.Code != tc.want {
+			t.Errorf("GET %s with 2.5 MiB free: %d %s, want %d", tc.target, rec.Code, rec.Body, tc.want)
+		}
 	}
 }

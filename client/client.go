@@ -1,7 +1,7 @@
 // Package client is the Go client of mirrorkv's HTTP API, used by the CLI, the end-to-end
 // tests and the benchmark. Every connection is mutual TLS; connections are kept alive and
-// reused, and a request fails over to the next endpoint when a member is unreachable or has
-// no primary.
+// reused, and a request fails over to the next endpoint when a member is unreachable, has
+// no primary, or is too busy with large reads.
 package client
 
 import (

@@ -1,10 +1,13 @@
 package client_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +70,72 @@ func TestClient_KV(t *testing.T) {
 	l, err := c.List(ctx, "app/", "", 10)
 	if err != nil || len(l.KVs) != 1 || l.KVs[0].Key != "app/a b" || string(l.KVs[0].Value) != "v2" {
 		t.Fatalf("List = %+v, %v; want app/a b = v2", l, err)
+	}
+}
+
+// TestClient_ListAll follows the listing past the server's byte bound and its own pages.
+func TestClient_ListAll(t *testing.T) {
+	srv := apitest.Start(t, api.Config{MaxListBytes: 250}, nil)
+	c := newClient(t, srv.PKI, "", srv.URL)
+	ctx := t.Context()
+	var want []string
+	for i := range 12 {
+		k := fmt.Sprintf("k/%02d", i)
+		if _, err := c.Put(ctx, k, bytes.Repeat([]byte("v"), 96)); err != nil { // 100 bytes a key
+			t.Fatal(err)
+		}
+		want = append(want, k)
+	}
+	if _, err := c.Put(ctx, "other", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := c.List(ctx, "k/", "", 0); err != nil || len(l.KVs) != 2 || !l.More {
+		t.Fatalf("one page = %d keys, more %v, %v; want 2 keys (250 bytes) and more", len(l.KVs), l.More, err)
+	}
+	collect := func(limit, stop int) []string {
+		var got []string
+		for kv, err := range c.ListAll(ctx, "k/", limit) {
+			if err != nil {
+				t.Fatalf("ListAll: %v", err)
+			}
+			got = append(got, kv.Key)
+			if len(got) == stop {
+				break
+			}
+		}
+		return got
+	}
+	if got := collect(0, -1); !slices.Equal(got, want) {
+		t.Errorf("ListAll(all) = %q, want %q", got, want)
+	}
+	if got := collect(5, -1); !slices.Equal(got, want[:5]) {
+		t.Errorf("ListAll(limit 5) = %q, want %q", got, want[:5])
+	}
+	if got := collect(0, 3); !slices.Equal(got, want[:3]) {
+		t.Errorf("ListAll stopped after 3 = %q, want %q", got, want[:3])
+	}
+	srv.Group.Fail(errors.New("disk on fire"))
+	for _, err := range c.ListAll(ctx, "k/", 0) {
+		if err == nil {
+			t.Fatal("ListAll over a failing member yielded a key")
+		}
+		break
+	}
+}
+
+// TestClient_Busy: a member that refuses a read as busy (503, reason 212) is skipped for the
+// next endpoint, as one without a primary is.
+func TestClient_Busy(t *testing.T) {
+	pki := apitest.NewPKI(t)
+	busy := apitest.Start(t, api.Config{Node: "m1"}, pki)
+	free := apitest.Start(t, api.Config{Node: "m2"}, pki)
+	busy.Group.Fail(reason.Wrap(reason.Busy, errors.New("gate full")))
+	c := newClient(t, pki, "", busy.URL, free.URL)
+	if _, err := c.List(t.Context(), "", "", 0); err != nil {
+		t.Fatalf("List across a busy and a free member: %v", err)
+	}
+	if busy.Group.Calls("ReadIndex") != 1 || free.Group.Calls("ReadIndex") != 1 {
+		t.Errorf("read index calls: busy %d, free %d; want 1 each", busy.Group.Calls("ReadIndex"), free.Group.Calls("ReadIndex"))
 	}
 }
 

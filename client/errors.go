@@ -121,7 +121,7 @@ func retryable(err error, idempotent bool) bool {
 	}
 	if e, ok := errors.AsType[*Error](err); ok {
 		switch reason.Code(e.Reason.Code) {
-		case reason.NoPrimary, reason.Shutdown, reason.NotMember, reason.CatchingUp, reason.NotPrimary:
+		case reason.NoPrimary, reason.Shutdown, reason.NotMember, reason.CatchingUp, reason.NotPrimary, reason.Busy:
 			return e.Status == http.StatusServiceUnavailable
 		case reason.Unreachable:
 			return e.Status == http.StatusBadGateway

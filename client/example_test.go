@@ -52,3 +52,14 @@ func ExampleClient_PutIf() {
 		return
 	}
 }
+
+// Every key under a prefix, however many pages the members cut the listing into.
+func ExampleClient_ListAll() {
+	var c *client.Client // from client.New
+	for kv, err := range c.ListAll(context.Background(), "app/", 0) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s at revision %d\n", kv.Key, kv.Revision)
+	}
+}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,8 +95,10 @@ func (c *Client) delete(ctx context.Context, key string, h http.Header) (int64, 
 	return revisionOf(resp.header), nil
 }
 
-// List returns up to limit keys that start with prefix, from start on (inclusive); limit 0
-// asks for the server's default. When More is set, pass Next as start to continue.
+// List returns one page of the keys that start with prefix, from start on (inclusive): at
+// most limit keys (0: the server's default of 100) and at most the server's byte bound of
+// keys and values (4 MiB by default), but at least one key when any matches. When More is
+// set, pass Next as start to continue; ListAll does that itself.
 func (c *Client) List(ctx context.Context, prefix, start string, limit int) (wire.List, error) {
 	q := url.Values{}
 	if prefix != "" {
@@ -117,4 +120,43 @@ func (c *Client) List(ctx context.Context, prefix, start string, limit int) (wir
 		return l, fmt.Errorf("list %q: %w", prefix, err)
 	}
 	return l, decode(resp, &l)
+}
+
+// listPage is the most keys ListAll asks for in one page; the server's byte bound may cut a
+// page shorter.
+const listPage = 1000
+
+// ListAll yields the keys that start with prefix, in order, page after page, until the
+// listing ends or limit keys have been yielded (limit 0: all of them). Each page is read at
+// the revision the member had then, so a listing that spans writes may see some of them. A
+// failed page ends the sequence with its error.
+func (c *Client) ListAll(ctx context.Context, prefix string, limit int) iter.Seq2[wire.KV, error] {
+	return func(yield func(wire.KV, error) bool) {
+		start, seen := "", 0
+		for {
+			page := listPage
+			if limit > 0 {
+				page = min(page, limit-seen)
+			}
+			l, err := c.List(ctx, prefix, start, page)
+			if err != nil {
+				yield(wire.KV{}, err)
+				return
+			}
+			for _, kv := range l.KVs {
+				if !yield(kv, nil) {
+					return
+				}
+			}
+			seen += len(l.KVs)
+			if !l.More || len(l.KVs) == 0 || (limit > 0 && seen >= limit) {
+				return
+			}
+			if l.Next <= start {
+				yield(wire.KV{}, fmt.Errorf("list %q: the member answered a next key %q that does not move past %q", prefix, l.Next, start))
+				return
+			}
+			start = l.Next
+		}
+	}
 }

@@ -3,11 +3,13 @@ package cluster
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/internal/arrival"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -55,7 +57,8 @@ func writeFrame(w *bufio.Writer, kind byte, payload []byte) error {
 	return w.Flush()
 }
 
-// readFrame reads one frame of at most limit bytes.
+// readFrame reads one frame of at most limit bytes. io.EOF means the peer closed the conn
+// between frames; a frame cut short is io.ErrUnexpectedEOF.
 func readFrame(r *bufio.Reader, limit int) (kind byte, payload []byte, err error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -68,8 +71,13 @@ func readFrame(r *bufio.Reader, limit int) (kind byte, payload []byte, err error
 	if uint64(n) > uint64(limit) {
 		return 0, nil, fmt.Errorf("read frame of %d bytes (limit %d): %w", n, limit, ErrFrameTooLarge)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
+	// The length is the peer's claim: the body grows as it arrives, so a peer that declares
+	// maxFrame and sends nothing costs arrival.FirstStep, not maxFrame.
+	buf, err := arrival.ReadFull(r, int64(n))
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the header promised a body
+		}
 		return 0, nil, fmt.Errorf("read frame body: %w", err)
 	}
 	return buf[0], buf[1:], nil

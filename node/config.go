@@ -77,6 +77,9 @@ type Config struct {
 	TrailingLogs       uint64        // --trailing-logs: entries kept after a snapshot
 	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
 	MaxValueBytes      int64         // --max-value-bytes: largest value a client may write
+	// MaxListBytes and MaxReadBytesInFlight bound the memory reads take (api.Config).
+	MaxListBytes         int   // --max-list-bytes: keys and values per listing response
+	MaxReadBytesInFlight int64 // --max-read-bytes-in-flight: listings and large values served at once
 
 	// DebugListen is the address of the profiling endpoint, empty for none: unix:PATH, a
 	// socket only this user can connect to (preferred), or a loopback IP HOST:PORT, where

@@ -117,7 +117,8 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(api.Config{Node: cfg.Name, MaxValueBytes: cfg.MaxValueBytes}, n.cluster, n.store, reg, log.With("component", "api"))
+	apiServer := api.New(api.Config{Node: cfg.Name, MaxValueBytes: cfg.MaxValueBytes,
+		MaxListBytes: cfg.MaxListBytes, MaxReadBytesInFlight: cfg.MaxReadBytesInFlight}, n.cluster, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

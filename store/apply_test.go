@@ -143,7 +143,7 @@ func TestStore_ConcurrentReads(t *testing.T) {
 							return
 						default:
 						}
-						kvs, _, err := s.List("k/", "", 0)
+						kvs, _, err := s.List(Range{Prefix: "k/"})
 						if err != nil {
 							t.Errorf("List: %v", err)
 							return

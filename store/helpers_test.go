@@ -93,7 +93,7 @@ type state struct {
 
 func dump(tb testing.TB, s *Store) state {
 	tb.Helper()
-	kvs, more, err := s.List("", "", 0)
+	kvs, more, err := s.List(Range{})
 	if err != nil || more {
 		tb.Fatalf("List() = %v, more %v", err, more)
 	}

@@ -357,17 +357,29 @@ func (s *Store) Get(key string) (KV, error) {
 	return kv, nil
 }
 
-// List returns the keys that start with prefix and are at or after start (when start is not
-// empty), in order, at most limit of them (no limit when limit <= 0). more reports that
-// further keys match: pass the last key returned plus "\x00" as start to continue.
-func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err error) {
+// Range selects the keys List returns.
+type Range struct {
+	Prefix string // keys that start with Prefix
+	Start  string // and are at or after Start (inclusive); empty: from Prefix on
+	Limit  int    // at most Limit keys; <= 0: no limit
+	// MaxBytes bounds the keys' and values' bytes: List stops before the key that would
+	// take the total past it, but always returns at least one key. <= 0: no bound.
+	MaxBytes int
+}
+
+// List returns the keys in r, in order. more reports that further keys match (the limit or
+// the byte bound cut the listing): pass the last key returned plus "\x00" as Start to
+// continue. It never copies more than r.MaxBytes of keys and values (or one key and value).
+func (s *Store) List(r Range) (kvs []KV, more bool, err error) {
+	prefix, limit := r.Prefix, r.Limit
 	seek := prefix
-	if start > seek {
-		seek = start
+	if r.Start > seek {
+		seek = r.Start
 	}
 	// A key in memory may be in the file as well (a commit that ended before the
 	// transaction began): memory wins, with the same or a newer record.
 	var mem []pendingKV
+	var used int // key and value bytes in kvs
 	kvs = []KV{}
 	err = s.viewWithMemory(func() { mem = s.pendingRange(prefix, seek) }, func(tx *bolt.Tx) error {
 		p := []byte(prefix)
@@ -400,11 +412,17 @@ func (s *Store) List(prefix, start string, limit int) (kvs []KV, more bool, err 
 				more = true
 				return nil
 			}
-			kv, err := parseRecord(key, rec)
+			rev, created, value, err := splitRecord([]byte(key), rec)
 			if err != nil {
-				return err
+				return fmt.Errorf("key %q: %w", key, err)
 			}
-			kvs = append(kvs, kv)
+			size := len(key) + len(value)
+			if r.MaxBytes > 0 && len(kvs) > 0 && used+size > r.MaxBytes {
+				more = true
+				return nil
+			}
+			used += size
+			kvs = append(kvs, copyKV(key, rev, created, value))
 		}
 		return nil
 	})
@@ -466,11 +484,16 @@ func parseRecord(key string, rec []byte) (KV, error) {
 	if err != nil {
 		return KV{}, fmt.Errorf("key %q: %w", key, err)
 	}
+	return copyKV(key, rev, created, value), nil
+}
+
+// copyKV builds a KV with a copy of value.
+func copyKV(key string, rev, created int64, value []byte) KV {
 	kv := KV{Key: key, Revision: rev, Created: created}
 	if len(value) > 0 {
 		kv.Value = bytes.Clone(value)
 	}
-	return kv, nil
+	return kv
 }
 
 // syncDir fsyncs dir so that a rename in it survives a crash.

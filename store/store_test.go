@@ -261,7 +261,7 @@ func TestStore_Apply(t *testing.T) {
 								t.Fatalf("batched=%v step %d (%+v) = %+v, want revision %d", batched, i, st.cmd, r, st.wantRev)
 							}
 						}
-						got, _, err := s.List("", "", 0)
+						got, _, err := s.List(Range{})
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -330,7 +330,7 @@ func TestStore_List(t *testing.T) {
 				{"", "apq", -1, []string{"apq", "b"}, false},
 			}
 			for _, tc := range tests {
-				kvs, more, err := s.List(tc.prefix, tc.start, tc.limit)
+				kvs, more, err := s.List(Range{Prefix: tc.prefix, Start: tc.start, Limit: tc.limit})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -342,9 +342,76 @@ func TestStore_List(t *testing.T) {
 					t.Errorf("List(%q, %q, %d) = %q more %v, want %q more %v", tc.prefix, tc.start, tc.limit, got, more, tc.want, tc.more)
 				}
 			}
-			kvs, _, _ := s.List("app/2", "", 0)
+			kvs, _, _ := s.List(Range{Prefix: "app/2"})
 			if len(kvs) != 1 || string(kvs[0].Value) != "2" || kvs[0].Revision != 3 || kvs[0].Created != 3 {
 				t.Fatalf("List(app/2) = %+v", kvs)
+			}
+		})
+	}
+}
+
+// TestStore_ListMaxBytes checks the byte bound, with keys in the file and in memory (a
+// flush between the writes, then a delete and a larger value in memory).
+func TestStore_ListMaxBytes(t *testing.T) {
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			v := strings.Repeat("v", 97) // 3-byte keys: 100 bytes a key
+			mustApply(t, s, put("k/0", v), put("k/1", v), put("k/2", v), put("k/3", v))
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			mustApply(t, s, put("k/4", v), put("k/5", v), del("k/2"), put("k/3", v+v), put("j", "outside"))
+			// k/0 100, k/1 100, k/3 197, k/4 100, k/5 100: 597 bytes in all.
+			tests := []struct {
+				name     string
+				start    string
+				limit    int
+				maxBytes int
+				want     string
+				more     bool
+			}{
+				{"no bound", "", 0, 0, "k/0 k/1 k/3 k/4 k/5", false},
+				{"exactly all", "", 0, 597, "k/0 k/1 k/3 k/4 k/5", false},
+				{"one byte short", "", 0, 596, "k/0 k/1 k/3 k/4", true},
+				{"stops before a large value", "", 0, 299, "k/0 k/1", true},
+				{"always one key", "", 0, 1, "k/0", true},
+				{"one large key", "k/2", 0, 1, "k/3", true},
+				{"limit first", "", 2, 1000, "k/0 k/1", true},
+				{"bound first", "", 4, 250, "k/0 k/1", true},
+				{"from start", "k/1\x00", 0, 300, "k/3 k/4", true},
+				{"last key", "k/5", 0, 1, "k/5", false},
+			}
+			for _, tc := range tests {
+				kvs, more, err := s.List(Range{Prefix: "k/", Start: tc.start, Limit: tc.limit, MaxBytes: tc.maxBytes})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, kv := range kvs {
+					got = append(got, kv.Key)
+				}
+				if strings.Join(got, " ") != tc.want || more != tc.more {
+					t.Errorf("%s: List = %q more %v, want %q more %v", tc.name, got, more, tc.want, tc.more)
+				}
+			}
+			// Paging with a small bound visits every key once.
+			var all []string
+			for start := ""; ; {
+				kvs, more, err := s.List(Range{Prefix: "k/", Start: start, MaxBytes: 150})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, kv := range kvs {
+					all = append(all, kv.Key)
+				}
+				if !more {
+					break
+				}
+				start = kvs[len(kvs)-1].Key + "\x00"
+			}
+			if got := strings.Join(all, " "); got != "k/0 k/1 k/3 k/4 k/5" {
+				t.Errorf("paged by 150 bytes: %q", got)
 			}
 		})
 	}
@@ -460,7 +527,7 @@ func TestStore_Closed(t *testing.T) {
 	if _, err := s.Get("a"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Get after Close = %v", err)
 	}
-	if _, _, err := s.List("", "", 0); !errors.Is(err, ErrClosed) {
+	if _, _, err := s.List(Range{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("List after Close = %v", err)
 	}
 	if _, err := s.Members(); !errors.Is(err, ErrClosed) {
@@ -579,7 +646,7 @@ func TestStore_DamagedRead(t *testing.T) {
 	s.active.kv["k"] = rec
 	s.ovMu.Unlock()
 	_, getErr := s.Get("k")
-	_, _, listErr := s.List("", "", 0)
+	_, _, listErr := s.List(Range{})
 	for what, err := range map[string]error{"Get": getErr, "List": listErr} {
 		if reason.Of(err, reason.OK) != reason.Corrupt || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), "--join") {
 			t.Errorf("%s of a damaged record = %v, want reason %v naming the checksum and --join", what, err, reason.Corrupt)

@@ -178,24 +178,33 @@ func (g *Group) Get(key string) (store.KV, error) {
 	return kv, nil
 }
 
-// List returns up to limit keys with prefix, from start on, in order.
-func (g *Group) List(prefix, start string, limit int) ([]store.KV, bool, error) {
+// List returns the keys in r, in order, as store.Store does.
+func (g *Group) List(r store.Range) ([]store.KV, bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var keys []string
 	for k := range g.kvs {
-		if strings.HasPrefix(k, prefix) && k >= start {
+		if strings.HasPrefix(k, r.Prefix) && k >= r.Start {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
-	more := len(keys) > limit
-	keys = keys[:min(limit, len(keys))]
-	out := make([]store.KV, len(keys))
-	for i, k := range keys {
-		out[i] = g.kvs[k]
+	n := len(keys)
+	if r.Limit > 0 {
+		n = min(n, r.Limit)
 	}
-	return out, more, nil
+	out := make([]store.KV, 0, n)
+	used := 0
+	for i, k := range keys {
+		kv := g.kvs[k]
+		size := len(kv.Key) + len(kv.Value)
+		if (r.Limit > 0 && i == r.Limit) || (r.MaxBytes > 0 && i > 0 && used+size > r.MaxBytes) {
+			return out, true, nil
+		}
+		used += size
+		out = append(out, kv)
+	}
+	return out, false, nil
 }
 
 // Revision is the store's revision.

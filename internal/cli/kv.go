@@ -197,31 +197,19 @@ func newKVListCmd(e *env, conn *connectOptions) *cobra.Command {
 // listKeys pages through the listing, so that --limit is the only bound the user sees.
 func listKeys(e *env, c *client.Client, o kvListOptions) error {
 	enc := json.NewEncoder(e.stdout)
-	start, seen := "", 0
-	for {
-		page := 0
-		if o.Limit > 0 {
-			page = o.Limit - seen
-		}
-		l, err := c.List(e.ctx, o.Prefix, start, page)
+	for kv, err := range c.ListAll(e.ctx, o.Prefix, o.Limit) {
 		if err != nil {
 			return serverError(err)
 		}
-		for _, kv := range l.KVs {
-			if o.JSON {
-				if err := enc.Encode(kv); err != nil {
-					return fmt.Errorf("write listing: %w", err)
-				}
-			} else {
-				fmt.Fprintf(e.stdout, "%s\t%d\n", displayKey(kv.Key), kv.Revision)
+		if o.JSON {
+			if err := enc.Encode(kv); err != nil {
+				return fmt.Errorf("write listing: %w", err)
 			}
+		} else {
+			fmt.Fprintf(e.stdout, "%s\t%d\n", displayKey(kv.Key), kv.Revision)
 		}
-		seen += len(l.KVs)
-		if !l.More || (o.Limit > 0 && seen >= o.Limit) || len(l.KVs) == 0 {
-			return nil
-		}
-		start = l.Next
 	}
+	return nil
 }
 
 // displayKey quotes a key only when it holds spaces or characters a terminal would not show.

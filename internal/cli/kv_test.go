@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mirrorkv/mirrorkv/api"
+	"github.com/mirrorkv/mirrorkv/api/apitest"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -79,5 +81,27 @@ func TestKVList_Pages(t *testing.T) {
 	}
 	if r := runCLI(t, vars, "", "kv", "put", "x", "y"); r.code != ExitFailure || !strings.Contains(r.stderr, "--access readwrite") {
 		t.Fatalf("readonly put: %d %q; want 1 with a fix naming the readwrite role", r.code, r.stderr)
+	}
+}
+
+// TestKVList_ByteBound: a member that cuts pages at its byte bound still gives the whole
+// listing, and --limit still bounds it.
+func TestKVList_ByteBound(t *testing.T) {
+	srv := apitest.Start(t, api.Config{MaxListBytes: 3}, nil)
+	cc := srv.PKI.Client(t, "cli-readonly", "readonly")
+	vars := map[string]string{"MIRRORKV_ENDPOINTS": srv.URL, "MIRRORKV_CACERT": srv.PKI.CAFile,
+		"MIRRORKV_CERT": cc.CertFile, "MIRRORKV_KEY": cc.KeyFile}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		if _, err := srv.Group.Apply(t.Context(), putCmd(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCLI(t, vars, "", "kv", "list")
+	if r.code != ExitOK || r.stdout != "a\t1\nb\t2\nc\t3\nd\t4\n" {
+		t.Fatalf("list over pages of one key: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, vars, "", "kv", "list", "--limit", "3")
+	if r.code != ExitOK || r.stdout != "a\t1\nb\t2\nc\t3\n" {
+		t.Fatalf("list --limit 3: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -85,6 +85,8 @@ change and on SIGHUP.`,
 	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 0, "how often the snapshot threshold is checked (default 30s)")
 	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members (default 10240)")
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often credential files are checked for changes (default 2s)")
+	f.IntVar(&cfg.MaxListBytes, "max-list-bytes", 0, "keys and values in one listing response; a longer listing continues with ?start= (default 4 MiB)")
+	f.Int64Var(&cfg.MaxReadBytesInFlight, "max-read-bytes-in-flight", 0, "bytes that listings and values of 64 KiB or more may hold at once; past it reads get 503 Busy (default 64 MiB)")
 	f.Int64Var(&cfg.MaxValueBytes, "max-value-bytes", 0, "largest value a client may write (default 1 MiB)")
 	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "TLS handshakes in flight on each port; more are closed before their handshake (default 1024)")
 	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "TLS handshakes in flight on each port from one source IP (default 128)")

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mirrorkv/mirrorkv/reason"
+)
+
+func TestReadGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newReadGate(100, time.Second, prometheus.NewRegistry())
+		ctx := t.Context()
+
+		a, err := g.acquire(ctx, 60)
+		if err != nil || a != 60 {
+			t.Fatalf("acquire 60 of 100 = %d, %v", a, err)
+		}
+		// No room for 60 more: the read waits ReadWait, then is refused as busy.
+		start := time.Now()
+		_, err = g.acquire(ctx, 60)
+		if e := toError(err); e.Status != http.StatusServiceUnavailable || e.Reason != reason.Busy || e.RetryAfter != 1 {
+			t.Fatalf("acquire past the size = %v (%+v), want 503 Busy with Retry-After 1", err, e)
+		}
+		if waited := time.Since(start); waited != time.Second {
+			t.Errorf("refused after %s, want the wait of 1s", waited)
+		}
+		// A read that waits gets its bytes as soon as they are released.
+		done := make(chan int64)
+		go func() {
+			n, err := g.acquire(ctx, 60)
+			if err != nil {
+				t.Errorf("acquire after release: %v", err)
+			}
+			done <- n
+		}()
+		time.Sleep(500 * time.Millisecond)
+		g.release(a)
+		b := <-done
+		if b != 60 {
+			t.Fatalf("acquired %d, want 60", b)
+		}
+		// tryGrow never waits.
+		other, _ := g.acquire(ctx, 20)
+		if held, ok := g.tryGrow(b, 100); ok || held != b {
+			t.Errorf("tryGrow(60, 100) with 20 free = %d, %v; want 60, false", held, ok)
+		}
+		held, ok := g.tryGrow(b, 80)
+		if !ok || held != 80 {
+			t.Errorf("tryGrow(60, 80) with 20 free = %d, %v; want 80, true", held, ok)
+		}
+		g.release(held)
+		g.release(other)
+		// A read larger than the whole gate takes all of it rather than waiting forever.
+		all, err := g.acquire(ctx, 1000)
+		if err != nil || all != 100 {
+			t.Fatalf("acquire 1000 of 100 = %d, %v; want 100", all, err)
+		}
+		// A client that goes away while waiting gets its own error, not Busy.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			cancel()
+		}()
+		if _, err := g.acquire(cctx, 1); !errors.Is(err, context.Canceled) {
+			t.Errorf("acquire with the client gone = %v, want context.Canceled", err)
+		}
+		g.release(all)
+		if n, err := g.acquire(ctx, 100); err != nil || n != 100 {
+			t.Errorf("the gate is not whole again after every release: %d, %v", n, err)
+		}
+	})
+}
