@@ -104,6 +104,9 @@ type hostile struct {
 	legit  *legitClient
 	wrong  *tls.Config // a client certificate from a CA the member does not trust
 	noCert *tls.Config // no client certificate at all
+	// paced holds the attacker's handshakes in flight under the member's per-IP cap (128):
+	// the slow-header and slow-body attacks are about what comes after the handshake.
+	paced chan struct{}
 }
 
 func newHostile(t *testing.T, g *localgroup.Group, m *localgroup.Member) *hostile {
@@ -127,6 +130,7 @@ func newHostile(t *testing.T, g *localgroup.Group, m *localgroup.Member) *hostil
 		admin: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 	hc.wrong = wrongCA(t, g)
 	hc.noCert = &tls.Config{RootCAs: good.RootCAs, MinVersion: tls.VersionTLS12}
+	hc.paced = make(chan struct{}, 64)
 	hc.legit = startLegit(t, g, m)
 	return hc
 }
@@ -369,6 +373,14 @@ func (hc *hostile) dialTLS(cfg *tls.Config) (*tls.Conn, error) {
 	return hc.dialTLSFrom(nil, cfg)
 }
 
+// dialAttacker opens an authorised connection from the attacker's address, pacing the
+// handshakes.
+func (hc *hostile) dialAttacker() (*tls.Conn, error) {
+	hc.paced <- struct{}{}
+	defer func() { <-hc.paced }()
+	return hc.dialTLSFrom(attackerIP, hc.good)
+}
+
 func (hc *hostile) dialTLSFrom(from *net.TCPAddr, cfg *tls.Config) (*tls.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if from != nil {
@@ -418,7 +430,7 @@ func (hc *hostile) slowHeaders(t *testing.T) {
 	var slowest atomic.Int64
 	for range n {
 		wg.Go(func() {
-			c, err := hc.dialTLS(hc.good)
+			c, err := hc.dialAttacker()
 			if err != nil {
 				t.Errorf("dial: %v", err)
 				return
@@ -470,7 +482,7 @@ func (hc *hostile) slowBody(t *testing.T) {
 	var cut atomic.Int64
 	for i := range n {
 		wg.Go(func() {
-			c, err := hc.dialTLS(hc.good)
+			c, err := hc.dialAttacker()
 			if err != nil {
 				t.Errorf("dial: %v", err)
 				return
