@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-
 )
 
 // PeerDN is the canonical subject DN of the verified certificate of conn's peer; conn is a
