@@ -49,9 +49,10 @@ func pkiMust(t *testing.T, args ...string) pkiResult {
 	return r
 }
 
-// newCLICA makes a CA with a passphrase through the CLI; it returns the CA directory and the
-// passphrase file.
-func newCLICA(t *testing.T) (dir, pass string) {
+// newEncryptedCLICA makes a CA with a passphrase through the CLI; it returns the CA
+// directory and the passphrase file. Each use of the key costs a memory-hard key derivation
+// (seconds under the race detector), so only the tests of the passphrase path use it.
+func newEncryptedCLICA(t *testing.T) (dir, pass string) {
 	t.Helper()
 	root := t.TempDir()
 	dir, pass = filepath.Join(root, "ca"), filepath.Join(root, "pass")
@@ -60,6 +61,15 @@ func newCLICA(t *testing.T) (dir, pass string) {
 	}
 	pkiMust(t, "ca", "init", "--dir", dir, "--name", "Replication-Root-CA", "--passphrase-file", pass)
 	return dir, pass
+}
+
+// newCLICA makes a CA whose key is not encrypted; pass is "", which --passphrase-file takes
+// as no passphrase.
+func newCLICA(t *testing.T) (dir, pass string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "ca")
+	pkiMust(t, "ca", "init", "--dir", dir, "--name", "Replication-Root-CA", "--insecure-no-passphrase")
+	return dir, ""
 }
 
 func readCRLNumber(t *testing.T, dir string) int64 {
@@ -76,7 +86,7 @@ func readCRLNumber(t *testing.T, dir string) int64 {
 }
 
 func TestCACmd_Lifecycle(t *testing.T) {
-	dir, pass := newCLICA(t)
+	dir, pass := newEncryptedCLICA(t)
 	out := t.TempDir()
 	r := pkiMust(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--ip", "127.0.0.1", "--dns", "m1.example", "--out", out)
 	if !strings.Contains(r.stdout, "issued member certificate CN=m1") {
@@ -186,7 +196,7 @@ func TestCACmd_Usage(t *testing.T) {
 // TestCACmd_BadInput: each mistake gets one line that says what to do, exit 1, and
 // leaves nothing behind.
 func TestCACmd_BadInput(t *testing.T) {
-	dir, pass := newCLICA(t)
+	dir, pass := newEncryptedCLICA(t)
 	tmp := t.TempDir()
 	wrong, notKey, notCA := filepath.Join(tmp, "wrong"), filepath.Join(tmp, "notkey"), filepath.Join(tmp, "notca")
 	os.WriteFile(wrong, []byte("guess\n"), 0o600)
