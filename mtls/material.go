@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -52,19 +52,17 @@ func readFiles(cfg Config) (*files, error) {
 }
 
 // checkKeyFileMode refuses a private key file that grants any permission to its group or
-// to other users: whoever can read it can pose as this member. Windows has no mode bits.
+// to other users: whoever can read it can pose as this member. The rule is pki's, which
+// `cert lint --key` applies too.
 func checkKeyFileMode(path string) error {
-	if runtime.GOOS == "windows" {
+	err := pki.CheckKeyFileMode(path)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, pki.ErrKeyFileMode):
+		return credErr(reason.KeyFileMode, path, "%w", err)
 	}
-	fi, err := os.Stat(path) // the file a symlink points to: its own mode means nothing
-	if err != nil {
-		return credErr(reason.BadCredentials, path, "%w; check the path and that the mirrorkv user may read it", err)
-	}
-	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
-		return credErr(reason.KeyFileMode, path, "private key file has mode %#o, open to other users than its owner: run chmod 600 %s", mode, path)
-	}
-	return nil
+	return credErr(reason.BadCredentials, path, "%w; check the path and that the mirrorkv user may read it", err)
 }
 
 // material is one immutable snapshot of trust material. It is never modified after the swap.
