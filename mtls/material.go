@@ -2,13 +2,13 @@ package mtls
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/pki"
@@ -141,11 +141,20 @@ func parseKeyPair(cfg Config, f *files) (*tls.Certificate, error) {
 	if !looksPEM(certPEM) {
 		certPEM = pemCerts(chain)
 	}
+	// The pair is compared here, not recognised in crypto/tls's error text: a key of another
+	// certificate is the commonest mistake and gets its own reason.
+	key, err := pki.ParsePrivateKey(f.key, nil)
+	switch {
+	case errors.Is(err, pki.ErrPassphrase):
+		return nil, credErr(reason.BadCredentials, cfg.KeyFile, "the private key is encrypted; a member reads its key without a passphrase, so keep it unencrypted and private (0600): openssl pkey -in KEY -out KEY")
+	case err != nil:
+		return nil, credErr(reason.BadCredentials, cfg.KeyFile, "private key: %w", err)
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(chain[0].PublicKey) {
+		return nil, credErr(reason.KeyMismatch, cfg.KeyFile, "key does not match certificate %s", cfg.CertFile)
+	}
 	pair, err := tls.X509KeyPair(certPEM, f.key)
 	if err != nil {
-		if strings.Contains(err.Error(), "does not match") {
-			return nil, credErr(reason.KeyMismatch, cfg.KeyFile, "key does not match certificate %s", cfg.CertFile)
-		}
 		return nil, credErr(reason.BadCredentials, cfg.KeyFile, "private key: %w", err)
 	}
 	pair.Leaf = chain[0]
