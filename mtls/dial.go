@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -85,10 +86,10 @@ func selfDiagnose(m *material, asked [][]byte, now time.Time) reason.Code {
 	if m == nil || m.leaf == nil {
 		return reason.NoCertificate
 	}
-	if err := checkValidity(m.leaf, now); err != nil {
+	if err := pki.CheckValidity(m.leaf, now); err != nil {
 		return reason.Of(err, reason.HandshakeFailed)
 	}
-	if err := checkMemberUsage(m.leaf); err != nil {
+	if err := pki.CheckUsage(m.leaf, pki.UseMember); err != nil {
 		return reason.Of(err, reason.HandshakeFailed)
 	}
 	if m.isRevoked(m.leaf) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -68,7 +69,7 @@ func classifyX509(err error) (reason.Code, bool) {
 			}
 			return reason.CertExpired, true
 		case x509.IncompatibleUsage:
-			if ie.Cert != nil && hasEKU(ie.Cert, x509.ExtKeyUsageClientAuth) {
+			if ie.Cert != nil && pki.HasEKU(ie.Cert, x509.ExtKeyUsageClientAuth) {
 				return reason.MissingServerAuth, true
 			}
 			return reason.MissingClientAuth, true

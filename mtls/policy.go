@@ -31,86 +31,8 @@ const (
 	dialling                   // we dialled; the peer accepted
 )
 
-func checkValidity(c *x509.Certificate, now time.Time) error {
-	switch {
-	case now.Before(c.NotBefore):
-		return refuse(reason.CertNotYetValid, "certificate %q is valid only from %s", dnOf(c), c.NotBefore.UTC().Format(time.RFC3339))
-	case now.After(c.NotAfter):
-		return refuse(reason.CertExpired, "certificate %q expired at %s", dnOf(c), c.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-func hasEKU(c *x509.Certificate, u x509.ExtKeyUsage) bool {
-	return slices.Contains(c.ExtKeyUsage, u) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny)
-}
-
-func noEKU(c *x509.Certificate) bool {
-	return len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0
-}
-
-// checkKeyUsage refuses a key usage extension without digitalSignature: every TLS 1.3
-// handshake signs with the leaf key.
-func checkKeyUsage(c *x509.Certificate) error {
-	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		return refuse(reason.BadKeyUsage, "certificate %q lacks the digitalSignature key usage", dnOf(c))
-	}
-	return nil
-}
-
-// checkMemberUsage requires a member leaf to be fit for both directions. Go's own check
-// accepts a chain when ANY requested usage matches, so the leaf is checked here.
-func checkMemberUsage(c *x509.Certificate) error {
-	if err := checkKeyUsage(c); err != nil {
-		return err
-	}
-	if noEKU(c) {
-		return nil
-	}
-	server, client := hasEKU(c, x509.ExtKeyUsageServerAuth), hasEKU(c, x509.ExtKeyUsageClientAuth)
-	switch {
-	case server && client:
-		return nil
-	case client:
-		return refuse(reason.ClientCertOnMemberPort, "certificate %q has clientAuth only: it is a client certificate", dnOf(c))
-	case server:
-		return refuse(reason.MissingClientAuth, "certificate %q lacks the clientAuth extended key usage", dnOf(c))
-	}
-	return refuse(reason.MissingServerAuth, "certificate %q lacks the serverAuth and clientAuth extended key usages", dnOf(c))
-}
-
-func checkClientUsage(c *x509.Certificate) error {
-	if err := checkKeyUsage(c); err != nil {
-		return err
-	}
-	if noEKU(c) || hasEKU(c, x509.ExtKeyUsageClientAuth) {
-		return nil
-	}
-	return refuse(reason.MissingClientAuth, "certificate %q lacks the clientAuth extended key usage", dnOf(c))
-}
-
-func checkServerUsage(c *x509.Certificate) error {
-	if err := checkKeyUsage(c); err != nil {
-		return err
-	}
-	if noEKU(c) || hasEKU(c, x509.ExtKeyUsageServerAuth) {
-		return nil
-	}
-	return refuse(reason.MissingServerAuth, "certificate %q lacks the serverAuth extended key usage", dnOf(c))
-}
-
-// checkGroup refuses a member certificate that is not bound to group: one CA may serve
-// several groups, and a member of one must never pass as a member of another.
-func checkGroup(c *x509.Certificate, group string) error {
-	got, err := pki.GroupOf(c)
-	if err != nil {
-		return refuse(reason.WrongGroup, "%w", err)
-	}
-	if got != group {
-		return refuse(reason.WrongGroup, "certificate %q belongs to group %q, not %q", dnOf(c), got, group)
-	}
-	return nil
-}
+// The usage, validity and group rules are pki's (pki.CheckUsage and the others), shared with
+// `cert lint`, so that what lint says and what the ports do cannot drift apart.
 
 // verifyChain verifies certs (leaf first) against the snapshot's roots. The validity
 // window is checked first so that the reason is precise.
@@ -119,7 +41,7 @@ func verifyChain(m *material, certs []*x509.Certificate, now time.Time) ([]*x509
 		return nil, refuse(reason.NoCertificate, "the peer presented no certificate")
 	}
 	leaf := certs[0]
-	if err := checkValidity(leaf, now); err != nil {
+	if err := pki.CheckValidity(leaf, now); err != nil {
 		return nil, err
 	}
 	inter := x509.NewCertPool()
@@ -193,13 +115,13 @@ func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir
 	var err error
 	switch {
 	case s.cfg.Role == RoleMember:
-		if err = checkMemberUsage(leaf); err == nil {
-			err = checkGroup(leaf, s.cfg.Group)
+		if err = pki.CheckUsage(leaf, pki.UseMember); err == nil {
+			err = pki.CheckGroup(leaf, s.cfg.Group)
 		}
 	case dir == accepting:
-		err = checkClientUsage(leaf)
+		err = pki.CheckUsage(leaf, pki.UseClientAuth)
 	default:
-		err = checkServerUsage(leaf)
+		err = pki.CheckUsage(leaf, pki.UseServerAuth)
 	}
 	if err != nil {
 		return err
@@ -231,17 +153,17 @@ func checkOwnLeaf(cfg Config, m *material, now time.Time) error {
 		}
 		return &CredentialError{Reason: reason.Of(err, reason.BadCredentials), File: cfg.CertFile, Err: err}
 	}
-	if err := checkValidity(m.leaf, now); err != nil {
+	if err := pki.CheckValidity(m.leaf, now); err != nil {
 		return wrap(err)
 	}
 	if cfg.Role != RoleMember {
-		return wrap(checkKeyUsage(m.leaf))
+		return wrap(pki.CheckKeyUsage(m.leaf))
 	}
 	if _, err := verifyChain(m, m.chain, now); err != nil {
 		return wrap(fmt.Errorf("this member's own certificate does not chain to %s: %w", cfg.CAFile, err))
 	}
-	if err := checkMemberUsage(m.leaf); err != nil {
+	if err := pki.CheckUsage(m.leaf, pki.UseMember); err != nil {
 		return wrap(err)
 	}
-	return wrap(checkGroup(m.leaf, cfg.Group))
+	return wrap(pki.CheckGroup(m.leaf, cfg.Group))
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
@@ -173,7 +174,7 @@ func (p *prober) verify(cs tls.ConnectionState) error {
 		inter.AddCert(c)
 	}
 	leaf := cs.PeerCertificates[0]
-	if err := checkValidity(leaf, p.opts.Now()); err != nil {
+	if err := pki.CheckValidity(leaf, p.opts.Now()); err != nil {
 		p.verifyOK = err
 		return err
 	}
@@ -288,10 +289,10 @@ func (p *prober) selfDiagnose() reason.Code {
 	if err != nil {
 		return reason.BadCredentials
 	}
-	if err := checkValidity(leaf, p.opts.Now()); err != nil {
+	if err := pki.CheckValidity(leaf, p.opts.Now()); err != nil {
 		return reason.Of(err, reason.HandshakeFailed)
 	}
-	if err := checkClientUsage(leaf); err != nil {
+	if err := pki.CheckUsage(leaf, pki.UseClientAuth); err != nil {
 		return reason.Of(err, reason.HandshakeFailed)
 	}
 	if cas := p.report.AcceptableCAs; len(cas) > 0 && !slices.Contains(cas, leaf.Issuer.ToRDNSequence().String()) {

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/x509"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // Severity grades a lint finding. Any error makes 'mirrorkv cert lint' exit 1.
@@ -23,6 +25,9 @@ type Finding struct {
 	Severity Severity `json:"severity"`
 	Message  string   `json:"message"`
 	Fix      string   `json:"fix,omitempty"`
+	// code is the reason of a finding made from a shared rule's refusal (pki.CheckUsage and
+	// the others): the one the ports report for the same fault. Zero: Reason derives it.
+	code reason.Code
 }
 
 // LintInput is what Lint checks: the contents of the files an operator is about to deploy.
@@ -90,13 +95,12 @@ func Lint(in LintInput) []Finding {
 	chain, err := ParseCertificates(in.Cert)
 	if err != nil {
 		return []Finding{{"cert-unreadable", SeverityError, "certificate file: " + err.Error(),
-			"give the PEM certificate written by 'mirrorkv ca issue' (leaf first)"}}
+			"give the PEM certificate written by 'mirrorkv ca issue' (leaf first)", 0}}
 	}
 	c.chain, c.leaf = chain, chain[0]
 	var out []Finding
 	if c.cas, err = ParseCertificates(in.CA); err != nil {
-		out = append(out, Finding{"ca-unreadable", SeverityError, "CA bundle: " + err.Error(),
-			"give the ca.crt of the replication CA (--ca)"})
+		out = append(out, Finding{"ca-unreadable", SeverityError, "CA bundle: " + err.Error(), "give the ca.crt of the replication CA (--ca)", 0})
 	}
 	if f := checkNotLeaf(c); f != nil {
 		return append(out, f...)
@@ -124,7 +128,7 @@ func checkNotLeaf(c *lintCtx) []Finding {
 		}
 	}
 	return []Finding{{"not-leaf", SeverityError, "the file holds only CA certificates (" + DNOf(c.leaf) + ")",
-		"lint the member or client certificate; give the CA with --ca"}}
+		"lint the member or client certificate; give the CA with --ca", 0}}
 }
 
 func checkBundleOrder(c *lintCtx) []Finding {
@@ -133,7 +137,7 @@ func checkBundleOrder(c *lintCtx) []Finding {
 	}
 	return []Finding{{"bundle-order", SeverityError,
 		"the first certificate in the file is a CA (" + DNOf(c.leaf) + "); TLS sends the first one as the leaf",
-		"put the member or client certificate first, then any intermediates"}}
+		"put the member or client certificate first, then any intermediates", 0}}
 }
 
 func checkEmptyCN(c *lintCtx) []Finding {
@@ -141,7 +145,7 @@ func checkEmptyCN(c *lintCtx) []Finding {
 		return nil
 	}
 	return []Finding{{"empty-cn", SeverityError, "the subject has no CN (" + quoteDN(c.leaf) + ")",
-		"issue it with 'mirrorkv ca issue --name NAME'; the CN names the member or client"}}
+		"issue it with 'mirrorkv ca issue --name NAME'; the CN names the member or client", 0}}
 }
 
 func quoteDN(cert *x509.Certificate) string {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // checkValidity checks the dates of the leaf and of every CA in the bundle.
@@ -22,16 +24,17 @@ func validity(cert *x509.Certificate, prefix string, now time.Time) []Finding {
 	if prefix != "" {
 		what, fix = "CA "+DNOf(cert), "rotate to a new CA: 'mirrorkv ca init' in a new directory, then a bundle of old and new CA (docs/certificates.md)"
 	}
-	switch {
-	case now.Before(cert.NotBefore):
+	// The verdict is CheckValidity's, the ports' own; the warning before it is lint's.
+	switch code := reason.Of(CheckValidity(cert, now), reason.OK); {
+	case code == reason.CertNotYetValid:
 		return []Finding{{prefix + "not-yet-valid", SeverityError,
 			fmt.Sprintf("%s is not valid before %s", what, stamp(cert.NotBefore)),
-			"check the clock of this host and of the CA host, or wait"}}
-	case now.After(cert.NotAfter):
-		return []Finding{{prefix + "expired", SeverityError, fmt.Sprintf("%s expired on %s", what, stamp(cert.NotAfter)), fix}}
+			"check the clock of this host and of the CA host, or wait", code}}
+	case code == reason.CertExpired:
+		return []Finding{{prefix + "expired", SeverityError, fmt.Sprintf("%s expired on %s", what, stamp(cert.NotAfter)), fix, code}}
 	case cert.NotAfter.Sub(now) < ExpiryWarning:
 		return []Finding{{prefix + "expiring-soon", SeverityWarning,
-			fmt.Sprintf("%s expires on %s, in %d days", what, stamp(cert.NotAfter), int(cert.NotAfter.Sub(now).Hours()/24)), fix}}
+			fmt.Sprintf("%s expires on %s, in %d days", what, stamp(cert.NotAfter), int(cert.NotAfter.Sub(now).Hours()/24)), fix, 0}}
 	}
 	return nil
 }
@@ -44,9 +47,7 @@ func checkCABundle(c *lintCtx) []Finding {
 	var out []Finding
 	for _, ca := range c.cas {
 		if (ca.BasicConstraintsValid && !ca.IsCA) || (ca.Version == 3 && !ca.BasicConstraintsValid) {
-			out = append(out, Finding{"ca-bundle", SeverityError,
-				"the CA bundle holds " + DNOf(ca) + ", which is not a CA certificate",
-				"give the CA's ca.crt with --ca, not a member certificate"})
+			out = append(out, Finding{"ca-bundle", SeverityError, "the CA bundle holds " + DNOf(ca) + ", which is not a CA certificate", "give the CA's ca.crt with --ca, not a member certificate", 0})
 		}
 	}
 	return out
@@ -94,7 +95,7 @@ func checkSignedByCA(c *lintCtx) []Finding {
 	}
 	return []Finding{{"unknown-ca", SeverityError,
 		fmt.Sprintf("not signed by a CA of the bundle (issuer %s): %s", dnFromRaw(c.leaf.RawIssuer), err.Error()),
-		"issue it from the replication CA ('mirrorkv ca issue'), or give the CA that issued it with --ca"}}
+		"issue it from the replication CA ('mirrorkv ca issue'), or give the CA that issued it with --ca", 0}}
 }
 
 // checkIntermediate: a dedicated replication CA signs leaves directly; an intermediate
@@ -103,9 +104,7 @@ func checkIntermediate(c *lintCtx) []Finding {
 	var out []Finding
 	for _, cert := range append(c.chain[1:], c.cas...) {
 		if cert.IsCA && !isSelfSigned(cert) {
-			out = append(out, Finding{"intermediate", SeverityWarning,
-				"intermediate CA " + DNOf(cert) + " in the chain: a dedicated replication CA signs members directly",
-				"use a single-tier CA made by 'mirrorkv ca init'"})
+			out = append(out, Finding{"intermediate", SeverityWarning, "intermediate CA " + DNOf(cert) + " in the chain: a dedicated replication CA signs members directly", "use a single-tier CA made by 'mirrorkv ca init'", 0})
 		}
 	}
 	return out
@@ -119,12 +118,12 @@ func checkKey(c *lintCtx) []Finding {
 	key, err := ParsePrivateKey(c.in.Key, c.in.KeyPassphrase)
 	if err != nil {
 		return []Finding{{"key-unreadable", SeverityError, "key file: " + err.Error(),
-			"give the .key file written together with the certificate"}}
+			"give the .key file written together with the certificate", 0}}
 	}
 	if !matchesKey(c.leaf, key) {
 		return []Finding{{"key-mismatch", SeverityError,
 			"the key (" + keyDescription(key.Public()) + ") does not match the certificate (" + keyDescription(c.leaf.PublicKey) + ")",
-			"use the key generated with this certificate, or issue a new pair"}}
+			"use the key generated with this certificate, or issue a new pair", 0}}
 	}
 	return nil
 }
@@ -135,7 +134,7 @@ func checkKeyFile(c *lintCtx) []Finding {
 		return nil
 	}
 	if err := CheckKeyFileMode(c.in.KeyFile); err != nil {
-		return []Finding{{"key-file-mode", SeverityError, err.Error(), "chmod 600 " + c.in.KeyFile}}
+		return []Finding{{"key-file-mode", SeverityError, err.Error(), "chmod 600 " + c.in.KeyFile, 0}}
 	}
 	return nil
 }
@@ -155,18 +154,14 @@ func checkWeakCrypto(c *lintCtx) []Finding {
 	var out []Finding
 	for _, cert := range append(c.chain, c.cas...) {
 		if k, ok := cert.PublicKey.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
-			out = append(out, Finding{"weak-key", SeverityError,
-				fmt.Sprintf("%s has an RSA %d-bit key", DNOf(cert), k.N.BitLen()),
-				"reissue it with a P-256 key (the default) or RSA of at least 2048 bits"})
+			out = append(out, Finding{"weak-key", SeverityError, fmt.Sprintf("%s has an RSA %d-bit key", DNOf(cert), k.N.BitLen()), "reissue it with a P-256 key (the default) or RSA of at least 2048 bits", 0})
 		}
 		if isWeakSignature(cert.SignatureAlgorithm) {
 			sev := SeverityError
 			if cert.IsCA && isSelfSigned(cert) {
 				sev = SeverityWarning
 			}
-			out = append(out, Finding{"weak-signature", sev,
-				fmt.Sprintf("%s is signed with %s", DNOf(cert), cert.SignatureAlgorithm),
-				"reissue it with 'mirrorkv ca issue' (SHA-256 or Ed25519)"})
+			out = append(out, Finding{"weak-signature", sev, fmt.Sprintf("%s is signed with %s", DNOf(cert), cert.SignatureAlgorithm), "reissue it with 'mirrorkv ca issue' (SHA-256 or Ed25519)", 0})
 		}
 	}
 	return out

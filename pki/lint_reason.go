@@ -13,12 +13,10 @@ func (f Finding) Reason() reason.Code {
 	if f.Severity == SeverityInfo {
 		return reason.OK
 	}
+	if f.code != reason.OK {
+		return f.code // made by a rule the ports share
+	}
 	switch strings.TrimPrefix(f.Rule, "ca-") {
-	case "ext-key-usage":
-		if strings.Contains(f.Message, "serverAuth") {
-			return reason.MissingServerAuth
-		}
-		return reason.MissingClientAuth
 	case "key-usage", "netscape-cert-type":
 		return reason.BadKeyUsage
 	case "expired", "expiring-soon":

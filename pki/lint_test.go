@@ -360,8 +360,9 @@ func TestFinding_Reason(t *testing.T) {
 		f    Finding
 		want reason.Code
 	}{
-		{Finding{Rule: "ext-key-usage", Severity: SeverityError, Message: "extendedKeyUsage lacks serverAuth"}, reason.MissingServerAuth},
-		{Finding{Rule: "ext-key-usage", Severity: SeverityError, Message: "extendedKeyUsage lacks clientAuth"}, reason.MissingClientAuth},
+		// A finding of a rule the ports share carries that rule's own reason.
+		{Finding{Rule: "ext-key-usage", Severity: SeverityError, code: reason.MissingServerAuth}, reason.MissingServerAuth},
+		{Finding{Rule: "ext-key-usage", Severity: SeverityError, code: reason.ClientCertOnMemberPort}, reason.ClientCertOnMemberPort},
 		{Finding{Rule: "ca-expired", Severity: SeverityError}, reason.CertExpired},
 		{Finding{Rule: "revoked", Severity: SeverityError}, reason.Revoked},
 		{Finding{Rule: "public-ca", Severity: SeverityError}, reason.PublicCA},

@@ -16,16 +16,14 @@ func checkPublicCA(c *lintCtx) []Finding {
 	}
 	sys, err := get()
 	if err != nil || sys == nil {
-		return []Finding{{"public-ca", SeverityInfo, "system trust store unavailable; could not check that the CA is private", ""}}
+		return []Finding{{"public-ca", SeverityInfo, "system trust store unavailable; could not check that the CA is private", "", 0}}
 	}
 	opts := x509.VerifyOptions{Roots: sys, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 	var out []Finding
 	for _, ca := range c.cas {
 		opts.CurrentTime = ca.NotBefore.Add(ca.NotAfter.Sub(ca.NotBefore) / 2)
 		if _, err := ca.Verify(opts); err == nil {
-			out = append(out, Finding{"public-ca", SeverityError,
-				"CA " + DNOf(ca) + " is trusted by this system's trust store: it is a public or corporate CA, and every certificate it signs would be accepted as a member",
-				"use a dedicated private CA made by 'mirrorkv ca init' for replication"})
+			out = append(out, Finding{"public-ca", SeverityError, "CA " + DNOf(ca) + " is trusted by this system's trust store: it is a public or corporate CA, and every certificate it signs would be accepted as a member", "use a dedicated private CA made by 'mirrorkv ca init' for replication", 0})
 		}
 	}
 	return out
@@ -39,24 +37,18 @@ func checkCRL(c *lintCtx) []Finding {
 	}
 	crl, err := ParseCRL(c.in.CRL)
 	if err != nil {
-		return []Finding{{"crl-unreadable", SeverityError, "CRL: " + err.Error(), "regenerate it with 'mirrorkv ca crl'"}}
+		return []Finding{{"crl-unreadable", SeverityError, "CRL: " + err.Error(), "regenerate it with 'mirrorkv ca crl'", 0}}
 	}
 	var out []Finding
 	if !slices.ContainsFunc(c.cas, func(ca *x509.Certificate) bool { return crl.CheckSignatureFrom(ca) == nil }) {
-		out = append(out, Finding{"crl-signature", SeverityError,
-			"the CRL (issuer " + dnFromRaw(crl.RawIssuer) + ") is not signed by a CA of the bundle",
-			"use the crl.pem of the CA that issued the certificate ('mirrorkv ca crl')"})
+		out = append(out, Finding{"crl-signature", SeverityError, "the CRL (issuer " + dnFromRaw(crl.RawIssuer) + ") is not signed by a CA of the bundle", "use the crl.pem of the CA that issued the certificate ('mirrorkv ca crl')", 0})
 	}
 	if !crl.NextUpdate.IsZero() && c.now.After(crl.NextUpdate) {
-		out = append(out, Finding{"crl-stale", SeverityError,
-			"the CRL is past its next update (" + stamp(crl.NextUpdate) + "); members refuse a stale CRL",
-			"run 'mirrorkv ca crl' on the CA host and copy crl.pem to every member"})
+		out = append(out, Finding{"crl-stale", SeverityError, "the CRL is past its next update (" + stamp(crl.NextUpdate) + "); members refuse a stale CRL", "run 'mirrorkv ca crl' on the CA host and copy crl.pem to every member", 0})
 	}
 	for _, e := range crl.RevokedCertificateEntries {
 		if e.SerialNumber.Cmp(c.leaf.SerialNumber) == 0 && slices.Equal(crl.RawIssuer, c.leaf.RawIssuer) {
-			out = append(out, Finding{"revoked", SeverityError,
-				fmt.Sprintf("the certificate (serial %s) was revoked on %s", serialHex(e.SerialNumber), stamp(e.RevocationTime)),
-				"issue a new one with 'mirrorkv ca issue --renew'; a revoked certificate never comes back"})
+			out = append(out, Finding{"revoked", SeverityError, fmt.Sprintf("the certificate (serial %s) was revoked on %s", serialHex(e.SerialNumber), stamp(e.RevocationTime)), "issue a new one with 'mirrorkv ca issue --renew'; a revoked certificate never comes back", 0})
 		}
 	}
 	return out

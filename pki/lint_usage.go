@@ -5,38 +5,32 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
-	"slices"
 	"strings"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // needs lists the TLS uses a role requires.
 func needs(r Role) (server, client bool) { return r == RoleMember, true }
 
-func hasEKU(cert *x509.Certificate, u x509.ExtKeyUsage) bool {
-	return slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) || slices.Contains(cert.ExtKeyUsage, u)
+// shared turns the refusal of one of the rules the ports apply (CheckUsage, CheckGroup,
+// CheckValidity) into a finding with that refusal's reason code.
+func shared(rule string, err error, detail, fix string) Finding {
+	return Finding{rule, SeverityError, errors.Unwrap(err).Error() + detail, fix, reason.Of(err, reason.BadCredentials)}
 }
 
 // checkExtKeyUsage: Go and openssl accept a certificate for a use only if its EKU extension
-// (when present) lists it; a member uses its one certificate as server and as client.
+// (when present) lists it; a member uses its one certificate as server and as client. The
+// verdict is CheckExtKeyUsage's, the ports' own.
 func checkExtKeyUsage(c *lintCtx) []Finding {
-	if len(c.leaf.ExtKeyUsage) == 0 && len(c.leaf.UnknownExtKeyUsage) == 0 {
-		return []Finding{{"ext-key-usage", SeverityInfo, "no extendedKeyUsage extension: every use is allowed", ""}}
+	if noEKU(c.leaf) {
+		return []Finding{{"ext-key-usage", SeverityInfo, "no extendedKeyUsage extension: every use is allowed", "", 0}}
 	}
-	server, client := needs(c.in.Role)
-	var missing []string
-	if server && !hasEKU(c.leaf, x509.ExtKeyUsageServerAuth) {
-		missing = append(missing, "serverAuth")
+	if err := CheckExtKeyUsage(c.leaf, UseOf(c.in.Role)); err != nil {
+		return []Finding{shared("ext-key-usage", err, " (peers fail with 'unsupported certificate' or 'incompatible key usage')",
+			fixReissue(c.in.Role)+"; with openssl, sign with extendedKeyUsage = serverAuth, clientAuth")}
 	}
-	if client && !hasEKU(c.leaf, x509.ExtKeyUsageClientAuth) {
-		missing = append(missing, "clientAuth")
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	return []Finding{{"ext-key-usage", SeverityError,
-		"extendedKeyUsage lacks " + strings.Join(missing, " and ") + ", needed by a " + c.in.Role.String() +
-			" certificate (peers fail with 'unsupported certificate' or 'incompatible key usage')",
-		fixReissue(c.in.Role) + "; with openssl, sign with extendedKeyUsage = serverAuth, clientAuth"}}
+	return nil
 }
 
 func fixReissue(r Role) string {
@@ -55,15 +49,12 @@ func checkKeyUsage(c *lintCtx) []Finding {
 		return nil
 	}
 	var out []Finding
-	if ku&x509.KeyUsageDigitalSignature == 0 {
-		out = append(out, Finding{"key-usage", SeverityError,
-			"keyUsage lacks digitalSignature, which a TLS handshake needs",
-			fixReissue(c.in.Role) + "; with openssl, sign with keyUsage = digitalSignature (and keyEncipherment for RSA)"})
+	if err := CheckKeyUsage(c.leaf); err != nil {
+		out = append(out, shared("key-usage", err, ", which a TLS handshake needs",
+			fixReissue(c.in.Role)+"; with openssl, sign with keyUsage = digitalSignature (and keyEncipherment for RSA)"))
 	}
 	if _, rsaKey := c.leaf.PublicKey.(*rsa.PublicKey); rsaKey && c.in.Role == RoleMember && ku&x509.KeyUsageKeyEncipherment == 0 {
-		out = append(out, Finding{"key-usage", SeverityWarning,
-			"RSA member certificate whose keyUsage lacks keyEncipherment: OpenSSL-based TLS 1.2 peers refuse it as a server",
-			"reissue it with 'mirrorkv ca issue', which sets keyEncipherment for RSA keys"})
+		out = append(out, Finding{"key-usage", SeverityWarning, "RSA member certificate whose keyUsage lacks keyEncipherment: OpenSSL-based TLS 1.2 peers refuse it as a server", "reissue it with 'mirrorkv ca issue', which sets keyEncipherment for RSA keys", 0})
 	}
 	return out
 }
@@ -83,7 +74,7 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 		var bits asn1.BitString
 		if rest, err := asn1.Unmarshal(ext.Value, &bits); err != nil || len(rest) > 0 {
 			return []Finding{{"netscape-cert-type", SeverityWarning, "Netscape cert type extension is malformed",
-				fixReissue(c.in.Role) + ", which does not set it"}}
+				fixReissue(c.in.Role) + ", which does not set it", 0}}
 		}
 		server, client := needs(c.in.Role)
 		var missing []string
@@ -96,27 +87,29 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 		if len(missing) > 0 {
 			return []Finding{{"netscape-cert-type", SeverityError,
 				"Netscape cert type lacks " + strings.Join(missing, " and ") + ", so OpenSSL-based peers refuse it",
-				fixReissue(c.in.Role) + ", which does not set this obsolete extension"}}
+				fixReissue(c.in.Role) + ", which does not set this obsolete extension", 0}}
 		}
 	}
 	return nil
 }
 
-// checkGroup: a member certificate names exactly one group, read by GroupOf as the server
-// reads it, and that group is the one asked for, if any.
+// checkGroup: a member certificate names exactly one group, and that group is the one asked
+// for, if any: CheckGroup's verdict, the member port's own.
 func checkGroup(c *lintCtx) []Finding {
 	if c.in.Role != RoleMember {
 		return nil
 	}
 	fix := "reissue it with 'mirrorkv ca issue --group GROUP', GROUP being the members' 'serve --group'"
 	g, err := GroupOf(c.leaf)
-	switch {
-	case err != nil:
-		return []Finding{{"group", SeverityError, "member group URI: " + err.Error(), fix}}
-	case c.in.Group != "" && g != c.in.Group:
-		return []Finding{{"group", SeverityError, "the certificate names group " + g + ", not " + c.in.Group + "; members of " + c.in.Group + " refuse it", fix}}
+	if err != nil {
+		return []Finding{shared("group", reason.Wrap(reason.WrongGroup, err), "", fix)}
 	}
-	return []Finding{{"group", SeverityInfo, "member group: " + g, ""}}
+	if c.in.Group != "" {
+		if err := CheckGroup(c.leaf, c.in.Group); err != nil {
+			return []Finding{shared("group", err, "; members of "+c.in.Group+" refuse it", fix)}
+		}
+	}
+	return []Finding{{"group", SeverityInfo, "member group: " + g, "", 0}}
 }
 
 // checkClientRole: a client's access comes from its role URI, read by AccessOf exactly as
@@ -129,10 +122,10 @@ func checkClientRole(c *lintCtx) []Finding {
 	switch {
 	case errors.Is(err, ErrNoAccess):
 		return []Finding{{"client-role", SeverityError, "no access: the certificate carries no role URI, so the server grants it nothing",
-			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'", 0}}
 	case err != nil:
 		return []Finding{{"client-role", SeverityError, "client role URI: " + err.Error(),
-			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'"}}
+			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'", 0}}
 	}
-	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), ""}}
+	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), "", 0}}
 }

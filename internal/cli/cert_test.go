@@ -102,7 +102,8 @@ func TestCertLint_JSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("lint --json: %v\n%s", err, r.stdout)
 	}
-	if r.code != ExitFailure || got.OK || got.Role != "member" || len(got.Findings) == 0 || got.Findings[0].Rule != "ext-key-usage" || got.Findings[0].Fix == "" || got.Findings[0].Reason != 106 {
+	if r.code != ExitFailure || got.OK || got.Role != "member" || len(got.Findings) == 0 || got.Findings[0].Rule != "ext-key-usage" || got.Findings[0].Fix == "" || got.Findings[0].Reason != 108 {
+		// 108: a client certificate where a member's is needed, as the member port says.
 		t.Fatalf("exit %d, %+v", r.code, got)
 	}
 }
