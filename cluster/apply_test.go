@@ -62,3 +62,24 @@ func TestWaitFuture(t *testing.T) {
 		t.Fatalf("waitFuture on a completed future = %v, want its error mapped to reason %v", err, reason.LeadershipLost)
 	}
 }
+
+// fullStore is a raft log store on a full disk.
+type fullStore struct{ raft.LogStore }
+
+func (fullStore) StoreLogs([]*raft.Log) error { return fmt.Errorf("write segment: %w", syscall.ENOSPC) }
+
+// raft's log cache hands a store's error back as text only; isDiskFull reads that text.
+// This runs raft's own code, so a raft upgrade that words it otherwise fails here.
+func TestIsDiskFull_RaftLogCache(t *testing.T) {
+	cache, err := raft.NewLogCache(16, fullStore{raft.NewInmemStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cache.StoreLogs([]*raft.Log{{Index: 1, Term: 1}})
+	if err == nil || errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("raft's log cache returned %v; this test expects the error flattened into text", err)
+	}
+	if !isDiskFull(err) {
+		t.Fatalf("isDiskFull(%q) = false: raft's wording changed; update isDiskFull", err)
+	}
+}

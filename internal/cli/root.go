@@ -52,12 +52,17 @@ func run(e *env, args []string) int {
 		return ExitOK
 	}
 	fmt.Fprintf(e.stderr, "mirrorkv: %v\n", err)
-	if _, ok := errors.AsType[usageError](err); ok || strings.HasPrefix(err.Error(), "unknown command") {
+	if _, ok := errors.AsType[usageError](err); ok || isUnknownCommand(err) {
 		fmt.Fprintln(e.stderr, "run 'mirrorkv help' (or add --help to the command) for usage")
 		return ExitUsage
 	}
 	return ExitFailure
 }
+
+// isUnknownCommand recognises cobra's error for a command line naming no command. Cobra has
+// no value or type for it, only its text; TestIsUnknownCommand pins that text, so a cobra
+// upgrade that changes it fails a test rather than turning usage mistakes into exit 1.
+func isUnknownCommand(err error) bool { return strings.HasPrefix(err.Error(), "unknown command ") }
 
 func newRootCmd(e *env) *cobra.Command {
 	root := &cobra.Command{
@@ -88,7 +93,32 @@ Start here:  mirrorkv demo`,
 		newMemberCmd(e),
 		newBenchCmd(e),
 	)
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && !c.Runnable() {
+			c.RunE = unknownSubcommand
+		}
+	}
 	return root
+}
+
+// unknownSubcommand answers a command group (ca, cert, kv, member) given no subcommand it
+// knows: cobra would print the group's help and exit 0, and a mistyped step of a script
+// would pass for a success.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return usagef("%s needs a subcommand: %s", cmd.CommandPath(), strings.Join(subcommandNames(cmd), ", "))
+	}
+	return usagef("unknown command %q for %q; its subcommands are %s", args[0], cmd.CommandPath(), strings.Join(subcommandNames(cmd), ", "))
+}
+
+func subcommandNames(cmd *cobra.Command) []string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return names
 }
 
 // args wraps a cobra positional-argument check so that a mistake exits with status 2.
