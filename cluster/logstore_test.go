@@ -12,11 +12,12 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	walfs "github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
-	"github.com/hashicorp/raft-wal/segment"
-	waltypes "github.com/hashicorp/raft-wal/types"
+
+	raftwal "github.com/mirrorkv/mirrorkv/internal/raftwal"
+	walfs "github.com/mirrorkv/mirrorkv/internal/raftwal/fs"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metadb"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/segment"
+	waltypes "github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // BenchmarkLogStore appends batches to each raft log store as raft does on every member:

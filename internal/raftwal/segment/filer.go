@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 const (
