@@ -127,9 +127,8 @@ func (s *state) getTailInfo() *segmentState {
 	return &tail
 }
 
-func (s *state) append(entries []types.LogEntry) error {
-	return s.tail.Append(entries)
-}
+// mirrorkv: upstream's state.append, which nothing called (StoreLogs appends to
+// s.tail directly), is gone (staticcheck U1000).
 
 func (s *state) firstIndex() uint64 {
 	it := s.segments.Iterator()

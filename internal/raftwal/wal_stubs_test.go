@@ -233,8 +233,8 @@ type testStorage struct {
 	// lastDir stores the last dir argument passed to any method that accepts it
 	lastDir string
 
-	// lastName stores the last name argument passed to any method that accepts it
-	lastName string
+	// mirrorkv: upstream's lastName field, which nothing set or read, is gone
+	// (staticcheck U1000).
 
 	metaState types.PersistentState
 	stable    map[string][]byte
