@@ -17,9 +17,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 
+	raftwal "github.com/mirrorkv/mirrorkv/internal/raftwal"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metadb"
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"

@@ -21,7 +21,7 @@ const (
 const (
 	// DefaultLogStore is wal: one fsync per append against bolt's two. Upstream raft-wal
 	// refuses every append for good once a segment rotation failed on a full disk (the
-	// member then falls silently behind); the copy in third_party/raft-wal retries the
+	// member then falls silently behind); the copy in internal/raftwal retries the
 	// rotation (TestWALLogStore_RotationFailsThenRecovers, e2e TestFault_DiskFull).
 	DefaultLogStore           = LogStoreWAL
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond

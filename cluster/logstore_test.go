@@ -12,11 +12,12 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	walfs "github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
-	"github.com/hashicorp/raft-wal/segment"
-	waltypes "github.com/hashicorp/raft-wal/types"
+
+	raftwal "github.com/mirrorkv/mirrorkv/internal/raftwal"
+	walfs "github.com/mirrorkv/mirrorkv/internal/raftwal/fs"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metadb"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/segment"
+	waltypes "github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // BenchmarkLogStore appends batches to each raft log store as raft does on every member:
@@ -153,7 +154,7 @@ func (m failingMeta) CommitState(s waltypes.PersistentState) error {
 // TestWALLogStore_RotationFailsThenRecovers fills segments while the disk refuses the next
 // one, at either step of a rotation. Upstream raft-wal v0.4.1 then refuses every append for
 // good ("segment is sealed"), also after a restart when the meta commit failed; the patched
-// copy in third_party/raft-wal fails those appends with the disk's error, takes them again
+// copy in internal/raftwal fails those appends with the disk's error, takes them again
 // once the disk has room, and loses nothing, in the same process and after a reopen.
 func TestWALLogStore_RotationFailsThenRecovers(t *testing.T) {
 	for _, step := range []string{"segment file", "meta commit"} {

@@ -4,7 +4,7 @@
 package wal
 
 import (
-	"github.com/hashicorp/raft-wal/metrics"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metrics"
 )
 
 var (

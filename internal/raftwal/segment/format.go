@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 const (

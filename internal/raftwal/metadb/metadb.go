@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 	"go.etcd.io/bbolt"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 const (
@@ -33,8 +33,11 @@ func NewFiler(dir string, vfs types.VFS) *Filer {
 		dir: dir,
 		vfs: vfs,
 	}
+	// mirrorkv: the pool holds *[]byte, not []byte, so that Put does not allocate
+	// (staticcheck SA6002).
 	f.bufPool.New = func() interface{} {
-		return make([]byte, minBufSize)
+		buf := make([]byte, minBufSize)
+		return &buf
 	}
 	return f
 }

@@ -5,13 +5,12 @@ package fs
 
 import (
 	"fmt"
-	"io/ioutil"
 	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/coreos/etcd/pkg/fileutil"
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // FS implements the wal.VFS interface using GO's built in OS Filesystem (and a
@@ -31,7 +30,8 @@ func New() *FS {
 // nil error is assumed to mean that the directory exists and was readable,
 // but contains no files.
 func (fs *FS) ListDir(dir string) ([]string, error) {
-	files, err := ioutil.ReadDir(dir)
+	// mirrorkv: os.ReadDir, not the deprecated ioutil.ReadDir (staticcheck SA1019).
+	files, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/benbjohnson/immutable"
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // state is an immutable snapshot of the state of the log. Modifications must be
@@ -127,9 +127,8 @@ func (s *state) getTailInfo() *segmentState {
 	return &tail
 }
 
-func (s *state) append(entries []types.LogEntry) error {
-	return s.tail.Append(entries)
-}
+// mirrorkv: upstream's state.append, which nothing called (StoreLogs appends to
+// s.tail directly), is gone (staticcheck U1000).
 
 func (s *state) firstIndex() uint64 {
 	it := s.segments.Iterator()

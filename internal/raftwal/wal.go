@@ -18,8 +18,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/raft-wal/metrics"
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metrics"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 var (

@@ -7,11 +7,11 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft-wal/fs"
-	"github.com/hashicorp/raft-wal/metadb"
-	"github.com/hashicorp/raft-wal/metrics"
-	"github.com/hashicorp/raft-wal/segment"
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/fs"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metadb"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/metrics"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/segment"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // WithCodec is an option that allows a custom Codec to be provided to the WAL.

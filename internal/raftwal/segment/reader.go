@@ -10,7 +10,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/hashicorp/raft-wal/types"
+	"github.com/mirrorkv/mirrorkv/internal/raftwal/types"
 )
 
 // Reader allows reading logs from a segment file.
@@ -114,9 +114,10 @@ func (r *Reader) makeBuffer() *types.PooledBuffer {
 	if r.bufPool == nil {
 		return &types.PooledBuffer{Bs: make([]byte, minBufSize)}
 	}
-	buf := r.bufPool.Get().([]byte)
+	// mirrorkv: the pool holds *[]byte (staticcheck SA6002); see NewFiler.
+	buf := r.bufPool.Get().(*[]byte)
 	return &types.PooledBuffer{
-		Bs: buf,
+		Bs: *buf,
 		CloseFn: func() {
 			// Note we always return the whole allocated buf regardless of what Bs
 			// ended up being sliced to.
