@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // The golden records in testdata/ were written once by the release whose schema they pin:
@@ -47,8 +45,8 @@ func golden(tb testing.TB, name string, gen func() []byte) []byte {
 // The members of the golden records: one with every field set, and one with only the fields
 // JSON writes even when empty.
 var (
-	goldenFull    = wire.Member{Name: "m1", MemberAddr: "10.0.0.1:7001", ClientURL: "https://10.0.0.1:7443", DN: "CN=m1,O=mirrorkv", Async: true}
-	goldenMinimal = wire.Member{Name: "m2", MemberAddr: "10.0.0.2:7001", DN: "CN=m2"}
+	goldenFull    = Member{Name: "m1", MemberAddr: "10.0.0.1:7001", ClientURL: "https://10.0.0.1:7443", DN: "CN=m1,O=mirrorkv", Async: true}
+	goldenMinimal = Member{Name: "m2", MemberAddr: "10.0.0.2:7001", DN: "CN=m2"}
 )
 
 // TestSchema_Command decodes a raft log command of every op written by commandVersion 1, and
@@ -63,7 +61,7 @@ func TestSchema_Command(t *testing.T) {
 		{"delete", Command{Op: OpDelete, Key: "k/1", HasIf: true, IfRevision: 7}},
 		{"set-member", Command{Op: OpSetMember, Member: goldenFull}},
 		{"set-member-minimal", Command{Op: OpSetMember, Member: goldenMinimal}},
-		{"remove-member", Command{Op: OpRemoveMember, Member: wire.Member{Name: "m2"}}},
+		{"remove-member", Command{Op: OpRemoveMember, Member: Member{Name: "m2"}}},
 		{"noop", Command{Op: OpNoop}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +86,7 @@ func TestSchema_Command(t *testing.T) {
 func TestSchema_MemberRecord(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		m    wire.Member
+		m    Member
 	}{
 		{"full", goldenFull},
 		{"minimal", goldenMinimal},
@@ -109,7 +107,7 @@ func TestSchema_MemberRecord(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Members() = %v", err)
 			}
-			if want := []wire.Member{tc.m}; !reflect.DeepEqual(got, want) {
+			if want := []Member{tc.m}; !reflect.DeepEqual(got, want) {
 				t.Errorf("Members() =\n %+v\nwant\n %+v", got, want)
 			}
 			if rec := storedMember(t, tc.m); !bytes.Equal(rec, b) {
@@ -120,7 +118,7 @@ func TestSchema_MemberRecord(t *testing.T) {
 }
 
 // storedMember applies m to a new store and returns its record as bbolt holds it.
-func storedMember(tb testing.TB, m wire.Member) []byte {
+func storedMember(tb testing.TB, m Member) []byte {
 	tb.Helper()
 	s := openStore(tb, Options{})
 	mustApply(tb, s, Command{Op: OpSetMember, Member: m})
@@ -178,7 +176,7 @@ func TestSchema_Snapshot(t *testing.T) {
 			{Key: "bin\x00\xff", Value: []byte("\x00\x01"), Revision: 2, Created: 2},
 			{Key: "empty", Value: nil, Revision: 6, Created: 6},
 		},
-		Members: []wire.Member{goldenFull, goldenMinimal},
+		Members: []Member{goldenFull, goldenMinimal},
 	}
 	assertState(t, dump(t, s), want)
 	if again := snapshotBytes(t, s); !bytes.Equal(again, b) {
