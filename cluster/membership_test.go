@@ -14,10 +14,10 @@ import (
 func TestMemberConversion(t *testing.T) {
 	w := wire.Member{Name: "m1", MemberAddr: "10.0.0.1:7001", ClientURL: "https://m1", DN: "CN=m1", Async: true}
 	s := store.Member{Name: "m1", MemberAddr: "10.0.0.1:7001", ClientURL: "https://m1", DN: "CN=m1", Async: true}
-	if got := storeMember(w); got != s {
+	if got := storeMember(w); !reflect.DeepEqual(got, s) {
 		t.Errorf("storeMember(%+v) = %+v, want %+v", w, got, s)
 	}
-	if got := wireMember(s); got != w {
+	if got := wireMember(s); !reflect.DeepEqual(got, w) {
 		t.Errorf("wireMember(%+v) = %+v, want %+v", s, got, w)
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[wire.Member](), reflect.TypeFor[store.Member]()} {
