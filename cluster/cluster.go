@@ -63,7 +63,7 @@ type Cluster struct {
 	role         wire.Role
 	prevRole     wire.Role
 	primarySince time.Time
-	joined       []wire.Member // membership learnt from Join, until the store has its own
+	joined       []store.Member // membership learnt from Join, until the store has its own
 	lastAuth     map[string]string
 
 	idents atomic.Pointer[identities] // who each member DN may speak for in raft
@@ -360,8 +360,8 @@ func (c *Cluster) Close() error {
 func shutdownErr() error { return reason.Wrap(reason.Shutdown, ErrShutdown) }
 
 // selfMember is this member's own record, applied when it first leads a new group.
-func (c *Cluster) selfMember() wire.Member {
-	return wire.Member{Name: c.cfg.Name, MemberAddr: c.cfg.Advertise, ClientURL: c.cfg.ClientURL, DN: c.cfg.DN}
+func (c *Cluster) selfMember() store.Member {
+	return store.Member{Name: c.cfg.Name, MemberAddr: c.cfg.Advertise, ClientURL: c.cfg.ClientURL, DN: c.cfg.DN}
 }
 
 // isLeader reports whether this member is the raft leader right now.

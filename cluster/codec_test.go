@@ -4,11 +4,10 @@ import (
 	"testing"
 
 	"github.com/mirrorkv/mirrorkv/store"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 func TestIsMemberCommand(t *testing.T) {
-	m := wire.Member{Name: "m1", MemberAddr: "127.0.0.1:1", DN: "CN=m1"}
+	m := store.Member{Name: "m1", MemberAddr: "127.0.0.1:1", DN: "CN=m1"}
 	for _, tc := range []struct {
 		name string
 		cmd  store.Command

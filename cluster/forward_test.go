@@ -7,7 +7,6 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // A member's certificate carries replication, reads and forwarded client writes, nothing
@@ -17,7 +16,7 @@ import (
 func TestMemberChannel_LeastPrivilege(t *testing.T) {
 	g := newTestGroup(t, fastConfig(), 2, 0)
 	l, f := g.leader(t), g.followers()[0]
-	intruder := wire.Member{Name: "evil", MemberAddr: "127.0.0.9:1", DN: "CN=evil"}
+	intruder := store.Member{Name: "evil", MemberAddr: "127.0.0.9:1", DN: "CN=evil"}
 	var addEvil enc
 	addEvil.member(intruder)
 	cases := []struct {
@@ -27,7 +26,7 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 		want    reason.Code
 	}{
 		{"raw set-member command", methodApply, store.EncodeCommand(store.Command{Op: store.OpSetMember, Member: intruder}), reason.NotAllowed},
-		{"raw remove-member command", methodApply, store.EncodeCommand(store.Command{Op: store.OpRemoveMember, Member: wire.Member{Name: f.name}}), reason.NotAllowed},
+		{"raw remove-member command", methodApply, store.EncodeCommand(store.Command{Op: store.OpRemoveMember, Member: store.Member{Name: f.name}}), reason.NotAllowed},
 		{"empty command", methodApply, nil, reason.OK},
 		// 5 to 8 once carried admin operations from member to member.
 		{"add member", 5, addEvil.b, reason.NotAllowed},

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/internal/arrival"
-	"github.com/mirrorkv/mirrorkv/wire"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // Member RPC frames: a 4-byte big-endian length, then that many bytes: one kind byte (the
@@ -190,7 +190,7 @@ func (d *dec) done() error {
 	return d.err
 }
 
-func (e *enc) member(m wire.Member) {
+func (e *enc) member(m store.Member) {
 	e.str(m.Name)
 	e.str(m.MemberAddr)
 	e.str(m.ClientURL)
@@ -198,11 +198,11 @@ func (e *enc) member(m wire.Member) {
 	e.bool(m.Async)
 }
 
-func (d *dec) member() wire.Member {
-	return wire.Member{Name: d.str(), MemberAddr: d.str(), ClientURL: d.str(), DN: d.str(), Async: d.bool()}
+func (d *dec) member() store.Member {
+	return store.Member{Name: d.str(), MemberAddr: d.str(), ClientURL: d.str(), DN: d.str(), Async: d.bool()}
 }
 
-func encodeMembers(ms []wire.Member) []byte {
+func encodeMembers(ms []store.Member) []byte {
 	var e enc
 	e.uvarint(uint64(len(ms)))
 	for _, m := range ms {
@@ -211,10 +211,10 @@ func encodeMembers(ms []wire.Member) []byte {
 	return e.b
 }
 
-func decodeMembers(p []byte) ([]wire.Member, error) {
+func decodeMembers(p []byte) ([]store.Member, error) {
 	d := dec{b: p}
 	n := d.count(5)
-	ms := make([]wire.Member, 0, n)
+	ms := make([]store.Member, 0, n)
 	for range n {
 		ms = append(ms, d.member())
 	}

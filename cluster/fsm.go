@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mirrorkv/mirrorkv/store"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // StateMachine is what the cluster needs of the store; *store.Store implements it.
@@ -22,7 +21,7 @@ type StateMachine interface {
 	AppliedIndex() uint64
 	Snapshot() (store.Snapshot, error)
 	Restore(r io.Reader) error
-	Members() ([]wire.Member, error)
+	Members() ([]store.Member, error)
 	// Stalled returns, while the store retries a transaction the disk refused, that error
 	// coded with its reason (reason.DiskFull for a full disk), and nil otherwise.
 	Stalled() error

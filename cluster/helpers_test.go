@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/store"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // memStore is an in-memory StateMachine. Kept across a member's restart, it stands for an
@@ -30,7 +29,7 @@ type memStore struct {
 	Applied uint64
 	Rev     int64
 	KVs     map[string]store.KV
-	Mems    map[string]wire.Member
+	Mems    map[string]store.Member
 
 	// stall, while set, holds ApplyBatch back as a full disk holds the real store's, and
 	// is what Stalled reports; a test sets it with setStall and clears it with clearStall.
@@ -64,7 +63,7 @@ func (s *memStore) Stalled() error {
 }
 
 func newMemStore() *memStore {
-	return &memStore{KVs: map[string]store.KV{}, Mems: map[string]wire.Member{}}
+	return &memStore{KVs: map[string]store.KV{}, Mems: map[string]store.Member{}}
 }
 
 func (s *memStore) ApplyBatch(entries []store.Entry) []store.Result {
@@ -157,10 +156,10 @@ func (s *memStore) Restore(r io.Reader) error {
 	return nil
 }
 
-func (s *memStore) Members() ([]wire.Member, error) {
+func (s *memStore) Members() ([]store.Member, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]wire.Member, 0, len(s.Mems))
+	out := make([]store.Member, 0, len(s.Mems))
 	for _, m := range s.Mems {
 		out = append(out, m)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/reason"
-	"github.com/mirrorkv/mirrorkv/wire"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // identity is who a member certificate's DN was authorised as: the name (raft server ID) and
@@ -16,7 +16,7 @@ type identity struct{ name, addr string }
 // identities maps a canonical DN to the members recorded under it; swapped whole.
 type identities map[string][]identity
 
-func identitiesOf(self wire.Member, ms []wire.Member) identities {
+func identitiesOf(self store.Member, ms []store.Member) identities {
 	ids := identities{self.DN: {{self.Name, self.MemberAddr}}}
 	for _, m := range ms {
 		if m.Name != self.Name {

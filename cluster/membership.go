@@ -19,6 +19,20 @@ const catchUpPoll = 50 * time.Millisecond
 
 // Members returns the authorised members as this member's store has them.
 func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) {
+	ms, err := c.members()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.Member, len(ms))
+	for i, m := range ms {
+		out[i] = wireMember(m)
+	}
+	return out, nil
+}
+
+// members returns the member records of this member's store, for Members and the members
+// RPC.
+func (c *Cluster) members() ([]store.Member, error) {
 	if c.closing.Load() {
 		return nil, shutdownErr()
 	}
@@ -29,6 +43,18 @@ func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) {
 	return ms, nil
 }
 
+// wireMember is the API's form of a member record. The cluster keeps members as the store
+// records them (store.Member); the two types meet only here and in storeMember, so that the
+// HTTP API and the replicated formats can change apart.
+func wireMember(m store.Member) wire.Member {
+	return wire.Member{Name: m.Name, MemberAddr: m.MemberAddr, ClientURL: m.ClientURL, DN: m.DN, Async: m.Async}
+}
+
+// storeMember is the record of a member the API names.
+func storeMember(m wire.Member) store.Member {
+	return store.Member{Name: m.Name, MemberAddr: m.MemberAddr, ClientURL: m.ClientURL, DN: m.DN, Async: m.Async}
+}
+
 // AddMember authorises m's DN on the primary, then adds it to raft as a non-voter; a
 // failover member (not Async) becomes a voter once it has caught up, so that a slow or
 // broken newcomer never counts towards the quorum. Like every admin operation it runs on
@@ -37,10 +63,10 @@ func (c *Cluster) AddMember(ctx context.Context, m wire.Member) error {
 	if m.Name == "" || m.MemberAddr == "" || m.DN == "" {
 		return errors.New("add member: name, member address and DN are required")
 	}
-	return c.adminOnPrimary(func() error { return c.addMemberLocal(ctx, m) })
+	return c.adminOnPrimary(func() error { return c.addMemberLocal(ctx, storeMember(m)) })
 }
 
-func (c *Cluster) addMemberLocal(ctx context.Context, m wire.Member) error {
+func (c *Cluster) addMemberLocal(ctx context.Context, m store.Member) error {
 	if err := c.applyMember(ctx, store.OpSetMember, m); err != nil {
 		return fmt.Errorf("authorise member %s: %w", m.Name, err)
 	}
@@ -68,7 +94,7 @@ func (c *Cluster) promoteLocal(ctx context.Context, name string) error {
 	return c.promoteWhenCaughtUp(ctx, m)
 }
 
-func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m wire.Member) error {
+func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m store.Member) error {
 	if err := c.waitCaughtUp(ctx, m); err != nil {
 		return fmt.Errorf("wait for member %s to catch up: %w", m.Name, err)
 	}
@@ -84,7 +110,7 @@ func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m wire.Member) error 
 
 // waitCaughtUp polls m's Self RPC until it trails the primary's last index by at most
 // SyncLag entries, or has applied 95% of it.
-func (c *Cluster) waitCaughtUp(ctx context.Context, m wire.Member) error {
+func (c *Cluster) waitCaughtUp(ctx context.Context, m store.Member) error {
 	tick := time.NewTicker(catchUpPoll)
 	defer tick.Stop()
 	for {
@@ -172,7 +198,7 @@ func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
 	if unknown != nil {
 		return nil // in raft only: nothing was authorised
 	}
-	if err := c.applyMember(ctx, store.OpRemoveMember, wire.Member{Name: name, MemberAddr: m.MemberAddr, DN: m.DN}); err != nil {
+	if err := c.applyMember(ctx, store.OpRemoveMember, store.Member{Name: name, MemberAddr: m.MemberAddr, DN: m.DN}); err != nil {
 		return fmt.Errorf("withdraw member %s: %w", name, err)
 	}
 	return nil
@@ -285,7 +311,7 @@ func (c *Cluster) adminElsewhere(p primary, why string) error {
 		err: fmt.Errorf("%smembership and leadership changes run on the primary only: %s: %w", why, where, ErrNotPrimary)})
 }
 
-func (c *Cluster) applyMember(ctx context.Context, op store.Op, m wire.Member) error {
+func (c *Cluster) applyMember(ctx context.Context, op store.Op, m store.Member) error {
 	res, err := c.applyLocal(ctx, store.EncodeCommand(store.Command{Op: op, Member: m}))
 	if err != nil {
 		return err
@@ -293,17 +319,17 @@ func (c *Cluster) applyMember(ctx context.Context, op store.Op, m wire.Member) e
 	return res.Err
 }
 
-func (c *Cluster) member(name string) (wire.Member, error) {
+func (c *Cluster) member(name string) (store.Member, error) {
 	ms, err := c.st.Members()
 	if err != nil {
-		return wire.Member{}, fmt.Errorf("read members: %w", err)
+		return store.Member{}, fmt.Errorf("read members: %w", err)
 	}
 	for _, m := range ms {
 		if m.Name == name {
 			return m, nil
 		}
 	}
-	return wire.Member{}, reason.Wrap(reason.NotMember, fmt.Errorf("member %q: %w", name, ErrUnknownMember))
+	return store.Member{}, reason.Wrap(reason.NotMember, fmt.Errorf("member %q: %w", name, ErrUnknownMember))
 }
 
 func (c *Cluster) raftServer(name string) *raft.Server {

@@ -45,7 +45,7 @@ func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
 	case methodSelf:
 		return encodeSelf(c.self()), nil
 	case methodMembers:
-		ms, err := c.Members(ctx)
+		ms, err := c.members()
 		return encodeMembers(ms), err
 	case methodApply, methodReadIndex:
 	default:

@@ -45,7 +45,7 @@ func (c *Cluster) selfOf(ctx context.Context, name, addr string) (selfInfo, erro
 
 // statusEntry joins what raft and the store know of one member with its own view.
 type statusEntry struct {
-	member wire.Member
+	member store.Member
 	server *raft.Server
 	info   selfInfo
 	err    error
@@ -110,7 +110,7 @@ func (c *Cluster) statusEntries() ([]*statusEntry, error) {
 		for _, s := range f.Configuration().Servers {
 			e := byName[string(s.ID)]
 			if e == nil {
-				e = &statusEntry{member: wire.Member{Name: string(s.ID), MemberAddr: string(s.Address)}}
+				e = &statusEntry{member: store.Member{Name: string(s.ID), MemberAddr: string(s.Address)}}
 				byName[string(s.ID)] = e
 			}
 			e.server = &s

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -35,7 +36,7 @@ func TestMemberStatus(t *testing.T) {
 		{"catching up outranks the CRL", voter, selfInfo{State: raft.Follower, Applied: 50, TLSHealth: reason.CRLExpired}, 100, wire.RoleUnsync, reason.CatchingUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ms := c.memberStatus(&statusEntry{member: wire.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast)
+			ms := c.memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast)
 			if ms.Role != tc.role || ms.Reason.Code != int(tc.reason) {
 				t.Errorf("role %s reason %d, want %s reason %d", ms.Role, ms.Reason.Code, tc.role, tc.reason)
 			}

@@ -109,7 +109,7 @@ func TestSecurity_StolenMemberCertificateIsNoAdmin(t *testing.T) {
 	thief := others(g, p)[1]
 	victim := others(g, p)[0]
 	rpc := dialMemberRPC(t, g, thief, p.Advertise(), pki.DefaultGroup)
-	evil := wire.Member{Name: "evil", MemberAddr: "127.0.0.99:7001", DN: "CN=evil"}
+	evil := store.Member{Name: "evil", MemberAddr: "127.0.0.99:7001", DN: "CN=evil"}
 	var addEvil []byte
 	for _, s := range []string{evil.Name, evil.MemberAddr, evil.ClientURL, evil.DN} {
 		addEvil = appendStr(addEvil, s)
@@ -121,7 +121,7 @@ func TestSecurity_StolenMemberCertificateIsNoAdmin(t *testing.T) {
 		payload []byte
 	}{
 		{"authorise a DN with a raw command", rpcApply, store.EncodeCommand(store.Command{Op: store.OpSetMember, Member: evil})},
-		{"withdraw a member with a raw command", rpcApply, store.EncodeCommand(store.Command{Op: store.OpRemoveMember, Member: wire.Member{Name: victim.Name}})},
+		{"withdraw a member with a raw command", rpcApply, store.EncodeCommand(store.Command{Op: store.OpRemoveMember, Member: store.Member{Name: victim.Name}})},
 		{"add a member", rpcAddMember, addEvil},
 		{"remove a member", rpcRemoveMember, appendStr(nil, victim.Name)},
 		{"take the primary role", rpcTransfer, appendStr(nil, thief.Name)},

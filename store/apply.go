@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"syscall"
@@ -251,7 +250,7 @@ func (b *batch) apply(p pending) Result {
 	case OpPut, OpDelete:
 		return b.applyKV(c, p.key)
 	case OpSetMember:
-		js, err := json.Marshal(c.Member)
+		js, err := encodeMember(c.Member)
 		if err == nil {
 			err = b.members.Put([]byte(c.Member.Name), memberRecord(c.Member.Name, js))
 		}

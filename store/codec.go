@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // commandVersion is the first byte of every encoded command. A member refuses a version it
@@ -76,7 +74,7 @@ func decodeCommand(b []byte, owned bool) (Command, []byte, error) {
 	flags := d.byte("flags")
 	c.HasIf = flags&flagHasIf != 0
 	c.IfRevision = d.varint("if-revision")
-	c.Member = wire.Member{
+	c.Member = Member{
 		Name:       string(d.field("member name")),
 		MemberAddr: string(d.field("member address")),
 		ClientURL:  string(d.field("member client URL")),

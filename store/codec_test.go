@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // codecCases are valid commands, shared by the round-trip test and the fuzz seeds.
@@ -24,9 +22,9 @@ var codecCases = []struct {
 	{"put large value", Command{Op: OpPut, Key: strings.Repeat("k", 300), Value: bytes.Repeat([]byte{7}, 70000)}},
 	{"delete", del("a")},
 	{"delete if", delIf("a", 3)},
-	{"set member", Command{Op: OpSetMember, Member: wire.Member{
+	{"set member", Command{Op: OpSetMember, Member: Member{
 		Name: "m1", MemberAddr: "10.0.0.1:7000", ClientURL: "https://10.0.0.1:8443", DN: "CN=m1,O=mirrorkv", Async: true}}},
-	{"remove member", Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}}},
+	{"remove member", Command{Op: OpRemoveMember, Member: Member{Name: "m1"}}},
 	{"noop", Command{Op: OpNoop}},
 }
 

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // Op is the kind of a replicated command.
@@ -30,7 +28,7 @@ type Command struct {
 	HasIf      bool
 	IfRevision int64
 	// Member is the record of OpSetMember and OpRemoveMember.
-	Member wire.Member
+	Member Member
 }
 
 // Entry is a committed raft log entry handed to ApplyBatch.

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // storeModes are the ways a store commits: every batch before ApplyBatch returns;
@@ -61,7 +59,7 @@ func delIf(key string, rev int64) Command {
 }
 
 func setMember(name, addr string) Command {
-	return Command{Op: OpSetMember, Member: wire.Member{Name: name, MemberAddr: addr, DN: "CN=" + name}}
+	return Command{Op: OpSetMember, Member: Member{Name: name, MemberAddr: addr, DN: "CN=" + name}}
 }
 
 // entries numbers cmds from first on.
@@ -88,7 +86,7 @@ type state struct {
 	Applied  uint64
 	Revision int64
 	KVs      []KV
-	Members  []wire.Member
+	Members  []Member
 }
 
 func dump(tb testing.TB, s *Store) state {

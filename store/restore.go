@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,8 +12,6 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // restoreChunk bounds the dirty pages of one transaction of the restore file, so that a
@@ -430,8 +427,8 @@ func (d *snapReader) member(last string, w *restoreWriter) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var m wire.Member
-	if err := json.Unmarshal(raw, &m); err != nil {
+	m, err := decodeMember(raw)
+	if err != nil {
 		return "", fmt.Errorf("at byte %d: member record: %w: %w", d.off, ErrBadSnapshot, err)
 	}
 	switch {
@@ -444,7 +441,7 @@ func (d *snapReader) member(last string, w *restoreWriter) (string, error) {
 	}
 	// Stored as this release writes members, so Members reads one shape whatever wrote the
 	// snapshot.
-	v, err := json.Marshal(m)
+	v, err := encodeMember(m)
 	if err != nil {
 		return "", fmt.Errorf("encode member %q: %w", m.Name, err)
 	}

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
-
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // populate gives s keys of several sizes, history (overwrites, deletes) and members.
@@ -23,7 +21,7 @@ func populate(tb testing.TB, s *Store) {
 		put("a", "1"), put("b", ""), put("bin\x00\xff", "\x00\x01"), put("a", "2"), del("b"),
 		Command{Op: OpPut, Key: "big", Value: bytes.Repeat([]byte("x"), 100<<10)},
 		setMember("m2", "10.0.0.2:7000"),
-		Command{Op: OpSetMember, Member: wire.Member{Name: "m1", MemberAddr: "10.0.0.1:7000", ClientURL: "https://m1", DN: "CN=m1", Async: true}},
+		Command{Op: OpSetMember, Member: Member{Name: "m1", MemberAddr: "10.0.0.1:7000", ClientURL: "https://m1", DN: "CN=m1", Async: true}},
 	)
 	for i := range 50 {
 		mustApply(tb, s, put(fmt.Sprintf("many/%03d", i), strings.Repeat("v", i)))
@@ -234,7 +232,7 @@ func TestRestore_Bad(t *testing.T) {
 		}
 		assertState(t, dump(t, s), state{Applied: 9, Revision: 4,
 			KVs:     []KV{{Key: "a", Value: []byte("v"), Revision: 4, Created: 2}},
-			Members: []wire.Member{{Name: "m", MemberAddr: "x:1", DN: "CN=m"}}})
+			Members: []Member{{Name: "m", MemberAddr: "x:1", DN: "CN=m"}}})
 	})
 }
 

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,13 +20,12 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/mirrorkv/mirrorkv/reason"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // Bucket and key names of the bbolt file; docs/storage.md describes the layout.
 const (
 	bucketKV      = "kv"      // key -> record (revision, created, value)
-	bucketMembers = "members" // member name -> wire.Member as JSON
+	bucketMembers = "members" // member name -> Member as JSON
 	bucketMeta    = "meta"    // the keys below -> 8-byte big-endian numbers
 
 	metaFormat   = "format"
@@ -433,16 +431,16 @@ func (s *Store) List(r Range) (kvs []KV, more bool, err error) {
 }
 
 // Members returns the authorised members, sorted by name.
-func (s *Store) Members() ([]wire.Member, error) {
+func (s *Store) Members() ([]Member, error) {
 	var mem map[string][]byte
-	ms := []wire.Member{}
+	ms := []Member{}
 	add := func(name string, rec []byte) error {
 		v, err := memberJSON([]byte(name), rec)
 		if err != nil {
 			return err
 		}
-		var m wire.Member
-		if err := json.Unmarshal(v, &m); err != nil {
+		m, err := decodeMember(v)
+		if err != nil {
 			return fmt.Errorf("member %q: %w: %w", name, errDamaged, err)
 		}
 		ms = append(ms, m)
@@ -464,7 +462,7 @@ func (s *Store) Members() ([]wire.Member, error) {
 	if err != nil {
 		return nil, s.readErr(fmt.Errorf("list members: %w", err))
 	}
-	slices.SortFunc(ms, func(a, b wire.Member) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return ms, nil
 }
 

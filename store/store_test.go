@@ -15,7 +15,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mirrorkv/mirrorkv/reason"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 func TestOpen(t *testing.T) {
@@ -233,7 +232,7 @@ func TestStore_Apply(t *testing.T) {
 					steps: []step{
 						{put("a", "1"), 1, nil},
 						{setMember("m1", "x:1"), 1, nil},
-						{Command{Op: OpRemoveMember, Member: wire.Member{Name: "m9"}}, 1, nil},
+						{Command{Op: OpRemoveMember, Member: Member{Name: "m9"}}, 1, nil},
 						{Command{Op: OpNoop}, 1, nil},
 					},
 					want: []KV{{Key: "a", Value: []byte("1"), Revision: 1, Created: 1}},
@@ -424,17 +423,17 @@ func TestStore_Members(t *testing.T) {
 			if ms, err := s.Members(); err != nil || len(ms) != 0 {
 				t.Fatalf("Members() on a new store = %v, %v", ms, err)
 			}
-			full := wire.Member{Name: "m2", MemberAddr: "10.0.0.2:7000", ClientURL: "https://10.0.0.2", DN: "CN=m2", Async: true}
+			full := Member{Name: "m2", MemberAddr: "10.0.0.2:7000", ClientURL: "https://10.0.0.2", DN: "CN=m2", Async: true}
 			mustApply(t, s,
 				setMember("m3", "10.0.0.3:7000"),
 				Command{Op: OpSetMember, Member: full},
 				setMember("m1", "10.0.0.1:7000"),
 				setMember("m3", "10.0.0.33:7000"), // overwrite
-				Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}},
-				Command{Op: OpRemoveMember, Member: wire.Member{Name: "m1"}}, // already gone: no error
+				Command{Op: OpRemoveMember, Member: Member{Name: "m1"}},
+				Command{Op: OpRemoveMember, Member: Member{Name: "m1"}}, // already gone: no error
 			)
 			ms, err := s.Members()
-			want := []wire.Member{full, {Name: "m3", MemberAddr: "10.0.0.33:7000", DN: "CN=m3"}}
+			want := []Member{full, {Name: "m3", MemberAddr: "10.0.0.33:7000", DN: "CN=m3"}}
 			if err != nil || !reflect.DeepEqual(ms, want) {
 				t.Fatalf("Members() = %+v, %v; want %+v", ms, err, want)
 			}
@@ -602,7 +601,7 @@ func TestOpen_FlippedData(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustApply(t, s, put("a", "1"), put("k", "value-marker-0123456789"), put("z", "2"),
-				Command{Op: OpSetMember, Member: wire.Member{Name: "m9", MemberAddr: "127.0.0.9:1", DN: "CN=member-marker"}})
+				Command{Op: OpSetMember, Member: Member{Name: "m9", MemberAddr: "127.0.0.9:1", DN: "CN=member-marker"}})
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}

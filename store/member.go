@@ -1,0 +1,30 @@
+package store
+
+import "encoding/json"
+
+// Member is an authorised member as the store records it: in the set-member and
+// remove-member commands of the raft log, in the members bucket and in snapshots. It is the
+// store's own type, apart from the HTTP API's wire.Member, so that a change to the API cannot
+// change what old logs, files and snapshots decode to. Its fields and their JSON names are
+// part of those formats (docs/storage.md); TestSchema_* decode records written by earlier
+// releases.
+type Member struct {
+	Name       string `json:"name"`                // raft server ID; the key of the record
+	MemberAddr string `json:"memberAddr"`          // HOST:PORT of the member port
+	ClientURL  string `json:"clientURL,omitempty"` // base URL of the client API, if any
+	DN         string `json:"dn"`                  // the member certificate's subject DN
+	Async      bool   `json:"async,omitempty"`     // follows without voting
+}
+
+// encodeMember is the JSON of a member record, as the members bucket and snapshots hold it.
+func encodeMember(m Member) ([]byte, error) {
+	return json.Marshal(m)
+}
+
+// decodeMember reads the JSON of a member record. Fields it does not know are ignored, so a
+// record from a newer release that only adds fields still reads.
+func decodeMember(js []byte) (Member, error) {
+	var m Member
+	err := json.Unmarshal(js, &m)
+	return m, err
+}
