@@ -206,12 +206,17 @@ func serve(e *env, cfg node.Config, log *slog.Logger) error {
 			case <-e.ctx.Done():
 				return
 			}
-			if err := n.Reload(); err != nil {
-				log.Error("reload on SIGHUP refused; the old credentials stay in force", "err", err)
-			} else {
-				log.Info("credentials reloaded on SIGHUP")
-			}
+			reloadOnHUP(n, log)
 		}
 	}()
 	return n.Run(e.ctx)
+}
+
+// reloadOnHUP reloads r's credentials. It does not log a refusal: the TLS source that
+// refuses new material logs and counts it, with its role and reason, once.
+func reloadOnHUP(r interface{ Reload() error }, log *slog.Logger) {
+	if err := r.Reload(); err != nil {
+		return // logged and counted by the source; the old credentials stay in force
+	}
+	log.Info("credentials reloaded on SIGHUP")
 }

@@ -1,13 +1,19 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/mirrorkv/mirrorkv/internal/pkitest"
+	"github.com/mirrorkv/mirrorkv/mtls"
 )
 
 func TestServe_SettingsPrecedence(t *testing.T) {
@@ -172,4 +178,70 @@ func checkSettings(t *testing.T, data []byte, lines []string, got map[string][]s
 			t.Fatalf("parseConfig(%q) = %q: %q holds %d values, the file %d", data, got, k, len(vs), seen[k])
 		}
 	}
+}
+
+func TestReloadOnHUP(t *testing.T) {
+	ca := pkitest.NewCA(t, "replication")
+	leaf := ca.Member("m1")
+	rec := &recordLog{}
+	log := slog.New(rec)
+	src, err := mtls.NewSource(mtls.Config{Role: mtls.RoleMember, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath,
+		CAFile: ca.CertPath, Policy: mtls.PolicyCA}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("accepted", func(t *testing.T) {
+		rec.reset()
+		reloadOnHUP(src, log)
+		if n := rec.count(slog.LevelWarn); n != 0 {
+			t.Errorf("an accepted reload logged %d warnings or errors: %v", n, rec.all())
+		}
+	})
+	t.Run("refused is logged once", func(t *testing.T) {
+		pkitest.WriteFile(t, leaf.CertPath, []byte("not a certificate\n"))
+		rec.reset()
+		reloadOnHUP(src, log)
+		if got := rec.all(); len(got) != 1 || got[0].Level != slog.LevelError {
+			t.Errorf("one refused reload logged %d lines, want one error: %v", len(got), got)
+		}
+	})
+}
+
+// recordLog is a slog handler that keeps every record.
+type recordLog struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordLog) WithGroup(string) slog.Handler            { return h }
+func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+func (h *recordLog) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = nil
+}
+
+func (h *recordLog) all() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.records)
+}
+
+// count is the number of records at level or above.
+func (h *recordLog) count(level slog.Level) int {
+	n := 0
+	for _, r := range h.all() {
+		if r.Level >= level {
+			n++
+		}
+	}
+	return n
 }
