@@ -201,6 +201,7 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 // Reload re-reads every credential file now; on any error the old material stays in force.
+// Each TLS source that refuses its new material logs and counts the refusal itself.
 func (n *Node) Reload() error {
 	return errors.Join(n.memberSrc.Reload(), n.clientSrc.Reload())
 }

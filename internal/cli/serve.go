@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,21 +134,45 @@ func readConfigFile(path string) (map[string][]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config file: %w", err)
 	}
+	settings, err := parseConfig(data)
+	if err != nil {
+		return nil, usagef("config file %s: %w", path, err)
+	}
+	return settings, nil
+}
+
+// parseConfig decodes a config file: one "flag-name = value" per line, the name with or
+// without its "--", the value with or without double quotes; blank lines and lines that
+// start with # are ignored. A flag named twice keeps both values, in order (for --join).
+// A line without "=" is a *configLineError.
+func parseConfig(data []byte) (map[string][]string, error) {
 	out := map[string][]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	n := 0
+	for raw := range strings.Lines(string(data)) {
+		n++
+		line := strings.TrimSpace(raw)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, usagef("config file %s line %d: want \"flag-name = value\", got %q", path, n, line)
+			return nil, &configLineError{Line: n, Text: line}
 		}
 		key = strings.TrimPrefix(strings.TrimSpace(key), "--")
 		out[key] = append(out[key], strings.Trim(strings.TrimSpace(value), `"`))
 	}
 	return out, nil
+}
+
+// configLineError is a config file line that is not "flag-name = value"; parseConfig
+// returns it.
+type configLineError struct {
+	Line int    // from 1
+	Text string // the line without its surrounding spaces
+}
+
+func (e *configLineError) Error() string {
+	return fmt.Sprintf("line %d: want \"flag-name = value\", got %q", e.Line, e.Text)
 }
 
 func newLogger(e *env, level, format string) (*slog.Logger, error) {
@@ -184,12 +206,17 @@ func serve(e *env, cfg node.Config, log *slog.Logger) error {
 			case <-e.ctx.Done():
 				return
 			}
-			if err := n.Reload(); err != nil {
-				log.Error("reload on SIGHUP refused; the old credentials stay in force", "err", err)
-			} else {
-				log.Info("credentials reloaded on SIGHUP")
-			}
+			reloadOnHUP(n, log)
 		}
 	}()
 	return n.Run(e.ctx)
+}
+
+// reloadOnHUP reloads r's credentials. It does not log a refusal: the TLS source that
+// refuses new material logs and counts it, with its role and reason, once.
+func reloadOnHUP(r interface{ Reload() error }, log *slog.Logger) {
+	if err := r.Reload(); err != nil {
+		return // logged and counted by the source; the old credentials stay in force
+	}
+	log.Info("credentials reloaded on SIGHUP")
 }
