@@ -83,14 +83,8 @@ func loadCRLCheck(crlFile string, caPEM []byte, now func() time.Time) (func(tls.
 	if err != nil {
 		return nil, fmt.Errorf("load CA certificates to check the CRL %s: %w", crlFile, err)
 	}
-	signed := false
-	for _, ca := range cas {
-		if bytes.Equal(ca.RawSubject, rl.RawIssuer) && rl.CheckSignatureFrom(ca) == nil {
-			signed = true
-		}
-	}
-	if !signed {
-		return nil, fmt.Errorf("CRL file %s (issuer %q) is not signed by a CA of the CA file; use the crl.pem of the members' CA", crlFile, rl.Issuer)
+	if err := pki.CheckCRLSignature(rl, cas); err != nil {
+		return nil, fmt.Errorf("CRL file %s is not signed by a CA of the CA file; use the crl.pem of the members' CA: %w", crlFile, err)
 	}
 	revoked := make(map[string]bool, len(rl.RevokedCertificateEntries))
 	for _, e := range rl.RevokedCertificateEntries {

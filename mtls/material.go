@@ -1,7 +1,6 @@
 package mtls
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
@@ -172,7 +171,7 @@ func (m *material) addCRLs(path string, data []byte) error {
 		return credErr(reason.CRLInvalid, path, "%w", err)
 	}
 	for _, rl := range crls {
-		if err := checkCRL(rl, m.cas); err != nil {
+		if err := pki.CheckCRLSignature(rl, m.cas); err != nil {
 			return credErr(reason.CRLInvalid, path, "%w", err)
 		}
 		for _, e := range rl.RevokedCertificateEntries {
@@ -183,13 +182,4 @@ func (m *material) addCRLs(path string, data []byte) error {
 		}
 	}
 	return nil
-}
-
-func checkCRL(rl *x509.RevocationList, cas []*x509.Certificate) error {
-	for _, ca := range cas {
-		if bytes.Equal(ca.RawSubject, rl.RawIssuer) && rl.CheckSignatureFrom(ca) == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("CRL issued by %q is not signed by any CA of the bundle", rl.Issuer)
 }

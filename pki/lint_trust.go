@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"slices"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // checkPublicCA: a replication CA must trust only members. If the system trust store
@@ -40,11 +42,11 @@ func checkCRL(c *lintCtx) []Finding {
 		return []Finding{{"crl-unreadable", SeverityError, "CRL: " + err.Error(), "regenerate it with 'mirrorkv ca crl'", 0}}
 	}
 	var out []Finding
-	if !slices.ContainsFunc(c.cas, func(ca *x509.Certificate) bool { return crl.CheckSignatureFrom(ca) == nil }) {
-		out = append(out, Finding{"crl-signature", SeverityError, "the CRL (issuer " + dnFromRaw(crl.RawIssuer) + ") is not signed by a CA of the bundle", "use the crl.pem of the CA that issued the certificate ('mirrorkv ca crl')", 0})
+	if err := CheckCRLSignature(crl, c.cas); err != nil {
+		out = append(out, shared("crl-signature", err, "", "use the crl.pem of the CA that issued the certificate ('mirrorkv ca crl')"))
 	}
 	if !crl.NextUpdate.IsZero() && c.now.After(crl.NextUpdate) {
-		out = append(out, Finding{"crl-stale", SeverityError, "the CRL is past its next update (" + stamp(crl.NextUpdate) + "); members refuse a stale CRL", "run 'mirrorkv ca crl' on the CA host and copy crl.pem to every member", 0})
+		out = append(out, Finding{"crl-stale", SeverityError, "the CRL is past its next update (" + stamp(crl.NextUpdate) + "): members keep enforcing what it lists and report crl-expired, but a certificate revoked since is unknown to them", "run 'mirrorkv ca crl' on the CA host and copy crl.pem to every member", reason.CRLExpired})
 	}
 	for _, e := range crl.RevokedCertificateEntries {
 		if e.SerialNumber.Cmp(c.leaf.SerialNumber) == 0 && slices.Equal(crl.RawIssuer, c.leaf.RawIssuer) {

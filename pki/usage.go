@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/x509"
 	"fmt"
 	"slices"
@@ -110,4 +111,16 @@ func CheckGroup(c *x509.Certificate, group string) error {
 		return reason.Wrap(reason.WrongGroup, fmt.Errorf("certificate %q belongs to group %q, not %q", DNOf(c), got, group))
 	}
 	return nil
+}
+
+// CheckCRLSignature refuses a CRL that no CA of cas issued and signed, coded
+// reason.CRLInvalid: a CRL nobody vouches for must not decide who is revoked. The member
+// ports, the CLI and Go client (--crl) and `cert lint` all check CRLs with it.
+func CheckCRLSignature(rl *x509.RevocationList, cas []*x509.Certificate) error {
+	for _, ca := range cas {
+		if bytes.Equal(ca.RawSubject, rl.RawIssuer) && rl.CheckSignatureFrom(ca) == nil {
+			return nil
+		}
+	}
+	return reason.Wrap(reason.CRLInvalid, fmt.Errorf("CRL issued by %q is not signed by any CA of the bundle", rl.Issuer))
 }
