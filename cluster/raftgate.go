@@ -173,20 +173,26 @@ func (s *msgScanner) request() (claims, error) {
 			return c, err
 		}
 		isInt := isIntType(s.buf[first])
-		switch k := string(key); {
-		case strings.EqualFold(k, "ID"):
+		k := string(key)
+		if !isClaimKey(k) && claimKeyFolded(k) {
+			// raft's decoder matches field names exactly, so "iD" would pass here as the
+			// ID while raft reads none: a spelling of a claim other than raft's is refused.
+			return c, reason.Wrap(reason.IdentityMismatch, fmt.Errorf("raft request with the key %q: %w", k, errRaftClaim))
+		}
+		switch {
+		case k == "ID":
 			if c.id != nil && !bytes.Equal(c.id, val) {
 				return c, reason.Wrap(reason.IdentityMismatch, fmt.Errorf("raft request with two IDs: %w", errRaftClaim))
 			}
 			c.id = bytes.Clone(val)
-		case strings.EqualFold(k, "Addr"):
+		case k == "Addr":
 			if c.addr != nil && !bytes.Equal(c.addr, val) {
 				return c, reason.Wrap(reason.IdentityMismatch, fmt.Errorf("raft request with two addresses: %w", errRaftClaim))
 			}
 			c.addr = bytes.Clone(val)
-		case strings.EqualFold(k, "Leader"), strings.EqualFold(k, "Candidate"):
+		case k == "Leader", k == "Candidate":
 			c.legacyAddrs = append(c.legacyAddrs, bytes.Clone(val))
-		case strings.EqualFold(k, "Size") && isInt:
+		case k == "Size" && isInt:
 			c.size = num
 		}
 	}
@@ -205,6 +211,27 @@ func (s *msgScanner) mapLen(b byte) (int, error) {
 		return int(n), err
 	}
 	return 0, fmt.Errorf("raft request is not a msgpack map (first byte %#x)", b)
+}
+
+// claimKeys are the request fields that say who sent it, and the snapshot size.
+var claimKeys = [...]string{"ID", "Addr", "Leader", "Candidate", "Size"}
+
+func isClaimKey(k string) bool {
+	for _, c := range claimKeys {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+func claimKeyFolded(k string) bool {
+	for _, c := range claimKeys {
+		if strings.EqualFold(k, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // isIntType reports a msgpack integer type byte.

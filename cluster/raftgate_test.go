@@ -130,6 +130,8 @@ func FuzzRaftGate(f *testing.F) {
 		encodeRaft(f, raftInstallSnapshot, &raft.InstallSnapshotRequest{RPCHeader: hdr("m1", "a1"), Size: 3}, []byte("abc")),
 		encodeRaft(f, raftRequestVote, &raft.RequestVoteRequest{RPCHeader: hdr("m2", "a1"), Term: 2}, nil),
 		{raftRequestVote, 0x82, 0xa2, 'I', 'D', 0xa2, 'm', '1', 0xa4, 'A', 'd', 'd', 'r', 0xa2, 'a', '1'},
+		// Found by the fuzzer: "iD" is not raft's ID, so raft read this one as from nobody.
+		[]byte("\x00\x89\xa4Addr\xa2a1\xa7Entries\xc0\xa2iD\xa2m1\xa6Leader\xa2a1\xb1LeaderCommitIndex\x00\xacPrevLog&ntry\x00\xabPrevLogTerm\x00\xafProt\xa8colVersion\x03\xa4Term\x02"),
 	} {
 		f.Add(seed)
 	}
