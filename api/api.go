@@ -1,6 +1,6 @@
 // Package api serves mirrorkv's HTTPS client API: the key-value routes, the group's status,
 // membership, metrics and health. It identifies the client by its verified certificate,
-// checks the role that certificate carries, and renders every failure through one place
+// checks the access level that certificate carries, and renders every failure through one place
 // (Server.fail) as a wire.Error with a reason code and a fix.
 package api
 
@@ -169,22 +169,22 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 }
 
 func (s *Server) routes(metricsHandler http.Handler) {
-	s.route("PUT /v1/kv/{key...}", "kv", roleReadWrite, s.putKV)
-	s.route("GET /v1/kv/{key...}", "kv", roleReadOnly, s.getKV)
-	s.route("DELETE /v1/kv/{key...}", "kv", roleReadWrite, s.deleteKV)
-	s.route("GET /v1/kv/{$}", "kv-list", roleReadOnly, s.listKV)
-	s.route("GET /v1/status", "status", roleReadOnly, s.status)
-	s.route("GET /v1/members", "members", roleReadOnly, s.members)
-	s.route("POST /v1/members", "members", roleAdmin, s.addMember)
-	s.route("DELETE /v1/members/{name}", "member", roleAdmin, s.removeMember)
-	s.route("POST /v1/members/{name}/promote", "member-promote", roleAdmin, s.promote)
-	s.route("POST /v1/members/{name}/transfer", "member-transfer", roleAdmin, s.transfer)
-	s.route("GET /healthz", "healthz", roleReadOnly, s.healthz)
-	s.route("GET /metrics", "metrics", roleReadOnly, func(w http.ResponseWriter, r *http.Request) error {
+	s.route("PUT /v1/kv/{key...}", "kv", levelReadWrite, s.putKV)
+	s.route("GET /v1/kv/{key...}", "kv", levelReadOnly, s.getKV)
+	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
+	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
+	s.route("GET /v1/status", "status", levelReadOnly, s.status)
+	s.route("GET /v1/members", "members", levelReadOnly, s.members)
+	s.route("POST /v1/members", "members", levelAdmin, s.addMember)
+	s.route("DELETE /v1/members/{name}", "member", levelAdmin, s.removeMember)
+	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
+	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
+	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)
+	s.route("GET /metrics", "metrics", levelReadOnly, func(w http.ResponseWriter, r *http.Request) error {
 		metricsHandler.ServeHTTP(w, r)
 		return nil
 	})
-	s.route("/", "unmatched", roleReadOnly, s.notFound)
+	s.route("/", "unmatched", levelReadOnly, s.notFound)
 }
 
 // handlerFunc is an API handler: it writes a success itself and returns a failure for
@@ -192,7 +192,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // route registers h behind identity, permission, metrics and the one error renderer.
-func (s *Server) route(pattern, label string, need role, h handlerFunc) {
+func (s *Server) route(pattern, label string, need level, h handlerFunc) {
 	obs := s.metrics.route(label)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

@@ -9,45 +9,45 @@ import (
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
-// role is what a client certificate allows; higher roles include the lower ones.
-type role int
+// level is what a client certificate allows; higher levels include the lower ones.
+type level int
 
 const (
-	roleNone      role = iota // no access level, or an unreadable one: nothing is allowed
-	roleReadOnly              // GET only
-	roleReadWrite             // keys: read and write
-	roleAdmin                 // everything: membership and leadership too
+	levelNone      level = iota // no access level, or an unreadable one: nothing is allowed
+	levelReadOnly               // GET only
+	levelReadWrite              // keys: read and write
+	levelAdmin                  // everything: membership and leadership too
 )
 
-func (r role) String() string {
-	switch r {
-	case roleReadOnly:
+func (l level) String() string {
+	switch l {
+	case levelReadOnly:
 		return "readonly"
-	case roleReadWrite:
+	case levelReadWrite:
 		return "readwrite"
-	case roleAdmin:
+	case levelAdmin:
 		return "admin"
 	}
 	return "none"
 }
 
-// roleOf reads the access level from the certificate with pki.AccessOf, the one parser that
+// levelOf reads the access level from the certificate with pki.AccessOf, the one parser that
 // `cert lint` uses too, so that what lint says and what the server does cannot drift. A
 // certificate without a readable access level gets none.
-func roleOf(cert *x509.Certificate) (role, error) {
+func levelOf(cert *x509.Certificate) (level, error) {
 	a, err := pki.AccessOf(cert)
 	if err != nil {
-		return roleNone, err
+		return levelNone, err
 	}
 	switch a {
 	case pki.AccessReadOnly:
-		return roleReadOnly, nil
+		return levelReadOnly, nil
 	case pki.AccessReadWrite:
-		return roleReadWrite, nil
+		return levelReadWrite, nil
 	case pki.AccessAdmin:
-		return roleAdmin, nil
+		return levelAdmin, nil
 	}
-	return roleNone, fmt.Errorf("access %q: %w", a, pki.ErrRole)
+	return levelNone, fmt.Errorf("access %q: %w", a, pki.ErrUnknownAccess)
 }
 
 // clientCert returns the verified leaf of the client, or nil.
@@ -64,14 +64,14 @@ func clientCert(r *http.Request) *x509.Certificate {
 	return nil
 }
 
-// authorize checks that the client's certificate carries at least the role need.
-func (s *Server) authorize(r *http.Request, need role) error {
+// authorize checks that the client's certificate carries at least the access level need.
+func (s *Server) authorize(r *http.Request, need level) error {
 	cert := clientCert(r)
 	if cert == nil {
 		return &Error{Status: http.StatusUnauthorized, Reason: reason.NoCertificate,
 			Msg: "no client certificate: mirrorkv identifies every client by its certificate"}
 	}
-	have, err := roleOf(cert)
+	have, err := levelOf(cert)
 	if have >= need {
 		return nil
 	}

@@ -109,32 +109,34 @@ func FuzzDecodeMember(f *testing.F) {
 	})
 }
 
-func TestRoleOf(t *testing.T) {
+func TestLevelOf(t *testing.T) {
 	cases := []struct {
 		name string
 		uris []string
-		want role
+		want level
 	}{
-		{"no URI", nil, roleNone},
-		{"other URI only", []string{"spiffe://example/x"}, roleNone},
-		{"readwrite", []string{"urn:mirrorkv:role:readwrite", "spiffe://example/x"}, roleReadWrite},
-		{"admin", []string{"urn:mirrorkv:role:admin"}, roleAdmin},
-		{"readonly", []string{"urn:mirrorkv:role:readonly"}, roleReadOnly},
-		{"unknown role", []string{"urn:mirrorkv:role:root"}, roleNone},
-		{"upper case", []string{"urn:mirrorkv:role:ADMIN"}, roleAdmin},
-		{"empty role", []string{"urn:mirrorkv:role:"}, roleNone},
-		{"two roles", []string{"urn:mirrorkv:role:admin", "urn:mirrorkv:role:readonly"}, roleNone},
+		{"no URI", nil, levelNone},
+		{"other URI only", []string{"spiffe://example/x"}, levelNone},
+		{"readwrite", []string{"urn:mirrorkv:access:readwrite", "spiffe://example/x"}, levelReadWrite},
+		{"older role URI", []string{"urn:mirrorkv:role:readwrite"}, levelReadWrite},
+		{"both spellings", []string{"urn:mirrorkv:access:admin", "urn:mirrorkv:role:admin"}, levelNone},
+		{"admin", []string{"urn:mirrorkv:access:admin"}, levelAdmin},
+		{"readonly", []string{"urn:mirrorkv:access:readonly"}, levelReadOnly},
+		{"unknown role", []string{"urn:mirrorkv:role:root"}, levelNone},
+		{"upper case", []string{"urn:mirrorkv:role:ADMIN"}, levelAdmin},
+		{"empty role", []string{"urn:mirrorkv:role:"}, levelNone},
+		{"two roles", []string{"urn:mirrorkv:role:admin", "urn:mirrorkv:role:readonly"}, levelNone},
 		// URN scheme and namespace are case-insensitive: a case variant is the same role,
 		// never "no role" (which once meant readwrite).
-		{"case variant namespace", []string{"urn:MirrorKV:role:readonly"}, roleReadOnly},
-		{"case variant scheme", []string{"URN:mirrorkv:ROLE:readonly"}, roleReadOnly},
-		{"case variant with a second role", []string{"urn:MIRRORKV:role:readonly", "urn:mirrorkv:role:admin"}, roleNone},
-		{"query part", []string{"urn:mirrorkv:role:admin?x=1"}, roleNone},
+		{"case variant namespace", []string{"urn:MirrorKV:role:readonly"}, levelReadOnly},
+		{"case variant scheme", []string{"URN:mirrorkv:ROLE:readonly"}, levelReadOnly},
+		{"case variant with a second role", []string{"urn:MIRRORKV:role:readonly", "urn:mirrorkv:role:admin"}, levelNone},
+		{"query part", []string{"urn:mirrorkv:role:admin?x=1"}, levelNone},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got, _ := roleOf(certWithURIs(t, c.uris...)); got != c.want {
-				t.Fatalf("roleOf = %s, want %s", got, c.want)
+			if got, _ := levelOf(certWithURIs(t, c.uris...)); got != c.want {
+				t.Fatalf("levelOf = %s, want %s", got, c.want)
 			}
 		})
 	}

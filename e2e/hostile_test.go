@@ -143,7 +143,7 @@ func wrongCA(t *testing.T, g *localgroup.Group) *tls.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is, err := ca.Issue(pki.IssueRequest{Name: "mallory", Role: pki.RoleClient, Access: pki.AccessAdmin})
+	is, err := ca.Issue(pki.IssueRequest{Name: "mallory", Kind: pki.KindClient, Access: pki.AccessAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,9 +30,9 @@ func TestJoin_RefusedCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issue := func(ca *pki.CA, name string, role pki.Role) (cert, key string, is *pki.Issued) {
+	issue := func(ca *pki.CA, name string, role pki.Kind) (cert, key string, is *pki.Issued) {
 		t.Helper()
-		is, err := ca.Issue(pki.IssueRequest{Name: name, IPs: []net.IP{net.ParseIP("127.0.0.1")}, Role: role})
+		is, err := ca.Issue(pki.IssueRequest{Name: name, IPs: []net.IP{net.ParseIP("127.0.0.1")}, Kind: role})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,10 +46,10 @@ func TestJoin_RefusedCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignCert, foreignKey, _ := issue(other, "foreign", pki.RoleMember)
-	strangerCert, strangerKey, _ := issue(g.PKI.ReplicationCA(), "stranger", pki.RoleMember)
-	clientCert, clientKey, _ := issue(clientCA, "client-only", pki.RoleClient)
-	revokedCert, revokedKey, revoked := issue(g.PKI.ReplicationCA(), "revoked", pki.RoleMember)
+	foreignCert, foreignKey, _ := issue(other, "foreign", pki.KindMember)
+	strangerCert, strangerKey, _ := issue(g.PKI.ReplicationCA(), "stranger", pki.KindMember)
+	clientCert, clientKey, _ := issue(clientCA, "client-only", pki.KindClient)
+	revokedCert, revokedKey, revoked := issue(g.PKI.ReplicationCA(), "revoked", pki.KindMember)
 	ctx := t.Context()
 	c := clientOf(t, g, m1)
 	// The revoked one is authorised first, as an operator would have done before revoking it.

@@ -54,7 +54,7 @@ const (
 
 func dialMemberRPC(t *testing.T, g *localgroup.Group, stolen *localgroup.Member, to string, group string) *memberRPC {
 	t.Helper()
-	src, err := mtls.NewSource(mtls.Config{Role: mtls.RoleMember, CertFile: stolen.CertFile, KeyFile: stolen.KeyFile,
+	src, err := mtls.NewSource(mtls.Config{Port: mtls.PortMember, CertFile: stolen.CertFile, KeyFile: stolen.KeyFile,
 		CAFile: g.PKI.MemberCA, CRLFile: g.PKI.MemberCRL, Policy: mtls.PolicyCA, Group: group}, nil)
 	if err != nil {
 		t.Fatalf("load the stolen certificate: %v", err)
@@ -169,7 +169,7 @@ func TestSecurity_MemberCertificateBoundToGroup(t *testing.T) {
 	g := startGroup(t, localgroup.Options{Failover: 1, ServeArgs: fastServe})
 	m := g.Members[0]
 	other := &localgroup.Member{Name: "stranger", Host: "127.0.0.1"}
-	is, err := g.PKI.ReplicationCA().Issue(pki.IssueRequest{Name: other.Name, Role: pki.RoleMember, Group: "other", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	is, err := g.PKI.ReplicationCA().Issue(pki.IssueRequest{Name: other.Name, Kind: pki.KindMember, Group: "other", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	if err != nil {
 		t.Fatal(err)
 	}

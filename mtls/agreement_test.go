@@ -21,28 +21,28 @@ func TestLintAgreesWithHandshake(t *testing.T) {
 	clientEKU := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	cases := []struct {
 		name string
-		kind pki.Role
+		kind pki.Kind
 		leaf func() *pkitest.Leaf
 	}{
-		{"member", pki.RoleMember, func() *pkitest.Leaf { return rca.Member("m") }},
-		{"member without extended key usage", pki.RoleMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", EKU: []x509.ExtKeyUsage{}}) }},
-		{"member with serverAuth only", pki.RoleMember, func() *pkitest.Leaf { return rca.ServerOnly("m") }},
-		{"member with clientAuth only", pki.RoleMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", EKU: clientEKU}) }},
-		{"member without digitalSignature", pki.RoleMember, func() *pkitest.Leaf { return rca.BadKeyUsage("m") }},
-		{"member expired", pki.RoleMember, func() *pkitest.Leaf { return rca.Expired("m") }},
-		{"member not yet valid", pki.RoleMember, func() *pkitest.Leaf { return rca.NotYetValid("m") }},
-		{"member of another group", pki.RoleMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", Group: "other"}) }},
-		{"member of no group", pki.RoleMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", NoGroup: true}) }},
-		{"client", pki.RoleClient, func() *pkitest.Leaf { return cca.Client("c") }},
-		{"client with serverAuth only", pki.RoleClient, func() *pkitest.Leaf {
-			return cca.Issue(pkitest.Spec{CN: "c", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, URIs: []string{"urn:mirrorkv:role:readwrite"}, NoGroup: true})
+		{"member", pki.KindMember, func() *pkitest.Leaf { return rca.Member("m") }},
+		{"member without extended key usage", pki.KindMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", EKU: []x509.ExtKeyUsage{}}) }},
+		{"member with serverAuth only", pki.KindMember, func() *pkitest.Leaf { return rca.ServerOnly("m") }},
+		{"member with clientAuth only", pki.KindMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", EKU: clientEKU}) }},
+		{"member without digitalSignature", pki.KindMember, func() *pkitest.Leaf { return rca.BadKeyUsage("m") }},
+		{"member expired", pki.KindMember, func() *pkitest.Leaf { return rca.Expired("m") }},
+		{"member not yet valid", pki.KindMember, func() *pkitest.Leaf { return rca.NotYetValid("m") }},
+		{"member of another group", pki.KindMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", Group: "other"}) }},
+		{"member of no group", pki.KindMember, func() *pkitest.Leaf { return rca.Issue(pkitest.Spec{CN: "m", NoGroup: true}) }},
+		{"client", pki.KindClient, func() *pkitest.Leaf { return cca.Client("c") }},
+		{"client with serverAuth only", pki.KindClient, func() *pkitest.Leaf {
+			return cca.Issue(pkitest.Spec{CN: "c", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, URIs: []string{"urn:mirrorkv:access:readwrite"}, NoGroup: true})
 		}},
-		{"client expired", pki.RoleClient, func() *pkitest.Leaf {
-			return cca.Issue(pkitest.Spec{CN: "c", EKU: clientEKU, URIs: []string{"urn:mirrorkv:role:readwrite"}, NoGroup: true,
+		{"client expired", pki.KindClient, func() *pkitest.Leaf {
+			return cca.Issue(pkitest.Spec{CN: "c", EKU: clientEKU, URIs: []string{"urn:mirrorkv:access:readwrite"}, NoGroup: true,
 				NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)})
 		}},
-		{"client without digitalSignature", pki.RoleClient, func() *pkitest.Leaf {
-			return cca.Issue(pkitest.Spec{CN: "c", EKU: clientEKU, KeyUsage: x509.KeyUsageContentCommitment, URIs: []string{"urn:mirrorkv:role:readwrite"}, NoGroup: true})
+		{"client without digitalSignature", pki.KindClient, func() *pkitest.Leaf {
+			return cca.Issue(pkitest.Spec{CN: "c", EKU: clientEKU, KeyUsage: x509.KeyUsageContentCommitment, URIs: []string{"urn:mirrorkv:access:readwrite"}, NoGroup: true})
 		}},
 	}
 	member := rca.Member("acceptor")
@@ -50,11 +50,11 @@ func TestLintAgreesWithHandshake(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			leaf := tc.leaf()
 			ca := rca
-			if tc.kind == pki.RoleClient {
+			if tc.kind == pki.KindClient {
 				ca = cca
 			}
 			var linted reason.Code
-			for _, f := range pki.Lint(pki.LintInput{Cert: leaf.CertPEM, CA: ca.CertPEM, Role: tc.kind, Group: pki.DefaultGroup,
+			for _, f := range pki.Lint(pki.LintInput{Cert: leaf.CertPEM, CA: ca.CertPEM, Kind: tc.kind, Group: pki.DefaultGroup,
 				SystemRoots: noSystemRoots}) {
 				if f.Severity == pki.SeverityError {
 					if linted != reason.OK {
@@ -64,13 +64,13 @@ func TestLintAgreesWithHandshake(t *testing.T) {
 				}
 			}
 			log := newReasonLog()
-			role := RoleMember
-			if tc.kind == pki.RoleClient {
-				role = RoleClient
+			role := PortMember
+			if tc.kind == pki.KindClient {
+				role = PortClient
 			}
 			acc := sourceFor(t, role, member, ca.CertPath, "", log.logger())
 			wrap := acc.Listen
-			if role == RoleClient {
+			if role == PortClient {
 				wrap = acc.HTTPSListener
 			}
 			addr, accepted := listen(t, wrap)
@@ -93,9 +93,9 @@ func TestLintAgreesWithHandshake(t *testing.T) {
 }
 
 // rawDialALPN dials the port as a peer presenting leaf would, trusting whatever answers.
-func rawDialALPN(t testing.TB, addr string, leaf *pkitest.Leaf, role Role) error {
+func rawDialALPN(t testing.TB, addr string, leaf *pkitest.Leaf, role Port) error {
 	proto := ALPNMember
-	if role == RoleClient {
+	if role == PortClient {
 		proto = ALPNHTTP
 	}
 	return rawDial(t, addr, leaf, func(c *tls.Config) { c.NextProtos = []string{proto} })

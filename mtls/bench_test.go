@@ -19,8 +19,8 @@ func BenchmarkHandshake(b *testing.B) {
 		d := ca.Issue(pkitest.Spec{CN: "d", Key: kt})
 		members := map[string]string{"peer": dnOf(a.Cert), "other": dnOf(d.Cert)}
 		mod := func(c *Config) { c.Policy, c.Members = PolicyDN, members }
-		acc := sourceFor(b, RoleMember, a, ca.CertPath, "", nil, mod)
-		dial := sourceFor(b, RoleMember, d, ca.CertPath, "", nil, mod)
+		acc := sourceFor(b, PortMember, a, ca.CertPath, "", nil, mod)
+		dial := sourceFor(b, PortMember, d, ca.CertPath, "", nil, mod)
 		for _, mode := range []string{"full", "resumed"} {
 			b.Run(string(kt)+"/"+mode, func(b *testing.B) {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")

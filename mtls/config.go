@@ -13,26 +13,26 @@ import (
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
-// Role says which port a Source serves.
-type Role int
+// Port says which port a Source serves.
+type Port int
 
-// Roles.
+// Ports.
 const (
-	// RoleMember is the member port, in both directions: raft, member RPCs, snapshots.
-	RoleMember Role = iota + 1
-	// RoleClient is the client port: the HTTPS server side (clients checked against the
+	// PortMember is the member port, in both directions: raft, member RPCs, snapshots.
+	PortMember Port = iota + 1
+	// PortClient is the client port: the HTTPS server side (clients checked against the
 	// client CA) and the CLI / Go client side (members checked against their CA).
-	RoleClient
+	PortClient
 )
 
-func (r Role) String() string {
-	switch r {
-	case RoleMember:
+func (p Port) String() string {
+	switch p {
+	case PortMember:
 		return "member"
-	case RoleClient:
+	case PortClient:
 		return "client"
 	}
-	return fmt.Sprintf("role(%d)", int(r))
+	return fmt.Sprintf("port(%d)", int(p))
 }
 
 // Policy says which member certificates the member port accepts.
@@ -66,16 +66,16 @@ const (
 
 // Config is what a Source is built from. Zero values are safe defaults.
 type Config struct {
-	Role     Role
+	Port     Port
 	CertFile string // this side's certificate (PEM; may hold intermediates after the leaf)
 	KeyFile  string // its private key (PEM: PKCS #8, PKCS #1 or SEC 1)
 	// CAFile is the bundle the peers' certificates must chain to: the replication CA for
-	// RoleMember, the client CA for the client port's server side, the members' CA for the
+	// PortMember, the client CA for the client port's server side, the members' CA for the
 	// CLI side. It may hold the old and the new CA during a rotation.
 	CAFile  string
 	CRLFile string // optional: CRLs (PEM or DER) issued by CAs in CAFile
 
-	Policy Policy // RoleMember: ca or dn (default dn)
+	Policy Policy // PortMember: ca or dn (default dn)
 	// Group is the group every member certificate must be bound to (its URI SAN
 	// urn:mirrorkv:group:GROUP), ours and the peers', on the member port; empty means
 	// pki.DefaultGroup. A certificate of another group is refused even when the same CA
@@ -130,7 +130,7 @@ var aeadSuites = []uint16{
 
 // withDefaults returns c with the zero values replaced.
 func (c Config) withDefaults() Config {
-	if c.Role == RoleMember && c.Policy == "" {
+	if c.Port == PortMember && c.Policy == "" {
 		c.Policy = PolicyDN
 	}
 	if c.Group == "" {
@@ -138,7 +138,7 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinVersion == 0 {
 		c.MinVersion = tls.VersionTLS12
-		if c.Role == RoleMember {
+		if c.Port == PortMember {
 			c.MinVersion = tls.VersionTLS13
 		}
 	}
@@ -169,8 +169,8 @@ func (c Config) withDefaults() Config {
 // Validate returns every problem of the settings (not of the files: NewSource reads those).
 func (c Config) Validate() error {
 	var errs []error
-	if c.Role != RoleMember && c.Role != RoleClient {
-		errs = append(errs, fmt.Errorf("mtls role %d: want RoleMember or RoleClient", int(c.Role)))
+	if c.Port != PortMember && c.Port != PortClient {
+		errs = append(errs, fmt.Errorf("mtls port %d: want PortMember or PortClient", int(c.Port)))
 	}
 	for name, v := range map[string]string{"certificate": c.CertFile, "key": c.KeyFile, "CA": c.CAFile} {
 		if v == "" {

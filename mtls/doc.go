@@ -1,6 +1,6 @@
 // Package mtls owns every TLS connection mirrorkv makes or accepts: the member port (raft
 // and member RPCs, both directions, TLS 1.3 by default) and the client port (HTTPS, client
-// certificate required). A Source loads the certificate, key, CA bundle and CRL of one role
+// certificate required). A Source loads the certificate, key, CA bundle and CRL of one port
 // from files into an immutable snapshot behind an atomic pointer; new handshakes always use
 // the current snapshot, reloads swap it only after the whole new snapshot has been checked,
 // and live connections that fail the new policy are closed.

@@ -19,7 +19,7 @@ import (
 func ExampleSource_Listen() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	src, err := mtls.NewSource(mtls.Config{
-		Role:     mtls.RoleMember,
+		Port:     mtls.PortMember,
 		CertFile: "/etc/mirrorkv/member.crt",
 		KeyFile:  "/etc/mirrorkv/member.key",
 		CAFile:   "/etc/mirrorkv/ca.crt", // may hold the old and the new CA during a rotation
@@ -56,7 +56,7 @@ func ExampleSource_Listen() {
 // and handlers see the client certificate in r.TLS.
 func ExampleSource_HTTPSListener() {
 	src, err := mtls.NewSource(mtls.Config{
-		Role:     mtls.RoleClient,
+		Port:     mtls.PortClient,
 		CertFile: "/etc/mirrorkv/member.crt",
 		KeyFile:  "/etc/mirrorkv/member.key",
 		CAFile:   "/etc/mirrorkv/client-ca.crt",

@@ -59,7 +59,7 @@ func FuzzParseMaterial(f *testing.F) {
 	f.Add(leaf.Cert.Raw, leaf.KeyPEM, ca.Cert.Raw, ca.CRLDER())
 	f.Add(leaf.CertPEM, leaf.KeyPEM, leaf.CertPEM, ca.ForeignCRL())
 	f.Fuzz(func(t *testing.T, cert, key, bundle, crl []byte) {
-		cfg := Config{Role: RoleMember, CertFile: "cert", KeyFile: "key", CAFile: "ca", CRLFile: "crl"}.withDefaults()
+		cfg := Config{Port: PortMember, CertFile: "cert", KeyFile: "key", CAFile: "ca", CRLFile: "crl"}.withDefaults()
 		m, err := parseMaterial(cfg, &files{cert: cert, key: key, ca: bundle, crl: crl}, time.Now())
 		if err == nil && (m.leaf == nil || m.roots == nil) {
 			t.Fatal("accepted material without a leaf or roots")

@@ -47,11 +47,11 @@ func TestHandshake_Good(t *testing.T) {
 				return map[string]string{acceptAddr: dnOf(tc.acceptor.Cert), "127.0.0.9:1": dnOf(tc.dialer.Cert)}
 			}
 			mod := func(c *Config) { c.Policy, c.MinVersion = tc.policy, tc.minVersion }
-			acc := sourceFor(t, RoleMember, tc.acceptor, rca.CertPath, "", nil, mod)
+			acc := sourceFor(t, PortMember, tc.acceptor, rca.CertPath, "", nil, mod)
 			addr, accepted := listen(t, acc.Listen)
 			acceptAddr = addr
 			acc.SetMembers(members())
-			dial := sourceFor(t, RoleMember, tc.dialer, rca.CertPath, "", nil, mod)
+			dial := sourceFor(t, PortMember, tc.dialer, rca.CertPath, "", nil, mod)
 			dial.SetMembers(members())
 			conn, err := dial.Dial(t.Context(), addr)
 			if err != nil {
@@ -67,7 +67,7 @@ func TestHandshake_Good(t *testing.T) {
 		})
 	}
 	t.Run("member/tls 1.2 negotiated when allowed", func(t *testing.T) {
-		acc := sourceFor(t, RoleMember, rca.Member("a"), rca.CertPath, "", nil, func(c *Config) { c.MinVersion = tls.VersionTLS12 })
+		acc := sourceFor(t, PortMember, rca.Member("a"), rca.CertPath, "", nil, func(c *Config) { c.MinVersion = tls.VersionTLS12 })
 		addr, _ := listen(t, acc.Listen)
 		err := rawDial(t, addr, rca.Member("b"), func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 })
 		if err != nil {
@@ -85,9 +85,9 @@ func TestHandshake_Good(t *testing.T) {
 	}
 	for _, tc := range clientCases {
 		t.Run("client/"+tc.name, func(t *testing.T) {
-			srv := sourceFor(t, RoleClient, rca.Member("a"), cca.CertPath, "", nil)
+			srv := sourceFor(t, PortClient, rca.Member("a"), cca.CertPath, "", nil)
 			addr, accepted := listen(t, srv.HTTPSListener)
-			cli := sourceFor(t, RoleClient, tc.client, rca.CertPath, "", nil)
+			cli := sourceFor(t, PortClient, tc.client, rca.CertPath, "", nil)
 			conn, err := tls.Dial("tcp", addr, cli.ClientTLSConfig())
 			if err != nil {
 				t.Fatalf("dial: %v", err)

@@ -25,7 +25,7 @@ func guardPublicCA(cfg Config, cas []*x509.Certificate, now time.Time) error {
 		if err != nil {
 			continue
 		}
-		if cfg.Role == RoleMember {
+		if cfg.Port == PortMember {
 			return credErr(reason.PublicCA, cfg.CAFile,
 				"replication CA %q is trusted by the system trust store: every certificate it signs, not only member certificates, would be authorised for replication; use a dedicated CA (`mirrorkv ca init`), or set the explicit override (--allow-public-ca) if this CA signs nothing but member certificates", dnOf(ca))
 		}

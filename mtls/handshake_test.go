@@ -168,9 +168,9 @@ func (tc badCase) badLeaf(w *world) *pkitest.Leaf {
 func runBadDialer(t *testing.T, w *world, tc badCase) {
 	bad := tc.badLeaf(w)
 	log := newReasonLog()
-	role, ca, wrap := RoleMember, w.rca, (*Source).Listen
+	role, ca, wrap := PortMember, w.rca, (*Source).Listen
 	if tc.port == "client" {
-		role, ca, wrap = RoleClient, w.cca, (*Source).HTTPSListener
+		role, ca, wrap = PortClient, w.cca, (*Source).HTTPSListener
 	}
 	crl := crlFor(t, ca, bad, tc.revoke && bad != nil)
 	src := sourceFor(t, role, w.member, ca.CertPath, crl, log.logger(), func(c *Config) {
@@ -252,7 +252,7 @@ func runBadAcceptor(t *testing.T, w *world, tc badCase) {
 	}
 	var code reason.Code
 	if tc.port == "member" {
-		src := sourceFor(t, RoleMember, w.member, w.rca.CertPath, crlFor(t, w.rca, bad, tc.revoke), nil, func(c *Config) {
+		src := sourceFor(t, PortMember, w.member, w.rca.CertPath, crlFor(t, w.rca, bad, tc.revoke), nil, func(c *Config) {
 			if tc.dn {
 				c.Policy = PolicyDN
 				c.Members = tc.members(w, addr)
@@ -269,7 +269,7 @@ func runBadAcceptor(t *testing.T, w *world, tc badCase) {
 		}
 		code = he.Reason
 	} else {
-		src := sourceFor(t, RoleClient, w.client, w.rca.CertPath, crlFor(t, w.rca, bad, tc.revoke), nil)
+		src := sourceFor(t, PortClient, w.client, w.rca.CertPath, crlFor(t, w.rca, bad, tc.revoke), nil)
 		conn, err := tls.Dial("tcp", addr, src.ClientTLSConfig())
 		if err == nil {
 			conn.Close()

@@ -34,7 +34,7 @@ func TestSource_CRLExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			crl := rca.WriteFile("crl-"+tc.name+".der", rca.CRLUntil(tc.next))
 			log := newReasonLog()
-			src := sourceFor(t, RoleMember, self, rca.CertPath, crl, log.logger())
+			src := sourceFor(t, PortMember, self, rca.CertPath, crl, log.logger())
 			code, deadline := src.Health()
 			if code != tc.want {
 				t.Fatalf("Health = %v, want %v", code, tc.want)
@@ -61,7 +61,7 @@ func TestSource_CRLExpiry(t *testing.T) {
 		crl := rca.WriteFile("crl-soon.der", rca.CRLUntil(now.Add(6*24*time.Hour)))
 		log := newReasonLog()
 		clock := now
-		src := sourceFor(t, RoleMember, self, rca.CertPath, crl, log.logger(), func(c *Config) { c.Now = func() time.Time { return clock } })
+		src := sourceFor(t, PortMember, self, rca.CertPath, crl, log.logger(), func(c *Config) { c.Now = func() time.Time { return clock } })
 		if got := log.next(t); got != reason.CRLExpiring {
 			t.Fatalf("start: logged %v, want CRLExpiring", got)
 		}
@@ -83,14 +83,14 @@ func TestSource_CRLExpiry(t *testing.T) {
 	})
 	t.Run("own certificate due within a week", func(t *testing.T) {
 		soon := rca.Issue(pkitest.Spec{CN: "soon", NotAfter: now.Add(3 * 24 * time.Hour)})
-		src := sourceFor(t, RoleMember, soon, rca.CertPath, "", nil)
+		src := sourceFor(t, PortMember, soon, rca.CertPath, "", nil)
 		if code, deadline := src.Health(); code != reason.CertExpiring || !deadline.Equal(soon.Cert.NotAfter) {
 			t.Fatalf("Health = %v, %v; want CertExpiring at %v", code, deadline, soon.Cert.NotAfter)
 		}
 	})
 	t.Run("a forged CRL is still refused", func(t *testing.T) {
 		forged := rca.WriteFile("forged.crl", rca.ForeignCRL())
-		_, err := NewSource(Config{Role: RoleMember, CertFile: self.CertPath, KeyFile: self.KeyPath, CAFile: rca.CertPath, CRLFile: forged, SystemRoots: noSystemRoots}, nil)
+		_, err := NewSource(Config{Port: PortMember, CertFile: self.CertPath, KeyFile: self.KeyPath, CAFile: rca.CertPath, CRLFile: forged, SystemRoots: noSystemRoots}, nil)
 		if ce, ok := errors.AsType[*CredentialError](err); !ok || ce.Reason != reason.CRLInvalid {
 			t.Fatalf("CRL signed by another key: %v; want reason CRLInvalid", err)
 		}

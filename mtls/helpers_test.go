@@ -55,9 +55,9 @@ func (h *reasonLog) next(t testing.TB) reason.Code {
 func noSystemRoots() (*x509.CertPool, error) { return x509.NewCertPool(), nil }
 
 // sourceFor builds a Source for leaf, trusting caFile, with optional CRL and tweaks.
-func sourceFor(t testing.TB, role Role, leaf *pkitest.Leaf, caFile, crlFile string, log *slog.Logger, mod ...func(*Config)) *Source {
+func sourceFor(t testing.TB, role Port, leaf *pkitest.Leaf, caFile, crlFile string, log *slog.Logger, mod ...func(*Config)) *Source {
 	t.Helper()
-	cfg := Config{Role: role, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath, CAFile: caFile, CRLFile: crlFile,
+	cfg := Config{Port: role, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath, CAFile: caFile, CRLFile: crlFile,
 		Policy: PolicyCA, SystemRoots: noSystemRoots}
 	for _, f := range mod {
 		f(&cfg)

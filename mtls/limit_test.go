@@ -81,7 +81,7 @@ func waitCount(t testing.TB, what string, c prometheus.Counter, want float64) {
 func TestListener_PlaintextLogRateLimited(t *testing.T) {
 	w := newWorld(t)
 	log, metrics := newCountLog(), newTestMetrics(t)
-	src := sourceFor(t, RoleMember, w.member, w.rca.CertPath, "", slog.New(log), func(c *Config) { c.Metrics = metrics })
+	src := sourceFor(t, PortMember, w.member, w.rca.CertPath, "", slog.New(log), func(c *Config) { c.Metrics = metrics })
 	addr, _ := listen(t, src.Listen)
 	const conns = 300
 	for range conns {
@@ -141,7 +141,7 @@ func TestListener_HandshakeCaps(t *testing.T) {
 	w := newWorld(t)
 	t.Run("per source IP", func(t *testing.T) {
 		metrics := newTestMetrics(t)
-		src := sourceFor(t, RoleClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
+		src := sourceFor(t, PortClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
 			c.Metrics, c.HandshakeTimeout = metrics, time.Minute // the silent ones hold their slots
 			c.MaxHandshakesPerIP = 32
 		})
@@ -175,7 +175,7 @@ func TestListener_HandshakeCaps(t *testing.T) {
 	})
 	t.Run("global", func(t *testing.T) {
 		metrics := newTestMetrics(t)
-		src := sourceFor(t, RoleClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
+		src := sourceFor(t, PortClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
 			c.Metrics, c.MaxHandshakes = metrics, 4
 		})
 		addr, _ := listen(t, src.HTTPSListener)
@@ -189,7 +189,7 @@ func TestListener_HandshakeCaps(t *testing.T) {
 		}
 	})
 	t.Run("slot given back", func(t *testing.T) {
-		src := sourceFor(t, RoleClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
+		src := sourceFor(t, PortClient, w.member, w.cca.CertPath, "", nil, func(c *Config) {
 			c.MaxHandshakes, c.HandshakeTimeout = 1, 200*time.Millisecond
 		})
 		addr, _ := listen(t, src.HTTPSListener)
@@ -209,7 +209,7 @@ func TestListener_HandshakeCaps(t *testing.T) {
 }
 
 func TestConfig_ValidateHandshakeCaps(t *testing.T) {
-	cfg := Config{Role: RoleClient, CertFile: os.DevNull, KeyFile: os.DevNull, CAFile: os.DevNull, MaxHandshakesPerIP: -1}
+	cfg := Config{Port: PortClient, CertFile: os.DevNull, KeyFile: os.DevNull, CAFile: os.DevNull, MaxHandshakesPerIP: -1}
 	if err := cfg.Validate(); err == nil {
 		t.Error("Validate accepted a negative handshake cap")
 	}

@@ -35,7 +35,7 @@ func TestNewSource_KeyFileMode(t *testing.T) {
 			if err := os.Chmod(key, tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			_, err := NewSource(Config{Role: RoleMember, CertFile: good.CertPath, KeyFile: key, CAFile: rca.CertPath,
+			_, err := NewSource(Config{Port: PortMember, CertFile: good.CertPath, KeyFile: key, CAFile: rca.CertPath,
 				Policy: PolicyCA, SystemRoots: noSystemRoots}, nil)
 			if tc.ok {
 				if err != nil {
@@ -57,7 +57,7 @@ func TestNewSource_KeyFileMode(t *testing.T) {
 	}
 	t.Run("reload keeps the old material", func(t *testing.T) {
 		key := pkitest.WriteFile(t, filepath.Join(t.TempDir(), "key.pem"), good.KeyPEM)
-		src := sourceFor(t, RoleMember, &pkitest.Leaf{Cert: good.Cert, Key: good.Key, CertPath: good.CertPath, KeyPath: key}, rca.CertPath, "", nil)
+		src := sourceFor(t, PortMember, &pkitest.Leaf{Cert: good.Cert, Key: good.Key, CertPath: good.CertPath, KeyPath: key}, rca.CertPath, "", nil)
 		if err := os.Chmod(key, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -37,13 +37,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"port", "scope"}),
 		reloadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirrorkv_tls_reload_errors_total",
-			Help: "Refused reloads of TLS material (the old material stayed in force), by role and reason.",
-		}, []string{"role", "reason"}),
+			Help: "Refused reloads of TLS material (the old material stayed in force), by port (member or client) and reason.",
+		}, []string{"port", "reason"}),
 		expiry: &expiryCollector{desc: prometheus.NewDesc("mirrorkv_tls_leaf_expiry_seconds",
-			"Seconds until this member's current certificate expires, by role.", []string{"role"}, nil),
+			"Seconds until this member's current certificate expires, by port (member or client).", []string{"port"}, nil),
 			leaves: map[string]func() time.Time{}},
 		crl: &expiryCollector{desc: prometheus.NewDesc("mirrorkv_tls_crl_next_update_seconds",
-			"Seconds until the CRL in force reaches its next update (negative once past it), by role; absent without a CRL.", []string{"role"}, nil),
+			"Seconds until the CRL in force reaches its next update (negative once past it), by port (member or client); absent without a CRL.", []string{"port"}, nil),
 			leaves: map[string]func() time.Time{}},
 	}
 	for _, c := range []prometheus.Collector{m.refusals, m.plaintext, m.limited, m.reloadErrors, m.expiry, m.crl} {
@@ -74,21 +74,21 @@ func (m *Metrics) handshakeLimited(port, scope string) {
 	}
 }
 
-func (m *Metrics) reloadError(role string, c reason.Code) {
+func (m *Metrics) reloadError(port string, c reason.Code) {
 	if m != nil {
-		m.reloadErrors.WithLabelValues(role, label(c)).Inc()
+		m.reloadErrors.WithLabelValues(port, label(c)).Inc()
 	}
 }
 
-func (m *Metrics) watchExpiry(role string, notAfter func() time.Time) {
+func (m *Metrics) watchExpiry(port string, notAfter func() time.Time) {
 	if m != nil {
-		m.expiry.watch(role, notAfter)
+		m.expiry.watch(port, notAfter)
 	}
 }
 
-func (m *Metrics) watchCRL(role string, nextUpdate func() time.Time) {
+func (m *Metrics) watchCRL(port string, nextUpdate func() time.Time) {
 	if m != nil {
-		m.crl.watch(role, nextUpdate)
+		m.crl.watch(port, nextUpdate)
 	}
 }
 
@@ -99,9 +99,9 @@ type expiryCollector struct {
 	leaves map[string]func() time.Time
 }
 
-func (c *expiryCollector) watch(role string, deadline func() time.Time) {
+func (c *expiryCollector) watch(port string, deadline func() time.Time) {
 	c.mu.Lock()
-	c.leaves[role] = deadline
+	c.leaves[port] = deadline
 	c.mu.Unlock()
 }
 
@@ -110,9 +110,9 @@ func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for role, f := range c.leaves {
+	for port, f := range c.leaves {
 		if t := f(); !t.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(t).Seconds(), role)
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(t).Seconds(), port)
 		}
 	}
 }

@@ -114,7 +114,7 @@ func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir
 	leaf := chain[0]
 	var err error
 	switch {
-	case s.cfg.Role == RoleMember:
+	case s.cfg.Port == PortMember:
 		if err = pki.CheckUsage(leaf, pki.UseMember); err == nil {
 			err = pki.CheckGroup(leaf, s.cfg.Group)
 		}
@@ -129,7 +129,7 @@ func (s *Source) authorise(m *material, certs, verified []*x509.Certificate, dir
 	if err := checkRevoked(m, chain); err != nil {
 		return err
 	}
-	if s.cfg.Role != RoleMember {
+	if s.cfg.Port != PortMember {
 		return nil
 	}
 	ms := s.members.Load()
@@ -156,7 +156,7 @@ func checkOwnLeaf(cfg Config, m *material, now time.Time) error {
 	if err := pki.CheckValidity(m.leaf, now); err != nil {
 		return wrap(err)
 	}
-	if cfg.Role != RoleMember {
+	if cfg.Port != PortMember {
 		return wrap(pki.CheckKeyUsage(m.leaf))
 	}
 	if _, err := verifyChain(m, m.chain, now); err != nil {

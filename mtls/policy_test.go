@@ -22,11 +22,11 @@ func TestSource_SetMembersClosesUnauthorised(t *testing.T) {
 	a, b := rca.Member("a"), rca.Member("b")
 	dn := func(l *pkitest.Leaf) string { return dnOf(l.Cert) }
 	log := newReasonLog()
-	acc := sourceFor(t, RoleMember, a, rca.CertPath, "", log.logger(), func(c *Config) { c.Policy = PolicyDN })
+	acc := sourceFor(t, PortMember, a, rca.CertPath, "", log.logger(), func(c *Config) { c.Policy = PolicyDN })
 	addr, accepted := listen(t, acc.Listen)
 	members := map[string]string{addr: dn(a), "127.0.0.9:1": dn(b)}
 	acc.SetMembers(members)
-	dialer := sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN; c.Members = members })
+	dialer := sourceFor(t, PortMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN; c.Members = members })
 	conn, err := dialer.Dial(t.Context(), addr)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -59,7 +59,7 @@ func TestSource_WatchReloadsChangedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sourceFor(t, RoleMember, &pkitest.Leaf{CertPath: cert, KeyPath: key}, rca.CertPath, "", nil, func(c *Config) { c.Metrics = metrics })
+	s := sourceFor(t, PortMember, &pkitest.Leaf{CertPath: cert, KeyPath: key}, rca.CertPath, "", nil, func(c *Config) { c.Metrics = metrics })
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go s.Watch(ctx, 5*time.Millisecond)
@@ -128,7 +128,7 @@ func TestMetrics_CountRefusalsByReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := newReasonLog()
-	src := sourceFor(t, RoleClient, w.member, w.cca.CertPath, "", log.logger(), func(c *Config) { c.Metrics = metrics })
+	src := sourceFor(t, PortClient, w.member, w.cca.CertPath, "", log.logger(), func(c *Config) { c.Metrics = metrics })
 	addr, _ := listen(t, src.HTTPSListener)
 	_ = rawDial(t, addr, w.cca.Expired("x"), func(c *tls.Config) { c.NextProtos = nil })
 	log.next(t)
@@ -211,7 +211,7 @@ func TestHandshakeError_Message(t *testing.T) {
 func TestListen_SilentPeerTimesOut(t *testing.T) {
 	w := newWorld(t)
 	log := newReasonLog()
-	src := sourceFor(t, RoleMember, w.member, w.rca.CertPath, "", log.logger(), func(c *Config) { c.HandshakeTimeout = 50 * time.Millisecond })
+	src := sourceFor(t, PortMember, w.member, w.rca.CertPath, "", log.logger(), func(c *Config) { c.HandshakeTimeout = 50 * time.Millisecond })
 	addr, _ := listen(t, src.Listen)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -232,7 +232,7 @@ func TestListen_SilentPeerTimesOut(t *testing.T) {
 func TestListen_AcceptErrorsOnlyOnClose(t *testing.T) {
 	w := newWorld(t)
 	log := newReasonLog()
-	src := sourceFor(t, RoleMember, w.member, w.rca.CertPath, "", log.logger())
+	src := sourceFor(t, PortMember, w.member, w.rca.CertPath, "", log.logger())
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func TestSource_JoinAddrsTrustedUntilKnown(t *testing.T) {
 	rca := pkitest.NewCA(t, "replication")
 	a, b, c := rca.Member("a"), rca.Member("b"), rca.Member("c")
 	dn := func(l *pkitest.Leaf) string { return dnOf(l.Cert) }
-	acc := sourceFor(t, RoleMember, a, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
+	acc := sourceFor(t, PortMember, a, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
 	addr, accepted := listen(t, acc.Listen)
 	acc.SetMembers(map[string]string{addr: dn(a), "127.0.0.9:1": dn(b)})
 	go func() {
@@ -277,12 +277,12 @@ func TestSource_JoinAddrsTrustedUntilKnown(t *testing.T) {
 		}
 	}()
 
-	stranger := sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
+	stranger := sourceFor(t, PortMember, b, rca.CertPath, "", nil, func(c *Config) { c.Policy = PolicyDN })
 	if _, err := stranger.Dial(t.Context(), addr); err == nil {
 		t.Fatal("a dial to an unknown address that is not a join address passed policy dn")
 	}
 	joinWith := func(pins ...string) *Source {
-		return sourceFor(t, RoleMember, b, rca.CertPath, "", nil, func(c *Config) {
+		return sourceFor(t, PortMember, b, rca.CertPath, "", nil, func(c *Config) {
 			c.Policy, c.JoinAddrs, c.JoinPins = PolicyDN, []string{addr}, pins
 		})
 	}

@@ -98,9 +98,9 @@ func TestProbe_OpenSSLServer(t *testing.T) {
 
 func TestProbe_Listeners(t *testing.T) {
 	w := newWorld(t)
-	member := sourceFor(t, RoleMember, w.member, w.rca.CertPath, "", nil)
+	member := sourceFor(t, PortMember, w.member, w.rca.CertPath, "", nil)
 	memberAddr, _ := listen(t, member.Listen)
-	client := sourceFor(t, RoleClient, w.member, w.cca.CertPath, "", nil)
+	client := sourceFor(t, PortClient, w.member, w.cca.CertPath, "", nil)
 	clientAddr, _ := listen(t, client.HTTPSListener)
 	serverOnly := w.rca.ServerOnly("half")
 	cases := []struct {
@@ -139,7 +139,7 @@ func TestProbe_Listeners(t *testing.T) {
 func TestListen_OpenSSLClient(t *testing.T) {
 	w := newWorld(t)
 	log := newReasonLog()
-	src := sourceFor(t, RoleMember, w.member, w.rca.CertPath, "", log.logger())
+	src := sourceFor(t, PortMember, w.member, w.rca.CertPath, "", log.logger())
 	addr, accepted := listen(t, src.Listen)
 	sClient := func(args ...string) string {
 		t.Helper()

@@ -23,7 +23,7 @@ type node struct {
 func newNode(t *testing.T, dir, name string, l *pkitest.Leaf, bundle, crl string) *node {
 	n := &node{cert: filepath.Join(dir, name+".pem"), key: filepath.Join(dir, name+"-key.pem")}
 	n.install(t, l)
-	n.src = sourceFor(t, RoleMember, &pkitest.Leaf{CertPath: n.cert, KeyPath: n.key}, bundle, crl, nil)
+	n.src = sourceFor(t, PortMember, &pkitest.Leaf{CertPath: n.cert, KeyPath: n.key}, bundle, crl, nil)
 	return n
 }
 

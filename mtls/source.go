@@ -16,7 +16,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/reason"
 )
 
-// Source holds the trust material of one role and hands out TLS configurations, listeners
+// Source holds the trust material of one port and hands out TLS configurations, listeners
 // and connections that always use the current snapshot.
 type Source struct {
 	cfg     Config
@@ -41,14 +41,14 @@ type Source struct {
 // and says what to do.
 func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("configure %s TLS: %w", cfg.Role, err)
+		return nil, fmt.Errorf("configure %s TLS: %w", cfg.Port, err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{
 		cfg:    cfg.withDefaults(),
-		log:    log.With("tls_role", cfg.Role.String()),
+		log:    log.With("tls_port", cfg.Port.String()),
 		conns:  newTracker(),
 		logged: map[string]time.Time{},
 	}
@@ -68,8 +68,8 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 		return nil, credErr(reason.Revoked, s.cfg.CertFile, "this certificate (serial %s) is listed in %s", m.leaf.SerialNumber, s.cfg.CRLFile)
 	}
 	s.install(m)
-	s.cfg.Metrics.watchExpiry(s.cfg.Role.String(), s.LeafNotAfter)
-	s.cfg.Metrics.watchCRL(s.cfg.Role.String(), s.CRLNextUpdate)
+	s.cfg.Metrics.watchExpiry(s.cfg.Port.String(), s.LeafNotAfter)
+	s.cfg.Metrics.watchCRL(s.cfg.Port.String(), s.CRLNextUpdate)
 	s.noteExpiry()
 	return s, nil
 }
@@ -131,10 +131,10 @@ func (s *Source) reloadFailed(err error) error {
 	if ce, ok := errors.AsType[*CredentialError](err); ok {
 		code = ce.Reason
 	}
-	s.cfg.Metrics.reloadError(s.cfg.Role.String(), code)
+	s.cfg.Metrics.reloadError(s.cfg.Port.String(), code)
 	s.log.Error("TLS reload refused; the previous certificate, CA bundle and CRL stay in force",
 		"reason", int(code), "reason_name", code.Name(), "err", err)
-	return fmt.Errorf("reload %s TLS material: %w", s.cfg.Role, err)
+	return fmt.Errorf("reload %s TLS material: %w", s.cfg.Port, err)
 }
 
 // Watch polls the files every interval (for example 2 s) and reloads when their content

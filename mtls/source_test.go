@@ -48,7 +48,7 @@ func TestNewSource_FailsClosed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Role: RoleMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: rca.CertPath, SystemRoots: noSystemRoots}
+			cfg := Config{Port: PortMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: rca.CertPath, SystemRoots: noSystemRoots}
 			tc.cfg(&cfg)
 			s, err := NewSource(cfg, nil)
 			if err == nil {
@@ -67,7 +67,7 @@ func TestNewSource_FailsClosed(t *testing.T) {
 	t.Run("client CA in the system store", func(t *testing.T) {
 		cca := pkitest.NewCA(t, "clients")
 		sysWithClientCA := func() (*x509.CertPool, error) { p := x509.NewCertPool(); p.AddCert(cca.Cert); return p, nil }
-		cfg := Config{Role: RoleClient, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: cca.CertPath, SystemRoots: sysWithClientCA}
+		cfg := Config{Port: PortClient, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: cca.CertPath, SystemRoots: sysWithClientCA}
 		_, err := NewSource(cfg, nil)
 		if ce, ok := errors.AsType[*CredentialError](err); !ok || ce.Reason != reason.PublicCA || !strings.Contains(err.Error(), "client") {
 			t.Fatalf("client port with a system-trusted client CA: %v; want reason PublicCA", err)
@@ -75,14 +75,14 @@ func TestNewSource_FailsClosed(t *testing.T) {
 	})
 	t.Run("own certificate of another group", func(t *testing.T) {
 		l := rca.Issue(pkitest.Spec{CN: "m", Group: "elsewhere"})
-		cfg := Config{Role: RoleMember, CertFile: l.CertPath, KeyFile: l.KeyPath, CAFile: rca.CertPath, SystemRoots: noSystemRoots, Group: "mirrorkv"}
+		cfg := Config{Port: PortMember, CertFile: l.CertPath, KeyFile: l.KeyPath, CAFile: rca.CertPath, SystemRoots: noSystemRoots, Group: "mirrorkv"}
 		_, err := NewSource(cfg, nil)
 		if ce, ok := errors.AsType[*CredentialError](err); !ok || ce.Reason != reason.WrongGroup || !strings.Contains(err.Error(), "elsewhere") {
 			t.Fatalf("member certificate of group elsewhere on a member of group mirrorkv: %v; want reason WrongGroup naming it", err)
 		}
 	})
 	t.Run("public CA with explicit override", func(t *testing.T) {
-		cfg := Config{Role: RoleMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: rca.CertPath, SystemRoots: sysWithCA, AllowPublicCA: true}
+		cfg := Config{Port: PortMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: rca.CertPath, SystemRoots: sysWithCA, AllowPublicCA: true}
 		if _, err := NewSource(cfg, nil); err != nil {
 			t.Fatalf("NewSource with AllowPublicCA: %v", err)
 		}
@@ -90,7 +90,7 @@ func TestNewSource_FailsClosed(t *testing.T) {
 	t.Run("DER CA and DER CRL", func(t *testing.T) {
 		ca := rca.WriteFile("ca.der", rca.Cert.Raw)
 		crl := rca.WriteFile("crl.der", rca.CRLDER())
-		cfg := Config{Role: RoleMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: ca, CRLFile: crl, SystemRoots: noSystemRoots}
+		cfg := Config{Port: PortMember, CertFile: good.CertPath, KeyFile: good.KeyPath, CAFile: ca, CRLFile: crl, SystemRoots: noSystemRoots}
 		if _, err := NewSource(cfg, nil); err != nil {
 			t.Fatalf("NewSource with DER files: %v", err)
 		}
@@ -130,7 +130,7 @@ func TestSource_ReloadRefusesBrokenFiles(t *testing.T) {
 	keyPath := pkitest.WriteFile(t, dir+"/key.pem", good.KeyPEM)
 	crlPath := pkitest.WriteFile(t, dir+"/crl.pem", rca.CRLPEM())
 	log := newReasonLog()
-	s := sourceFor(t, RoleMember, &pkitest.Leaf{CertPath: certPath, KeyPath: keyPath}, rca.CertPath, crlPath, log.logger())
+	s := sourceFor(t, PortMember, &pkitest.Leaf{CertPath: certPath, KeyPath: keyPath}, rca.CertPath, crlPath, log.logger())
 	before := s.LeafNotAfter()
 	expired := rca.Expired("m")
 	other := pkitest.NewCA(t, "stranger").Member("m")

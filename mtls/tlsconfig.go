@@ -6,7 +6,7 @@ import (
 )
 
 func (s *Source) alpn() []string {
-	if s.cfg.Role == RoleMember {
+	if s.cfg.Port == PortMember {
 		return []string{ALPNMember}
 	}
 	return []string{ALPNHTTP}

@@ -100,7 +100,7 @@ func openToOthers(root string) ([]string, error) {
 func TestNode_DataDirPrivate(t *testing.T) {
 	withUmask022(t)
 	rca, cca := pkitest.NewCA(t, "replication"), pkitest.NewCA(t, "clients")
-	admin := cca.Issue(pkitest.Spec{CN: "admin", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:role:admin"}})
+	admin := cca.Issue(pkitest.Spec{CN: "admin", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:access:admin"}})
 	for _, logStore := range []string{"wal", "bolt"} {
 		t.Run(logStore, func(t *testing.T) {
 			cfg := testMember(t, rca, cca, rca.Member("m1"))

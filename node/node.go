@@ -154,7 +154,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	}
 	var err error
 	n.memberSrc, err = mtls.NewSource(mtls.Config{
-		Role: mtls.RoleMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
+		Port: mtls.PortMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
 		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
 		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
 		Group: cfg.Group, JoinAddrs: cfg.Join, JoinPins: cfg.JoinPins, LocalAddr: sourceAddr(cfg.MemberListen),
@@ -166,7 +166,7 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	// The member certificate also serves the client port: clients verify it against the
 	// replication CA, and it needs serverAuth, which every member certificate has.
 	n.clientSrc, err = mtls.NewSource(mtls.Config{
-		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
+		Port: mtls.PortClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
 		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics, AllowPublicCA: cfg.AllowPublicCA,
 		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
 	}, n.log.With("component", "tls", "port", "client"))

@@ -191,7 +191,7 @@ func TestNew_RefusesBrokenCredentials(t *testing.T) {
 func TestNode_ServesAndRestartsFromDisk(t *testing.T) {
 	rca, cca := pkitest.NewCA(t, "replication"), pkitest.NewCA(t, "clients")
 	cfg := testMember(t, rca, cca, rca.Member("m1"))
-	admin := cca.Issue(pkitest.Spec{CN: "admin", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:role:admin"}})
+	admin := cca.Issue(pkitest.Spec{CN: "admin", EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:access:admin"}})
 
 	run := func(cfg Config) (stop func()) {
 		n, err := New(cfg, nil)

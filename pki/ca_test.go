@@ -124,10 +124,10 @@ func TestIssue(t *testing.T) {
 			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:group:blue-1"}, 200 * 24 * time.Hour},
 		{"RSA member", IssueRequest{Name: "m2", KeyType: KeyRSA3072}, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 			x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, []string{"urn:mirrorkv:group:mirrorkv"}, 200 * 24 * time.Hour},
-		{"client default role", IssueRequest{Name: "c1", Role: RoleClient}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:role:readwrite"}, 200 * 24 * time.Hour},
-		{"admin client", IssueRequest{Name: "c2", Role: RoleClient, Access: AccessAdmin}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:role:admin"}, 200 * 24 * time.Hour},
+		{"client default role", IssueRequest{Name: "c1", Kind: KindClient}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:access:readwrite"}, 200 * 24 * time.Hour},
+		{"admin client", IssueRequest{Name: "c2", Kind: KindClient, Access: AccessAdmin}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			x509.KeyUsageDigitalSignature, []string{"urn:mirrorkv:access:admin"}, 200 * 24 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			is, err := ca.Issue(tc.req)
@@ -211,7 +211,7 @@ func TestSign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is, err := ca.Sign(req.CSRPEM, SignOptions{Role: RoleClient, Access: AccessReadOnly})
+	is, err := ca.Sign(req.CSRPEM, SignOptions{Kind: KindClient, Access: AccessReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestSign(t *testing.T) {
 		t.Fatalf("signed certificate does not match the request key: %v", err)
 	}
 	if !slices.Equal(is.Cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) ||
-		!slices.Equal(is.Cert.DNSNames, []string{"m1.example"}) || is.Cert.URIs[0].String() != "urn:mirrorkv:role:readonly" {
+		!slices.Equal(is.Cert.DNSNames, []string{"m1.example"}) || is.Cert.URIs[0].String() != "urn:mirrorkv:access:readonly" {
 		t.Fatalf("EKU %v DNS %v URIs %v", is.Cert.ExtKeyUsage, is.Cert.DNSNames, is.Cert.URIs)
 	}
 	if _, err := ca.Sign([]byte("junk"), SignOptions{}); !errors.Is(err, ErrNoCSR) {
@@ -304,9 +304,9 @@ func TestIssue_Group(t *testing.T) {
 		{"named group", IssueRequest{Name: "m2", Group: "g1"}, "g1", false},
 		{"group that is not a name", IssueRequest{Name: "m3", Group: "a/b"}, "", true},
 		{"group too long", IssueRequest{Name: "m4", Group: strings.Repeat("g", 65)}, "", true},
-		{"client with a group", IssueRequest{Name: "c1", Role: RoleClient, Group: "g1"}, "", true},
+		{"client with a group", IssueRequest{Name: "c1", Kind: KindClient, Group: "g1"}, "", true},
 		{"member with an access", IssueRequest{Name: "m5", Access: AccessAdmin}, "", true},
-		{"client", IssueRequest{Name: "c2", Role: RoleClient}, "", false},
+		{"client", IssueRequest{Name: "c2", Kind: KindClient}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			is, err := ca.Issue(tc.req)

@@ -44,12 +44,13 @@ var (
 	// errKDFCost is returned by ParsePrivateKey for an encrypted key whose key derivation
 	// costs too much to attempt.
 	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")
-	// ErrRole is returned for a client role other than admin, readwrite or readonly.
-	ErrRole = errors.New("unknown role; use admin, readwrite or readonly")
+	// ErrUnknownAccess is returned for a client access other than admin, readwrite or readonly,
+	// and for a certificate with more than one access URI or a malformed one.
+	ErrUnknownAccess = errors.New("unknown access; use admin, readwrite or readonly")
 	// ErrKeyFileMode is returned by CheckKeyFileMode for a private key file that its group or
 	// other users may read, write or run.
 	ErrKeyFileMode = errors.New("private key file is open to other users; restrict it to its owner with chmod 600")
-	// ErrNoAccess is returned by AccessOf for a client certificate that carries no role URI:
+	// ErrNoAccess is returned by AccessOf for a client certificate that carries no access URI:
 	// such a certificate grants nothing.
 	ErrNoAccess = errors.New("client certificate carries no access level; reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'")
 )

@@ -39,7 +39,7 @@ func ExampleCA_Issue() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, err := ca.Issue(pki.IssueRequest{Name: "alice", Role: pki.RoleClient, Access: pki.AccessReadOnly})
+	client, err := ca.Issue(pki.IssueRequest{Name: "alice", Kind: pki.KindClient, Access: pki.AccessReadOnly})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func ExampleLint() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, err := ca.Issue(pki.IssueRequest{Name: "alice", Role: pki.RoleClient})
+	client, err := ca.Issue(pki.IssueRequest{Name: "alice", Kind: pki.KindClient})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func ExampleLint() {
 		log.Fatal(err)
 	}
 	// A client certificate cannot serve as a member: it lacks serverAuth and names no group.
-	in := pki.LintInput{Cert: client.CertPEM, CA: caPEM, Key: client.KeyPEM, Role: pki.RoleMember,
+	in := pki.LintInput{Cert: client.CertPEM, CA: caPEM, Key: client.KeyPEM, Kind: pki.KindMember,
 		// Tests and examples pass their own trust store; nil means the system's.
 		SystemRoots: func() (*x509.CertPool, error) { return x509.NewCertPool(), nil }}
 	for _, f := range pki.Lint(in) {

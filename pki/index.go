@@ -17,9 +17,12 @@ type index struct {
 
 // record is one issued certificate.
 type record struct {
-	Serial    string     `json:"serial"` // lower-case hex, as 'openssl x509 -serial' prints it
-	Subject   string     `json:"subject"`
-	Role      string     `json:"role"`
+	Serial  string `json:"serial"` // lower-case hex, as 'openssl x509 -serial' prints it
+	Subject string `json:"subject"`
+	// Kind is "member" or "client:ACCESS". Its key keeps its first name, so that the CA
+	// directories written before certificate kinds and access levels had names of their
+	// own read unchanged.
+	Kind      string     `json:"role"`
 	NotBefore time.Time  `json:"not_before"`
 	NotAfter  time.Time  `json:"not_after"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`

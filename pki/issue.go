@@ -21,7 +21,7 @@ type IssueRequest struct {
 	DNS     []string // DNS SANs
 	IPs     []net.IP // IP SANs
 	Days    int      // DefaultLeafDays when zero; never beyond the CA's own expiry
-	Role    Role     // RoleMember (serverAuth+clientAuth) or RoleClient (clientAuth)
+	Kind    Kind     // RoleMember (serverAuth+clientAuth) or RoleClient (clientAuth)
 	Access  Access   // for RoleClient; AccessReadWrite when empty
 	Group   string   // for RoleMember: the group it joins; DefaultGroup when empty
 	KeyType KeyType  // KeyECDSAP256 when empty
@@ -31,7 +31,7 @@ type IssueRequest struct {
 // SignOptions says what the CA grants a CSR; the CSR only contributes its subject, its
 // DNS and IP SANs and its public key, never the extensions it asks for.
 type SignOptions struct {
-	Role   Role
+	Kind   Kind
 	Access Access // for RoleClient; AccessReadWrite when empty
 	Group  string // for RoleMember; DefaultGroup when empty
 	Days   int
@@ -61,7 +61,7 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: subject, DNSNames: req.DNS, IPAddresses: req.IPs}
-	opts := SignOptions{Role: req.Role, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew}
+	opts := SignOptions{Kind: req.Kind, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew}
 	cert, err := ca.certify(tmpl, key.Public(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
@@ -131,7 +131,7 @@ func (ca *CA) certify(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOpt
 		return nil, err
 	}
 	idx.Certs = append(idx.Certs, record{
-		Serial: serialHex(cert.SerialNumber), Subject: subject, Role: roleLabel(opts),
+		Serial: serialHex(cert.SerialNumber), Subject: subject, Kind: kindLabel(opts),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 	})
 	if err := ca.saveIndex(idx); err != nil {
@@ -165,7 +165,7 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 		return err
 	}
 	tmpl.URIs = []*url.URL{uri}
-	if opts.Role == RoleClient {
+	if opts.Kind == KindClient {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		return nil
 	}
@@ -176,10 +176,10 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 	return nil
 }
 
-// grantURI is the one URI SAN a leaf carries: a client's role URI, which always names its
+// grantURI is the one URI SAN a leaf carries: a client's access URI, which always names its
 // access, or a member's group URI.
 func grantURI(opts SignOptions) (*url.URL, error) {
-	if opts.Role == RoleClient {
+	if opts.Kind == KindClient {
 		if opts.Group != "" {
 			return nil, fmt.Errorf("group %q: a client certificate carries no group; leave the group out for --client", opts.Group)
 		}
@@ -202,8 +202,8 @@ func grantURI(opts SignOptions) (*url.URL, error) {
 	return GroupURI(group), nil
 }
 
-func roleLabel(opts SignOptions) string {
-	if opts.Role != RoleClient {
+func kindLabel(opts SignOptions) string {
+	if opts.Kind != KindClient {
 		return "member"
 	}
 	if opts.Access == "" {

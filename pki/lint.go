@@ -38,7 +38,7 @@ type LintInput struct {
 	KeyFile       string // optional: where Key was read from, to check its mode
 	KeyPassphrase []byte
 	CRL           []byte // optional: the CRL, PEM or DER
-	Role          Role
+	Kind          Kind
 	Group         string    // optional: the group a member certificate must name (serve's --group)
 	Now           time.Time // time.Now when zero
 	// SystemRoots returns the host's trust store; x509.SystemCertPool when nil. A CA found
@@ -71,7 +71,7 @@ func lintRules() []rule {
 		{"ext-key-usage", checkExtKeyUsage},
 		{"key-usage", checkKeyUsage},
 		{"netscape-cert-type", checkNetscapeCertType},
-		{"client-role", checkClientRole},
+		{"client-access", checkClientAccess},
 		{"group", checkGroup},
 		{"validity", checkValidity},
 		{"ca-bundle", checkCABundle},

@@ -33,7 +33,7 @@ func (f Finding) Reason() reason.Code {
 		return reason.CRLInvalid
 	case "public-ca":
 		return reason.PublicCA
-	case "client-role":
+	case "client-access":
 		return reason.NoAccess
 	case "key-file-mode":
 		return reason.KeyFileMode

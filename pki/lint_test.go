@@ -47,7 +47,7 @@ func (fx *lintFixture) leaf(t *testing.T, mutate func(*x509.Certificate)) []byte
 
 // input is a lint input for cert against the fixture CA, at t0, with no system roots.
 func (fx *lintFixture) input(cert []byte) LintInput {
-	return LintInput{Cert: cert, CA: fx.caPEM, Now: t0, Role: RoleMember,
+	return LintInput{Cert: cert, CA: fx.caPEM, Now: t0, Kind: KindMember,
 		SystemRoots: func() (*x509.CertPool, error) { return x509.NewCertPool(), nil }}
 }
 
@@ -102,7 +102,7 @@ func usageCases() []lintCase {
 	asClient := func(mut func(*x509.Certificate)) func(*testing.T, *lintFixture) LintInput {
 		return func(t *testing.T, fx *lintFixture) LintInput {
 			in := fx.input(fx.leaf(t, mut))
-			in.Role = RoleClient
+			in.Kind = KindClient
 			return in
 		}
 	}
@@ -120,18 +120,18 @@ func usageCases() []lintCase {
 		{name: "client with clientAuth only", input: asClient(func(c *x509.Certificate) {
 			clientOnly(c)
 			c.URIs = []*url.URL{AccessReadOnly.URI()}
-		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		}), ok: true, want: []Finding{{Rule: "client-access", Severity: SeverityInfo}}},
 		{name: "client without a role URI", input: asClient(clientOnly),
-			want: []Finding{{Rule: "client-role", Severity: SeverityError}}},
+			want: []Finding{{Rule: "client-access", Severity: SeverityError}}},
 		{name: "client with a role URI in another case", input: asClient(func(c *x509.Certificate) {
 			clientOnly(c)
 			c.URIs = []*url.URL{{Scheme: "urn", Opaque: "MirrorKV:Role:ADMIN"}}
-		}), ok: true, want: []Finding{{Rule: "client-role", Severity: SeverityInfo}}},
+		}), ok: true, want: []Finding{{Rule: "client-access", Severity: SeverityInfo}}},
 		{name: "client without clientAuth", input: asClient(serverOnly),
 			want: []Finding{{Rule: "ext-key-usage", Severity: SeverityError}}},
 		{name: "client with unknown role URI", input: asClient(func(c *x509.Certificate) {
 			c.URIs = []*url.URL{{Scheme: "urn", Opaque: "mirrorkv:role:root"}}
-		}), want: []Finding{{Rule: "client-role", Severity: SeverityError}}},
+		}), want: []Finding{{Rule: "client-access", Severity: SeverityError}}},
 		{name: "keyUsage without digitalSignature", input: member(func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageKeyEncipherment }),
 			want: []Finding{{Rule: "key-usage", Severity: SeverityError}}},
 		{name: "no keyUsage extension is fine", input: member(func(c *x509.Certificate) { c.KeyUsage = 0 }), ok: true, absent: []string{"key-usage"}},
@@ -366,8 +366,8 @@ func TestFinding_Reason(t *testing.T) {
 		{Finding{Rule: "ca-expired", Severity: SeverityError}, reason.CertExpired},
 		{Finding{Rule: "revoked", Severity: SeverityError}, reason.Revoked},
 		{Finding{Rule: "public-ca", Severity: SeverityError}, reason.PublicCA},
-		{Finding{Rule: "client-role", Severity: SeverityError}, reason.NoAccess},
-		{Finding{Rule: "client-role", Severity: SeverityInfo}, reason.OK},
+		{Finding{Rule: "client-access", Severity: SeverityError}, reason.NoAccess},
+		{Finding{Rule: "client-access", Severity: SeverityInfo}, reason.OK},
 		{Finding{Rule: "group", Severity: SeverityError}, reason.WrongGroup},
 		{Finding{Rule: "key-file-mode", Severity: SeverityError}, reason.KeyFileMode},
 		{Finding{Rule: "empty-cn", Severity: SeverityError}, reason.BadCredentials},

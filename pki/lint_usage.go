@@ -11,7 +11,7 @@ import (
 )
 
 // needs lists the TLS uses a role requires.
-func needs(r Role) (server, client bool) { return r == RoleMember, true }
+func needs(r Kind) (server, client bool) { return r == KindMember, true }
 
 // shared turns the refusal of one of the rules the ports apply (CheckUsage, CheckGroup,
 // CheckValidity) into a finding with that refusal's reason code.
@@ -26,15 +26,15 @@ func checkExtKeyUsage(c *lintCtx) []Finding {
 	if noEKU(c.leaf) {
 		return []Finding{{"ext-key-usage", SeverityInfo, "no extendedKeyUsage extension: every use is allowed", "", 0}}
 	}
-	if err := CheckExtKeyUsage(c.leaf, UseOf(c.in.Role)); err != nil {
+	if err := CheckExtKeyUsage(c.leaf, UseOf(c.in.Kind)); err != nil {
 		return []Finding{shared("ext-key-usage", err, " (peers fail with 'unsupported certificate' or 'incompatible key usage')",
-			fixReissue(c.in.Role)+"; with openssl, sign with extendedKeyUsage = serverAuth, clientAuth")}
+			fixReissue(c.in.Kind)+"; with openssl, sign with extendedKeyUsage = serverAuth, clientAuth")}
 	}
 	return nil
 }
 
-func fixReissue(r Role) string {
-	if r == RoleClient {
+func fixReissue(r Kind) string {
+	if r == KindClient {
 		return "reissue it with 'mirrorkv ca issue --client'"
 	}
 	return "reissue it with 'mirrorkv ca issue' (member certificates carry serverAuth and clientAuth)"
@@ -51,9 +51,9 @@ func checkKeyUsage(c *lintCtx) []Finding {
 	var out []Finding
 	if err := CheckKeyUsage(c.leaf); err != nil {
 		out = append(out, shared("key-usage", err, ", which a TLS handshake needs",
-			fixReissue(c.in.Role)+"; with openssl, sign with keyUsage = digitalSignature (and keyEncipherment for RSA)"))
+			fixReissue(c.in.Kind)+"; with openssl, sign with keyUsage = digitalSignature (and keyEncipherment for RSA)"))
 	}
-	if _, rsaKey := c.leaf.PublicKey.(*rsa.PublicKey); rsaKey && c.in.Role == RoleMember && ku&x509.KeyUsageKeyEncipherment == 0 {
+	if _, rsaKey := c.leaf.PublicKey.(*rsa.PublicKey); rsaKey && c.in.Kind == KindMember && ku&x509.KeyUsageKeyEncipherment == 0 {
 		out = append(out, Finding{"key-usage", SeverityWarning, "RSA member certificate whose keyUsage lacks keyEncipherment: OpenSSL-based TLS 1.2 peers refuse it as a server", "reissue it with 'mirrorkv ca issue', which sets keyEncipherment for RSA keys", 0})
 	}
 	return out
@@ -74,9 +74,9 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 		var bits asn1.BitString
 		if rest, err := asn1.Unmarshal(ext.Value, &bits); err != nil || len(rest) > 0 {
 			return []Finding{{"netscape-cert-type", SeverityWarning, "Netscape cert type extension is malformed",
-				fixReissue(c.in.Role) + ", which does not set it", 0}}
+				fixReissue(c.in.Kind) + ", which does not set it", 0}}
 		}
-		server, client := needs(c.in.Role)
+		server, client := needs(c.in.Kind)
 		var missing []string
 		if client && bits.At(0) == 0 {
 			missing = append(missing, "SSL Client")
@@ -87,7 +87,7 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 		if len(missing) > 0 {
 			return []Finding{{"netscape-cert-type", SeverityError,
 				"Netscape cert type lacks " + strings.Join(missing, " and ") + ", so OpenSSL-based peers refuse it",
-				fixReissue(c.in.Role) + ", which does not set this obsolete extension", 0}}
+				fixReissue(c.in.Kind) + ", which does not set this obsolete extension", 0}}
 		}
 	}
 	return nil
@@ -96,7 +96,7 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 // checkGroup: a member certificate names exactly one group, and that group is the one asked
 // for, if any: CheckGroup's verdict, the member port's own.
 func checkGroup(c *lintCtx) []Finding {
-	if c.in.Role != RoleMember {
+	if c.in.Kind != KindMember {
 		return nil
 	}
 	fix := "reissue it with 'mirrorkv ca issue --group GROUP', GROUP being the members' 'serve --group'"
@@ -112,20 +112,20 @@ func checkGroup(c *lintCtx) []Finding {
 	return []Finding{{"group", SeverityInfo, "member group: " + g, "", 0}}
 }
 
-// checkClientRole: a client's access comes from its role URI, read by AccessOf exactly as
+// checkClientAccess: a client's access comes from its access URI, read by AccessOf exactly as
 // the server reads it; a client certificate without one grants nothing.
-func checkClientRole(c *lintCtx) []Finding {
-	if c.in.Role != RoleClient {
+func checkClientAccess(c *lintCtx) []Finding {
+	if c.in.Kind != KindClient {
 		return nil
 	}
 	a, err := AccessOf(c.leaf)
 	switch {
 	case errors.Is(err, ErrNoAccess):
-		return []Finding{{"client-role", SeverityError, "no access: the certificate carries no role URI, so the server grants it nothing",
+		return []Finding{{"client-access", SeverityError, "no access: the certificate carries no access URI, so the server grants it nothing",
 			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'", 0}}
 	case err != nil:
-		return []Finding{{"client-role", SeverityError, "client role URI: " + err.Error(),
+		return []Finding{{"client-access", SeverityError, "client access URI: " + err.Error(),
 			"reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'", 0}}
 	}
-	return []Finding{{"client-role", SeverityInfo, "client access: " + string(a), "", 0}}
+	return []Finding{{"client-access", SeverityInfo, "client access: " + string(a), "", 0}}
 }

@@ -57,7 +57,7 @@ func TestOpenSSL_AcceptsMirrorkv(t *testing.T) {
 	}
 	issue(IssueRequest{Name: "m1", IPs: nil, DNS: []string{"m1.example"}})
 	issue(IssueRequest{Name: "m2", KeyType: KeyEd25519})
-	issue(IssueRequest{Name: "alice", Role: RoleClient, Access: AccessAdmin})
+	issue(IssueRequest{Name: "alice", Kind: KindClient, Access: AccessAdmin})
 
 	openssl(t, dir, true, "pkey", "-in", "ca/ca.key", "-passin", "file:pass", "-noout")
 	openssl(t, dir, false, "pkey", "-in", "ca/ca.key", "-passin", "pass:wrong", "-noout")

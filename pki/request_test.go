@@ -28,7 +28,7 @@ func TestInspectRequest(t *testing.T) {
 	}
 	in := InspectRequest(csr)
 	want := RequestInfo{Subject: "CN=m5", DNS: []string{"m5.example"}, IPs: []string{"10.0.0.5"}, Key: "ECDSA P-256",
-		Ignored: []string{"URI urn:mirrorkv:role:admin", "email ops@example.com"}}
+		Ignored: []string{"URI urn:mirrorkv:access:admin", "email ops@example.com"}}
 	if in.Subject != want.Subject || in.Key != want.Key || !slices.Equal(in.DNS, want.DNS) || !slices.Equal(in.IPs, want.IPs) || !slices.Equal(in.Ignored, want.Ignored) {
 		t.Fatalf("InspectRequest = %+v, want %+v", in, want)
 	}

@@ -54,7 +54,7 @@ func seedLint(t *testing.T, dir, cert, key, ca string, public bool) []Finding {
 	t.Helper()
 	caPEM := readFile(t, filepath.Join(dir, ca))
 	in := LintInput{Cert: readFile(t, filepath.Join(dir, cert)), Key: readFile(t, filepath.Join(dir, key)),
-		CA: caPEM, Role: RoleMember, Now: time.Now(),
+		CA: caPEM, Kind: KindMember, Now: time.Now(),
 		SystemRoots: func() (*x509.CertPool, error) {
 			p := x509.NewCertPool()
 			if public {

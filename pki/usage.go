@@ -28,8 +28,8 @@ const (
 
 // UseOf is the use a certificate kind is checked for: a member certificate as a member, a
 // client certificate as a client.
-func UseOf(kind Role) Use {
-	if kind == RoleClient {
+func UseOf(kind Kind) Use {
+	if kind == KindClient {
 		return UseClientAuth
 	}
 	return UseMember

@@ -65,7 +65,7 @@ func NewPKI(tb testing.TB) *PKI {
 	return p
 }
 
-// Client issues a client certificate named cn with the role URI urn:mirrorkv:role:ROLE;
+// Client issues a client certificate named cn with the access URI urn:mirrorkv:access:ROLE;
 // role "" is readwrite, and role "none" leaves the URI out, which gives no access.
 func (p *PKI) Client(tb testing.TB, cn, role string) ClientCert {
 	tb.Helper()
@@ -144,7 +144,7 @@ func roleURIs(role string) []*url.URL {
 	case "":
 		role = "readwrite"
 	}
-	return []*url.URL{{Scheme: "urn", Opaque: "mirrorkv:role:" + role}}
+	return []*url.URL{{Scheme: "urn", Opaque: "mirrorkv:access:" + role}}
 }
 
 func newKey(tb testing.TB) *ecdsa.PrivateKey {

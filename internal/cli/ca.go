@@ -137,7 +137,7 @@ type grantFlags struct {
 
 func (g *grantFlags) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, role URI) instead of a member certificate")
+	f.BoolVar(&g.Client, "client", false, "client certificate (clientAuth only, access URI) instead of a member certificate")
 	f.StringVar(&g.Access, "access", "", "client access: admin, readwrite (default) or readonly; needs --client")
 	f.StringVar(&g.Role, "role", "", "same as --access (older spelling)")
 	f.StringVar(&g.Group, "group", pki.DefaultGroup, "member certificate's group, its URI SAN urn:mirrorkv:group:GROUP; must match the members' 'serve --group'")
@@ -173,7 +173,7 @@ func (g *grantFlags) options(cmd string) (pki.SignOptions, error) {
 		if err != nil {
 			return opts, usagef("%s: %w", cmd, err)
 		}
-		opts.Role, opts.Access = pki.RoleClient, a
+		opts.Kind, opts.Access = pki.KindClient, a
 	}
 	return opts, nil
 }
@@ -259,7 +259,7 @@ func (o caIssueOptions) request() (pki.IssueRequest, error) {
 		return pki.IssueRequest{}, usagef("%s: %w", name, err)
 	}
 	ips, err := parseIPFlags(name, o.IPs)
-	return pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: opts.Days, Role: opts.Role,
+	return pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: opts.Days, Kind: opts.Kind,
 		Access: opts.Access, Group: opts.Group, KeyType: kt, Renew: o.Renew}, err
 }
 
@@ -376,7 +376,7 @@ func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptio
 		}
 	}
 	grant := "a member certificate (serverAuth, clientAuth) for group " + opts.Group
-	if opts.Role == pki.RoleClient {
+	if opts.Kind == pki.KindClient {
 		grant = "a client certificate (clientAuth) with access " + string(opts.Access)
 	}
 	fmt.Fprintf(w, "will sign %s, valid %d days\n", grant, opts.Days)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func newCertCmd(e *env) *cobra.Command {
@@ -155,7 +156,7 @@ func printCertInfo(w io.Writer, in pki.Info, i, n int) {
 }
 
 type certLintOptions struct {
-	CA, Key, CRL, Role, Group, PassphraseFile string
+	CA, Key, CRL, Kind, Group, PassphraseFile string
 	JSON                                      bool
 }
 
@@ -174,29 +175,41 @@ use as a member (serverAuth and clientAuth) or a client. Every finding says what
 	f.StringVar(&o.Key, "key", "", "private key file to check against the certificate")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the key's passphrase, if it is encrypted")
 	f.StringVar(&o.CRL, "crl", "", "CRL to check the certificate against")
-	f.StringVar(&o.Role, "role", "member", "member or client")
+	f.StringVar(&o.Kind, "kind", "member", "certificate kind: member or client (--role is the older spelling)")
 	f.StringVar(&o.Group, "group", "", "group a member certificate must name (serve's --group); any one group when empty")
 	f.BoolVar(&o.JSON, "json", false, "print the findings as JSON")
+	f.SetNormalizeFunc(olderSpelling("role", "kind"))
 	return cmd
+}
+
+// olderSpelling reads flag old as flag current, so that scripts written before a flag was
+// renamed keep working while help shows the current name only.
+func olderSpelling(old, current string) func(*pflag.FlagSet, string) pflag.NormalizedName {
+	return func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == old {
+			name = current
+		}
+		return pflag.NormalizedName(name)
+	}
 }
 
 func runCertLint(e *env, o certLintOptions, file string) error {
 	if o.CA == "" {
 		return usagef("cert lint: --ca is required")
 	}
-	role, err := pki.ParseRole(o.Role)
+	kind, err := pki.ParseKind(o.Kind)
 	if err != nil {
 		return usagef("cert lint: %w", err)
 	}
 	if o.Group != "" {
-		if role != pki.RoleMember {
-			return usagef("cert lint: --group checks member certificates; drop it with --role client")
+		if kind != pki.KindMember {
+			return usagef("cert lint: --group checks member certificates; drop it with --kind client")
 		}
 		if err := pki.CheckName(o.Group); err != nil {
 			return usagef("cert lint: --group: %w", err)
 		}
 	}
-	in := pki.LintInput{Role: role, Group: o.Group, KeyFile: o.Key}
+	in := pki.LintInput{Kind: kind, Group: o.Group, KeyFile: o.Key}
 	for _, r := range []struct {
 		what, path string
 		dst        *[]byte
@@ -212,7 +225,7 @@ func runCertLint(e *env, o certLintOptions, file string) error {
 		return err
 	}
 	findings := pki.Lint(in)
-	if err := printLintFindings(e.stdout, file, role, findings, o.JSON); err != nil {
+	if err := printLintFindings(e.stdout, file, kind, findings, o.JSON); err != nil {
 		return err
 	}
 	if n := countLintErrors(findings); n > 0 {
@@ -231,7 +244,7 @@ func countLintErrors(fs []pki.Finding) int {
 	return n
 }
 
-func printLintFindings(w io.Writer, file string, role pki.Role, fs []pki.Finding, asJSON bool) error {
+func printLintFindings(w io.Writer, file string, kind pki.Kind, fs []pki.Finding, asJSON bool) error {
 	if asJSON {
 		type finding struct {
 			pki.Finding
@@ -243,10 +256,10 @@ func printLintFindings(w io.Writer, file string, role pki.Role, fs []pki.Finding
 		}
 		return certJSON(w, struct {
 			File     string    `json:"file"`
-			Role     string    `json:"role"`
+			Kind     string    `json:"kind"`
 			OK       bool      `json:"ok"`
 			Findings []finding `json:"findings"`
-		}{file, role.String(), !pki.HasErrors(fs), out})
+		}{file, kind.String(), !pki.HasErrors(fs), out})
 	}
 	for _, f := range fs {
 		fmt.Fprintf(w, "%-7s %s: %s\n", f.Severity, f.Rule, f.Message)
@@ -255,7 +268,7 @@ func printLintFindings(w io.Writer, file string, role pki.Role, fs []pki.Finding
 		}
 	}
 	if !pki.HasErrors(fs) {
-		fmt.Fprintf(w, "%s: ok for %s use\n", file, role)
+		fmt.Fprintf(w, "%s: ok for %s use\n", file, kind)
 	}
 	return nil
 }

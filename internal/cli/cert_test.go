@@ -27,7 +27,7 @@ func certFixture(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	paths := map[string]string{"ca": filepath.Join(dir, "ca", pki.CACertFile), "crl": filepath.Join(dir, "ca", pki.CRLFile)}
-	for _, req := range []pki.IssueRequest{{Name: "m1", DNS: []string{"m1.example"}}, {Name: "alice", Role: pki.RoleClient}} {
+	for _, req := range []pki.IssueRequest{{Name: "m1", DNS: []string{"m1.example"}}, {Name: "alice", Kind: pki.KindClient}} {
 		is, err := ca.Issue(req)
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +73,7 @@ func TestCertLint(t *testing.T) {
 		stdout string
 	}{
 		{"member as member", []string{p["m1.crt"], "--key", p["m1.key"], "--crl", p["crl"]}, ExitOK, "ok for member use"},
-		{"client as client", []string{p["alice.crt"], "--role", "client"}, ExitOK, "client access: readwrite"},
+		{"client as client", []string{p["alice.crt"], "--kind", "client"}, ExitOK, "client access: readwrite"},
 		{"client as member", []string{p["alice.crt"]}, ExitFailure, "error   ext-key-usage"},
 		{"key of another certificate", []string{p["m1.crt"], "--key", p["alice.key"]}, ExitFailure, "key-mismatch"},
 		{"key file that is a certificate", []string{p["m1.crt"], "--key", p["m1.crt"]}, ExitFailure, "no private key found"},
@@ -93,7 +93,7 @@ func TestCertLint_JSON(t *testing.T) {
 	r := pkiRun(t, "cert", "lint", p["alice.crt"], "--ca", p["ca"], "--json")
 	var got struct {
 		OK       bool
-		Role     string
+		Kind     string
 		Findings []struct {
 			pki.Finding
 			Reason int
@@ -102,7 +102,7 @@ func TestCertLint_JSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("lint --json: %v\n%s", err, r.stdout)
 	}
-	if r.code != ExitFailure || got.OK || got.Role != "member" || len(got.Findings) == 0 || got.Findings[0].Rule != "ext-key-usage" || got.Findings[0].Fix == "" || got.Findings[0].Reason != 108 {
+	if r.code != ExitFailure || got.OK || got.Kind != "member" || len(got.Findings) == 0 || got.Findings[0].Rule != "ext-key-usage" || got.Findings[0].Fix == "" || got.Findings[0].Reason != 108 {
 		// 108: a client certificate where a member's is needed, as the member port says.
 		t.Fatalf("exit %d, %+v", r.code, got)
 	}
@@ -201,9 +201,9 @@ func TestCertLint_ClientWithoutAccess(t *testing.T) {
 	crt := signLeaf(t, p, "bob", &x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		KeyUsage: x509.KeyUsageDigitalSignature})
 	code, fs := lintJSON(t, crt, "--ca", p["ca"], "--role", "client")
-	f := findRule(fs, "client-role")
+	f := findRule(fs, "client-access")
 	if code != ExitFailure || f == nil || f.Reason != int(reason.NoAccess) || !strings.Contains(f.Fix, "--access") {
-		t.Fatalf("exit %d, findings %+v; want a client-role error with reason %d and a fix naming --access", code, fs, reason.NoAccess)
+		t.Fatalf("exit %d, findings %+v; want a client-access error with reason %d and a fix naming --access", code, fs, reason.NoAccess)
 	}
 }
 

@@ -25,7 +25,7 @@ func runProbeCLI(t *testing.T, args ...string) (int, string, string) {
 // memberPort starts a member listener that accepts certificates from ca.
 func memberPort(t *testing.T, ca *pkitest.CA, leaf *pkitest.Leaf) string {
 	t.Helper()
-	src, err := mtls.NewSource(mtls.Config{Role: mtls.RoleMember, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath,
+	src, err := mtls.NewSource(mtls.Config{Port: mtls.PortMember, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath,
 		CAFile: ca.CertPath, Policy: mtls.PolicyCA}, nil)
 	if err != nil {
 		t.Fatal(err)

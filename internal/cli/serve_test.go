@@ -185,7 +185,7 @@ func TestReloadOnHUP(t *testing.T) {
 	leaf := ca.Member("m1")
 	rec := &recordLog{}
 	log := slog.New(rec)
-	src, err := mtls.NewSource(mtls.Config{Role: mtls.RoleMember, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath,
+	src, err := mtls.NewSource(mtls.Config{Port: mtls.PortMember, CertFile: leaf.CertPath, KeyFile: leaf.KeyPath,
 		CAFile: ca.CertPath, Policy: mtls.PolicyCA}, log)
 	if err != nil {
 		t.Fatal(err)

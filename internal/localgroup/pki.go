@@ -48,7 +48,7 @@ func makePKI(dir string, members []*Member) (*PKI, error) {
 			return nil, err
 		}
 	}
-	admin, err := p.clientCA.Issue(pki.IssueRequest{Name: "admin", Role: pki.RoleClient, Access: pki.AccessAdmin})
+	admin, err := p.clientCA.Issue(pki.IssueRequest{Name: "admin", Kind: pki.KindClient, Access: pki.AccessAdmin})
 	if err != nil {
 		return nil, fmt.Errorf("issue admin certificate: %w", err)
 	}
@@ -60,7 +60,7 @@ func makePKI(dir string, members []*Member) (*PKI, error) {
 
 // IssueMember issues (or renews) m's member certificate and records its files and DN in m.
 func (p *PKI) IssueMember(m *Member) error {
-	is, err := p.memberCA.Issue(pki.IssueRequest{Name: m.Name, IPs: []net.IP{net.ParseIP(m.Host)}, DNS: []string{"localhost"}, Role: pki.RoleMember, Renew: true})
+	is, err := p.memberCA.Issue(pki.IssueRequest{Name: m.Name, IPs: []net.IP{net.ParseIP(m.Host)}, DNS: []string{"localhost"}, Kind: pki.KindMember, Renew: true})
 	if err != nil {
 		return fmt.Errorf("issue member certificate for %s: %w", m.Name, err)
 	}
@@ -73,7 +73,7 @@ func (p *PKI) IssueMember(m *Member) error {
 
 // IssueClient issues a client certificate with the given access into the clients directory.
 func (p *PKI) IssueClient(name string, access pki.Access) (certFile, keyFile string, err error) {
-	is, err := p.clientCA.Issue(pki.IssueRequest{Name: name, Role: pki.RoleClient, Access: access, Renew: true})
+	is, err := p.clientCA.Issue(pki.IssueRequest{Name: name, Kind: pki.KindClient, Access: access, Renew: true})
 	if err != nil {
 		return "", "", fmt.Errorf("issue client certificate %s: %w", name, err)
 	}

@@ -145,7 +145,7 @@ func (ca *CA) Member(cn string) *Leaf { ca.tb.Helper(); return ca.Issue(Spec{CN:
 // named cn.
 func (ca *CA) Client(cn string) *Leaf {
 	ca.tb.Helper()
-	return ca.Issue(Spec{CN: cn, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:role:readwrite"}, NoGroup: true})
+	return ca.Issue(Spec{CN: cn, EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []string{"urn:mirrorkv:access:readwrite"}, NoGroup: true})
 }
 
 // Expired issues a member certificate that expired an hour ago.
