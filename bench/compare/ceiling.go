@@ -33,7 +33,7 @@ func startCeiling(dir string, valueSize int) (*ceiling, error) {
 		return nil, err
 	}
 	src, err := mtls.NewSource(mtls.Config{
-		Role: mtls.RoleClient, CertFile: c.ServerCert[0], KeyFile: c.ServerKeys[0],
+		Port: mtls.PortClient, CertFile: c.ServerCert[0], KeyFile: c.ServerKeys[0],
 		CAFile: c.ClientCA, CRLFile: filepath.Join(filepath.Dir(c.ClientCA), pki.CRLFile),
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {

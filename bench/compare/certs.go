@@ -40,7 +40,7 @@ func makeCerts(dir string, n int) (*certs, error) {
 	}
 	for i := range n {
 		is, err := serverCA.Issue(pki.IssueRequest{
-			Name: fmt.Sprintf("m%d", i+1), IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNS: []string{"localhost"}, Role: pki.RoleMember,
+			Name: fmt.Sprintf("m%d", i+1), IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNS: []string{"localhost"}, Kind: pki.KindMember,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("issue member certificate: %w", err)
@@ -51,7 +51,7 @@ func makeCerts(dir string, n int) (*certs, error) {
 		}
 		c.ServerCert, c.ServerKeys = append(c.ServerCert, cert), append(c.ServerKeys, key)
 	}
-	is, err := clientCA.Issue(pki.IssueRequest{Name: "bench", Role: pki.RoleClient, Access: pki.AccessReadWrite})
+	is, err := clientCA.Issue(pki.IssueRequest{Name: "bench", Kind: pki.KindClient, Access: pki.AccessReadWrite})
 	if err != nil {
 		return nil, fmt.Errorf("issue client certificate: %w", err)
 	}
