@@ -17,7 +17,7 @@ import (
 )
 
 // ceiling is loadgen.NopHandler behind the very TLS a member's client port uses
-// (mtls.Source with RoleClient: the member certificate, the client CA, its CRL,
+// (mtls.Source with PortClient: the member certificate, the client CA, its CRL,
 // HTTPSListener), served from this process, and driven through the mirrorkv client. It
 // answers without doing any work, so its throughput is the most this machine, the client
 // and TLS allow at a given concurrency.
