@@ -89,54 +89,65 @@ func classifyX509(err error) (reason.Code, bool) {
 	return 0, false
 }
 
-// alertCode maps the text of a TLS alert the peer sent. Go keeps the alert type
-// unexported and errors.As(err, &tls.AlertError) is false for received alerts.
+// alertCodes maps the TLS alerts a peer may send, by their RFC 8446 numbers.
+var alertCodes = map[tls.AlertError]reason.Code{
+	48:  reason.UnknownCA,       // unknown_ca
+	45:  reason.CertExpired,     // certificate_expired
+	44:  reason.Revoked,         // certificate_revoked
+	116: reason.NoCertificate,   // certificate_required
+	70:  reason.ProtocolTooOld,  // protocol_version
+	120: reason.ALPNMismatch,    // no_application_protocol
+	40:  reason.NoCommonCipher,  // handshake_failure
+	71:  reason.NoCommonCipher,  // insufficient_security
+	49:  reason.DNNotAuthorised, // access_denied
+	42:  reason.RefusedByPeer,   // bad_certificate
+	43:  reason.RefusedByPeer,   // unsupported_certificate
+	46:  reason.RefusedByPeer,   // certificate_unknown
+}
+
+// alertCode maps a TLS alert the peer sent, known only by its text: Go keeps the received
+// alert's type unexported, and errors.As(err, &tls.AlertError) is false for it. The text is
+// crypto/tls's own (tls.AlertError(n).Error() renders the same table), so no copy of it
+// lives here to drift.
 func alertCode(text string) reason.Code {
-	text = strings.TrimPrefix(text, "tls: ")
-	switch text {
-	case "unknown certificate authority":
-		return reason.UnknownCA
-	case "expired certificate":
-		return reason.CertExpired
-	case "revoked certificate":
-		return reason.Revoked
-	case "certificate required":
-		return reason.NoCertificate
-	case "protocol version not supported":
-		return reason.ProtocolTooOld
-	case "no application protocol":
-		return reason.ALPNMismatch
-	case "handshake failure", "insufficient security":
-		return reason.NoCommonCipher
-	case "access denied":
-		return reason.DNNotAuthorised
-	case "bad certificate", "unsupported certificate", "certificate unknown":
-		return reason.RefusedByPeer
+	for a, code := range alertCodes {
+		if a.Error() == text || strings.TrimPrefix(a.Error(), "tls: ") == text {
+			return code
+		}
 	}
 	return reason.HandshakeFailed
 }
 
+// tlsTexts are the failures crypto/tls reports as text only, with no error value or type to
+// test for. TestCryptoTLSTexts makes each happen in a real handshake and checks that its
+// text still holds the fragment, so that a Go upgrade that rewords one fails a test rather
+// than turning a precise diagnosis into "handshake failed".
+var tlsTexts = []struct {
+	fragment string
+	code     reason.Code
+}{
+	{"invalid signature by the", reason.KeyMismatch},
+	{"didn't provide a certificate", reason.NoCertificate},
+	{"does not look like a TLS handshake", reason.Plaintext},
+	{"unsupported versions", reason.ProtocolTooOld},
+	{"no cipher suite supported", reason.NoCommonCipher},
+	{"no key exchanges supported", reason.NoCommonCipher}, // Go 1.24 and later; before: "no ECDHE curve"
+	{"application protocol", reason.ALPNMismatch},
+}
+
 // classifyText covers errors crypto/tls only exposes as text.
 func classifyText(err error) reason.Code {
-	msg := err.Error()
 	switch {
 	case errors.Is(err, ErrNoAck):
 		return reason.RefusedByPeer
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return reason.HandshakeTimeout
-	case strings.Contains(msg, "invalid signature by the"):
-		return reason.KeyMismatch
-	case strings.Contains(msg, "didn't provide a certificate"):
-		return reason.NoCertificate
-	case strings.Contains(msg, "does not look like a TLS handshake"):
-		return reason.Plaintext
-	case strings.Contains(msg, "unsupported versions"), strings.Contains(msg, "unsupported protocol version"),
-		strings.Contains(msg, "protocol version not supported"):
-		return reason.ProtocolTooOld
-	case strings.Contains(msg, "no cipher suite supported"), strings.Contains(msg, "no ECDHE curve"):
-		return reason.NoCommonCipher
-	case strings.Contains(msg, "application protocol"):
-		return reason.ALPNMismatch
+	}
+	msg := err.Error()
+	for _, t := range tlsTexts {
+		if strings.Contains(msg, t.fragment) {
+			return t.code
+		}
 	}
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		return reason.HandshakeTimeout
