@@ -173,16 +173,19 @@ func (g *Group) form(ctx context.Context) error {
 
 // startNew starts a member the group does not know yet and waits until it serves. freePort's
 // ports were free a moment ago, but another process (a test running alongside) may have
-// taken one since: the member then exits with "address already in use" and is started again
+// taken one since: the member then exits (address already in use) and is started again
 // on a new port, which nobody has been told yet. A member port behind a test's proxy
 // (AdvertiseAddr) cannot move; that start fails as before.
 func (g *Group) startNew(ctx context.Context, m *Member, extra ...string) error {
+	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, g.PKI.AdminCert, g.PKI.AdminKey, client.WithCRL(g.PKI.MemberCRL))
+	if err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
-		offset := m.logSize()
 		if err := g.Start(m, extra...); err != nil {
 			return err
 		}
-		taken, err := m.waitStarted(ctx, offset)
+		taken, err := m.waitServing(ctx, tlsCfg)
 		if err == nil {
 			return nil
 		}

@@ -2,13 +2,14 @@ package localgroup
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -191,45 +192,47 @@ func (m *Member) Log() string {
 	return string(b)
 }
 
-// logSize is how much m has logged so far.
-func (m *Member) logSize() int {
-	fi, err := os.Stat(m.LogFile)
-	if err != nil {
-		return 0
-	}
-	return int(fi.Size())
-}
-
-// waitStarted waits until m logs that it started, after offset bytes of its log. If m exits
-// first because one of its ports is in use, taken says which: "member" or "client".
-func (m *Member) waitStarted(ctx context.Context, offset int) (taken string, err error) {
+// waitServing waits until m's client port answers /healthz over mutual TLS with tlsCfg: any
+// HTTP answer, 503 from a member not yet in the group included, means the member passed
+// its checks at start and serves. If m exits first, taken says which of its ports another
+// process holds ("member" or "client"), found by binding it (EADDRINUSE), not by its log.
+func (m *Member) waitServing(ctx context.Context, tlsCfg *tls.Config) (taken string, err error) {
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
 	for {
-		log := m.Log()
-		if len(log) < offset {
-			log = ""
-		} else {
-			log = log[offset:]
-		}
-		if strings.Contains(log, "member started") {
-			return "", nil
-		}
 		if !m.Running() {
-			if strings.Contains(log, "address already in use") {
-				switch {
-				case strings.Contains(log, "listen on client port"):
-					taken = "client"
-				case strings.Contains(log, "listen on member port"):
-					taken = "member"
-				}
+			switch {
+			case portTaken(m.ClientAddr):
+				taken = "client"
+			case portTaken(m.MemberAddr):
+				taken = "member"
 			}
-			return taken, fmt.Errorf("%s exited before it started serving", m.Name)
+			return taken, fmt.Errorf("%s exited before it started serving: %v", m.Name, m.ExitErr())
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.ClientURL+"/healthz", nil)
+		if err != nil {
+			return "", fmt.Errorf("wait for %s to serve: %w", m.Name, err)
+		}
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			return "", nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("wait for %s to start: %w", m.Name, ctx.Err())
+			return "", fmt.Errorf("wait for %s to serve: %w", m.Name, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// portTaken reports whether another process holds addr.
+func portTaken(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	ln.Close()
+	return false
 }
 
 // freePort asks the kernel for a free TCP port on host. The port is released before the
