@@ -9,10 +9,14 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/api"
+	"github.com/mirrorkv/mirrorkv/cluster"
 	"github.com/mirrorkv/mirrorkv/mtls"
+	"github.com/mirrorkv/mirrorkv/pki"
 )
 
 // Policy names how members authorise each other on the member port.
@@ -33,7 +37,9 @@ const (
 )
 
 // Config is everything a member needs to start. Each field maps to one `serve` flag and one
-// config-file key of the same name. The zero value of every optional field is safe.
+// config-file key of the same name; the settings of a part that has its own package live in
+// that package's Config (Cluster, API), bound to their flags directly, and New fills in only
+// what it derives from the rest. The zero value of every optional field is safe.
 type Config struct {
 	Name  string // --name: unique member name, also the raft server ID
 	Group string // --group: group name; the data directory records it and refuses another
@@ -59,27 +65,17 @@ type Config struct {
 	MinTLS        string // --min-tls: minimum TLS version on the member port: 1.3 (default) or 1.2
 	AllowPublicCA bool   // --allow-public-ca: accept a replication CA that the system also trusts
 
-	Bootstrap bool     // --bootstrap: start a new group with this member as its first primary
-	Join      []string // --join: member addresses to learn the group's members from
-	// JoinPins are what the member at a --join address must present before this member
-	// believes the membership it answers: sha256:HEX (the certificate's fingerprint) or
-	// its subject DN, as `mirrorkv member add` prints them. Required with Join.
+	// JoinPins are what the member at a --join address (Cluster.Join) must present before
+	// this member believes the membership it answers: sha256:HEX (the certificate's
+	// fingerprint) or its subject DN, as `mirrorkv member add` prints them. Required with
+	// Cluster.Join.
 	JoinPins []string // --join-pin
 
-	LogStore string // --log-store: wal or bolt; empty: what Dir holds, wal for a new one
 	// StoreFlushInterval bounds how long applied writes may stay in memory before the store
-	// file commits them (write-behind; the raft log already holds them durably).
-	StoreFlushInterval time.Duration // --store-flush-interval (default 100ms)
-	ElectionTimeout    time.Duration // --election-timeout
-	HeartbeatTimeout   time.Duration // --heartbeat-timeout
-	SnapshotThreshold  uint64        // --snapshot-threshold: log entries between snapshots
-	SnapshotInterval   time.Duration // --snapshot-interval: how often the threshold is checked
-	TrailingLogs       uint64        // --trailing-logs: entries kept after a snapshot
+	// file commits them (write-behind; the raft log already holds them durably). 0 means
+	// DefaultStoreFlushInterval.
+	StoreFlushInterval time.Duration // --store-flush-interval
 	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
-	MaxValueBytes      int64         // --max-value-bytes: largest value a client may write
-	// MaxListBytes and MaxReadBytesInFlight bound the memory reads take (api.Config).
-	MaxListBytes         int   // --max-list-bytes: keys and values per listing response
-	MaxReadBytesInFlight int64 // --max-read-bytes-in-flight: listings and large values served at once
 
 	// DebugListen is the address of the profiling endpoint, empty for none: unix:PATH, a
 	// socket only this user can connect to (preferred), or a loopback IP HOST:PORT, where
@@ -88,11 +84,23 @@ type Config struct {
 
 	// MaxHandshakes bounds the TLS handshakes in flight on each of the member and client
 	// ports, MaxHandshakesPerIP those from one source IP; a connection over either is closed
-	// before its handshake. 0 means mtls.DefaultMaxHandshakes (256) and
-	// mtls.DefaultMaxHandshakesPerIP (32).
+	// before its handshake. 0 means mtls.DefaultMaxHandshakes and
+	// mtls.DefaultMaxHandshakesPerIP.
 	MaxHandshakes      int // --max-handshakes
 	MaxHandshakesPerIP int // --max-handshakes-per-ip
+
+	// Cluster holds the raft and replication settings: --bootstrap, --join, --log-store,
+	// --election-timeout, --heartbeat-timeout, --snapshot-threshold, --snapshot-interval and
+	// --trailing-logs. New fills in Name, Dir, Advertise, ClientURL, DN, GroupID and the
+	// callbacks; whatever it holds there beforehand is ignored.
+	Cluster cluster.Config
+	// API holds the client API's limits: --max-value-bytes, --max-list-bytes and
+	// --max-read-bytes-in-flight. New fills in Node.
+	API api.Config
 }
+
+// clusterFlags names the serve flags bound to Config.Cluster, for its validation errors.
+const clusterFlags = "--bootstrap, --join, --log-store, --election-timeout, --heartbeat-timeout, --snapshot-threshold, --snapshot-interval, --trailing-logs"
 
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
@@ -139,11 +147,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--min-tls %q: want 1.3 or 1.2 (older versions are never allowed)", c.MinTLS))
 	}
-	switch c.LogStore {
-	case "", "bolt", "wal":
-	default:
-		errs = append(errs, fmt.Errorf("--log-store %q: want bolt or wal", c.LogStore))
-	}
+	errs = append(errs, c.validateCluster()...)
 	if c.StoreFlushInterval < 0 || (c.StoreFlushInterval > 0 && c.StoreFlushInterval < time.Millisecond) || c.StoreFlushInterval > maxStoreFlushInterval {
 		errs = append(errs, fmt.Errorf("--store-flush-interval %v: want between 1ms and %v (0 for the default %v)", c.StoreFlushInterval, maxStoreFlushInterval, DefaultStoreFlushInterval))
 	}
@@ -155,14 +159,14 @@ func (c Config) Validate() error {
 	if c.MaxHandshakes < 0 || c.MaxHandshakesPerIP < 0 {
 		errs = append(errs, fmt.Errorf("--max-handshakes %d, --max-handshakes-per-ip %d: want positive numbers, or 0 for the defaults", c.MaxHandshakes, c.MaxHandshakesPerIP))
 	}
-	if c.Bootstrap && len(c.Join) > 0 {
+	if c.Cluster.Bootstrap && len(c.Cluster.Join) > 0 {
 		errs = append(errs, errors.New("--bootstrap and --join exclude each other: bootstrap the first member only, join the others"))
 	}
 	if c.MemberCA != "" && c.MemberCA == c.ClientCA {
 		errs = append(errs, errors.New("--member-ca and --client-ca are the same file: a member certificate could pass as a client and a client certificate as a member; make a separate client CA with `mirrorkv ca init`"))
 	}
 	errs = append(errs, crlChoice("member", c.MemberCRL, c.NoMemberCRL), crlChoice("client", c.ClientCRL, c.NoClientCRL))
-	if len(c.Join) > 0 && len(c.JoinPins) == 0 {
+	if len(c.Cluster.Join) > 0 && len(c.JoinPins) == 0 {
 		errs = append(errs, errors.New("--join needs --join-pin: the DN or sha256 fingerprint of the member at the join address (`mirrorkv member add` prints it), so that this member does not take the membership from whoever answers there"))
 	}
 	for _, pin := range c.JoinPins {
@@ -171,6 +175,51 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateCluster checks the raft settings with cluster.Config.Validate, so that a bad mix
+// (an election timeout below the heartbeat timeout, say) is a configuration error naming the
+// flags to change rather than a failure to start raft. Name, Dir and the advertise address
+// are checked above under their own flags; cluster sees stand-ins for them, so that it
+// reports only what the raft flags can fix.
+func (c Config) validateCluster() []error {
+	cc := c.Cluster
+	cc.Name, cc.Dir, cc.Advertise = "member", "raft", "127.0.0.1:0"
+	err := cc.Validate()
+	if err == nil {
+		return nil
+	}
+	all := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		all = joined.Unwrap()
+	}
+	errs := make([]error, 0, len(all))
+	for _, e := range all {
+		errs = append(errs, fmt.Errorf("raft settings (%s): %w", clusterFlags, e))
+	}
+	return errs
+}
+
+// clusterConfig is c.Cluster with what the member derives from the rest of c filled in.
+func (c Config) clusterConfig(dn string) cluster.Config {
+	cc := c.Cluster
+	cc.Name, cc.Dir, cc.Advertise = c.Name, filepath.Join(c.Dir, "raft"), c.memberAdvertise()
+	cc.ClientURL, cc.DN, cc.GroupID = c.clientURL(), dn, c.group()
+	return cc
+}
+
+// apiConfig is c.API with the member's name filled in.
+func (c Config) apiConfig() api.Config {
+	ac := c.API
+	ac.Node = c.Name
+	return ac
+}
+
+func (c Config) group() string {
+	if c.Group == "" {
+		return pki.DefaultGroup
+	}
+	return c.Group
 }
 
 // crlChoice requires a CRL for a port unless running without one was asked for explicitly.

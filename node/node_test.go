@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/client"
+	"github.com/mirrorkv/mirrorkv/cluster"
 	"github.com/mirrorkv/mirrorkv/internal/pkitest"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
@@ -38,18 +39,22 @@ func TestConfig_Validate(t *testing.T) {
 		{"flush interval too long", func(c *Config) { c.StoreFlushInterval = time.Minute }, "--store-flush-interval 1m0s: want between 1ms and 10s"},
 		{"flush interval too short", func(c *Config) { c.StoreFlushInterval = time.Microsecond }, "--store-flush-interval 1µs"},
 		{"flush interval negative", func(c *Config) { c.StoreFlushInterval = -time.Second }, "--store-flush-interval -1s"},
-		{"bootstrap and join", func(c *Config) { c.Bootstrap = true; c.Join = []string{"x:1"} }, "exclude each other"},
+		{"bootstrap and join", func(c *Config) { c.Cluster.Bootstrap = true; c.Cluster.Join = []string{"x:1"} }, "exclude each other"},
 		{"shared CA under policy ca", func(c *Config) { c.Policy = PolicyCA; c.ClientCA = c.MemberCA }, "client certificate as a member"},
 		{"shared CA under policy dn", func(c *Config) { c.Policy = PolicyDN; c.ClientCA = c.MemberCA }, "separate client CA"},
 		{"no client CRL", func(c *Config) { c.ClientCRL = "" }, "--client-crl is required"},
 		{"no member CRL", func(c *Config) { c.MemberCRL = "" }, "--member-crl is required"},
 		{"CRL and no CRL", func(c *Config) { c.NoClientCRL = true }, "exclude each other"},
-		{"join without a pin", func(c *Config) { c.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
-		{"malformed pin", func(c *Config) { c.Join, c.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"} }, "64 hex digits"},
+		{"join without a pin", func(c *Config) { c.Cluster.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
+		{"malformed pin", func(c *Config) { c.Cluster.Join, c.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"} }, "64 hex digits"},
 		{"debug on all interfaces", func(c *Config) { c.DebugListen = ":6060" }, "--debug-listen"},
 		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "a loopback IP"},
 		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "a loopback IP"},
 		{"debug on a unix socket without a path", func(c *Config) { c.DebugListen = "unix:" }, "want unix:PATH"},
+		{"unknown log store", func(c *Config) { c.Cluster.LogStore = "sqlite" }, "--log-store"},
+		{"election below heartbeat", func(c *Config) {
+			c.Cluster.ElectionTimeout, c.Cluster.HeartbeatTimeout = 500*time.Millisecond, time.Second
+		}, "--election-timeout"},
 		{"negative handshake cap", func(c *Config) { c.MaxHandshakesPerIP = -1 }, "--max-handshakes-per-ip -1"},
 	}
 	for _, tt := range tests {
@@ -68,7 +73,7 @@ func TestConfig_Validate(t *testing.T) {
 		t.Fatalf("running without CRLs when asked to explicitly: %v", err)
 	}
 	pinned := good
-	pinned.Join, pinned.JoinPins = []string{"127.0.0.1:7001"}, []string{"CN=m1,O=example", "sha256:" + strings.Repeat("ab", 32)}
+	pinned.Cluster.Join, pinned.JoinPins = []string{"127.0.0.1:7001"}, []string{"CN=m1,O=example", "sha256:" + strings.Repeat("ab", 32)}
 	if err := pinned.Validate(); err != nil {
 		t.Fatalf("join with pins: %v", err)
 	}
@@ -130,7 +135,7 @@ func testMember(t *testing.T, rca, cca *pkitest.CA, leaf *pkitest.Leaf) Config {
 		MemberListen: freeAddr(t), ClientListen: freeAddr(t),
 		MemberCert: leaf.CertPath, MemberKey: leaf.KeyPath, MemberCA: rca.CertPath, ClientCA: cca.CertPath,
 		MemberCRL: rca.WriteCRL("crl.pem"), ClientCRL: cca.WriteCRL("crl.pem"),
-		Bootstrap: true, ElectionTimeout: 300 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
+		Cluster: cluster.Config{Bootstrap: true, ElectionTimeout: 300 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond},
 	}
 }
 
@@ -230,7 +235,7 @@ func TestNode_ServesAndRestartsFromDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg.Bootstrap = false
+	cfg.Cluster.Bootstrap = false
 	stop = run(cfg)
 	defer stop()
 	waitPrimary(t, c)
