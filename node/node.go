@@ -77,7 +77,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := n.loadCredentials(tlsMetrics); err != nil {
 		return nil, err
 	}
-	dn, err := certDN(cfg.MemberCert)
+	dn, err := certDN(cfg.MemberTLS.CertFile)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 // loadCredentials builds the member and client TLS sources; any bad file stops the start.
 func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	cfg := n.cfg
-	if err := mtls.CheckSharedCA(cfg.MemberCA, cfg.ClientCA); err != nil {
+	if err := mtls.CheckSharedCA(cfg.MemberTLS.CAFile, cfg.ClientTLS.CAFile); err != nil {
 		return err
 	}
 	for port, none := range map[string]bool{"member": cfg.NoMemberCRL, "client": cfg.NoClientCRL} {
@@ -139,28 +139,12 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 				"port", port, "fix", "give --"+port+"-crl with the CA's crl.pem")
 		}
 	}
-	minVersion := uint16(tls.VersionTLS13)
-	if cfg.MinTLS == "1.2" {
-		minVersion = tls.VersionTLS12
-	}
 	var err error
-	n.memberSrc, err = mtls.NewSource(mtls.Config{
-		Role: mtls.RoleMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
-		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
-		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
-		Group: cfg.Group, JoinAddrs: cfg.Cluster.Join, JoinPins: cfg.JoinPins, LocalAddr: sourceAddr(cfg.MemberListen),
-		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
-	}, n.log.With("component", "tls", "port", "member"))
+	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", err)
 	}
-	// The member certificate also serves the client port: clients verify it against the
-	// replication CA, and it needs serverAuth, which every member certificate has.
-	n.clientSrc, err = mtls.NewSource(mtls.Config{
-		Role: mtls.RoleClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
-		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics, AllowPublicCA: cfg.AllowPublicCA,
-		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
-	}, n.log.With("component", "tls", "port", "client"))
+	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", err)
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,20 +78,20 @@ func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
 	f.StringVar(&cfg.MemberAdvertise, "member-advertise", "", "member address other members dial; empty: --member-listen")
 	f.StringVar(&cfg.ClientListen, "client-listen", "", "client port `HOST:PORT` (HTTPS API)")
 	f.StringVar(&cfg.ClientAdvertise, "client-advertise", "", "`URL` clients use to reach this member; empty: https:// and --client-listen")
-	f.StringVar(&cfg.MemberCert, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
-	f.StringVar(&cfg.MemberKey, "member-key", "", "member private key `FILE`")
-	f.StringVar(&cfg.MemberCA, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
-	f.StringVar(&cfg.MemberCRL, "member-crl", "", "CRL `FILE` of the replication CA (required unless --no-member-crl)")
-	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA `FILE` of client certificates (a CA of its own, never the replication CA)")
-	f.StringVar(&cfg.ClientCRL, "client-crl", "", "CRL `FILE` of the client CA (required unless --no-client-crl)")
+	f.StringVar(&cfg.MemberTLS.CertFile, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
+	f.StringVar(&cfg.MemberTLS.KeyFile, "member-key", "", "member private key `FILE`")
+	f.StringVar(&cfg.MemberTLS.CAFile, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
+	f.StringVar(&cfg.MemberTLS.CRLFile, "member-crl", "", "CRL `FILE` of the replication CA (required unless --no-member-crl)")
+	f.StringVar(&cfg.ClientTLS.CAFile, "client-ca", "", "CA `FILE` of client certificates (a CA of its own, never the replication CA)")
+	f.StringVar(&cfg.ClientTLS.CRLFile, "client-crl", "", "CRL `FILE` of the client CA (required unless --no-client-crl)")
 	f.BoolVar(&cfg.NoMemberCRL, "no-member-crl", false, "run the member port without a CRL (unsafe: a revoked member certificate keeps working)")
 	f.BoolVar(&cfg.NoClientCRL, "no-client-crl", false, "run the client port without a CRL (unsafe: a revoked client certificate keeps working)")
-	f.StringVar((*string)(&cfg.Policy), "policy", string(node.PolicyDN), "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
-	f.StringVar(&cfg.MinTLS, "min-tls", "1.3", "minimum TLS version on the member port: 1.3 or 1.2")
+	f.StringVar((*string)(&cfg.MemberTLS.Policy), "policy", string(mtls.PolicyDN), "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
+	f.Var(newTLSVersion(&cfg.MemberTLS.MinVersion, tls.VersionTLS13), "min-tls", "minimum TLS version on the member port: 1.3 or 1.2")
 	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication or client CA that the system trust store also holds (unsafe: any certificate it signs becomes a member or a client)")
 	f.BoolVar(&cfg.Cluster.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
 	f.StringSliceVar(&cfg.Cluster.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
-	f.StringSliceVar(&cfg.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
+	f.StringSliceVar(&cfg.MemberTLS.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
 	f.StringVar(&cfg.Group, "group", pki.DefaultGroup, "group `NAME`; a data directory of another group, and a member certificate of another group (its urn:mirrorkv:group: URI), are refused")
 	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiles (net/http/pprof paths) on `unix:PATH`, a socket only this user can reach (preferred), or on loopback HOST:PORT with the bearer token from DIR/debug.token")
 	f.StringVar(&cfg.Cluster.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); empty: what the data directory holds, wal for a new one")
@@ -107,6 +108,36 @@ func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
 	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", mtls.DefaultMaxHandshakes, "TLS handshakes in flight on each port; more are closed before their handshake")
 	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", mtls.DefaultMaxHandshakesPerIP, "TLS handshakes in flight on each port from one source IP")
 }
+
+// tlsVersion is the value of a TLS version flag: 1.3 or 1.2, the only versions mirrorkv
+// speaks.
+type tlsVersion struct{ v *uint16 }
+
+func newTLSVersion(p *uint16, def uint16) *tlsVersion {
+	*p = def
+	return &tlsVersion{p}
+}
+
+func (t *tlsVersion) Set(s string) error {
+	switch s {
+	case "1.3":
+		*t.v = tls.VersionTLS13
+	case "1.2":
+		*t.v = tls.VersionTLS12
+	default:
+		return fmt.Errorf("TLS version %q: want 1.3 or 1.2 (older versions are never allowed)", s)
+	}
+	return nil
+}
+
+func (t *tlsVersion) String() string {
+	if t.v == nil || *t.v == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(tls.VersionName(*t.v), "TLS ")
+}
+
+func (t *tlsVersion) Type() string { return "version" }
 
 // fillFromFile gives every flag not set on the command line or from the environment (both
 // mark it changed) its value from the config file: the file has the last word on nothing.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,18 +36,18 @@ var serveFlags = map[string]serveFlag{
 	"member-advertise": {"b:1", "b:1", "", func(c node.Config, _ serveOptions) any { return c.MemberAdvertise }},
 	"client-listen":    {"c:1", "c:1", "", func(c node.Config, _ serveOptions) any { return c.ClientListen }},
 	"client-advertise": {"https://d:1", "https://d:1", "", func(c node.Config, _ serveOptions) any { return c.ClientAdvertise }},
-	"member-cert":      {"m.crt", "m.crt", "", func(c node.Config, _ serveOptions) any { return c.MemberCert }},
-	"member-key":       {"m.key", "m.key", "", func(c node.Config, _ serveOptions) any { return c.MemberKey }},
-	"member-ca":        {"mca.crt", "mca.crt", "", func(c node.Config, _ serveOptions) any { return c.MemberCA }},
-	"member-crl":       {"m.crl", "m.crl", "", func(c node.Config, _ serveOptions) any { return c.MemberCRL }},
-	"client-ca":        {"cca.crt", "cca.crt", "", func(c node.Config, _ serveOptions) any { return c.ClientCA }},
-	"client-crl":       {"c.crl", "c.crl", "", func(c node.Config, _ serveOptions) any { return c.ClientCRL }},
+	"member-cert":      {"m.crt", "m.crt", "", func(c node.Config, _ serveOptions) any { return c.MemberTLS.CertFile }},
+	"member-key":       {"m.key", "m.key", "", func(c node.Config, _ serveOptions) any { return c.MemberTLS.KeyFile }},
+	"member-ca":        {"mca.crt", "mca.crt", "", func(c node.Config, _ serveOptions) any { return c.MemberTLS.CAFile }},
+	"member-crl":       {"m.crl", "m.crl", "", func(c node.Config, _ serveOptions) any { return c.MemberTLS.CRLFile }},
+	"client-ca":        {"cca.crt", "cca.crt", "", func(c node.Config, _ serveOptions) any { return c.ClientTLS.CAFile }},
+	"client-crl":       {"c.crl", "c.crl", "", func(c node.Config, _ serveOptions) any { return c.ClientTLS.CRLFile }},
 	"no-member-crl":    {"true", true, false, func(c node.Config, _ serveOptions) any { return c.NoMemberCRL }},
 	"no-client-crl":    {"true", true, false, func(c node.Config, _ serveOptions) any { return c.NoClientCRL }},
-	"policy":           {"ca", node.PolicyCA, node.PolicyDN, func(c node.Config, _ serveOptions) any { return c.Policy }},
-	"min-tls":          {"1.2", "1.2", "1.3", func(c node.Config, _ serveOptions) any { return c.MinTLS }},
+	"policy":           {"ca", mtls.PolicyCA, mtls.PolicyDN, func(c node.Config, _ serveOptions) any { return c.MemberTLS.Policy }},
+	"min-tls":          {"1.2", uint16(tls.VersionTLS12), uint16(tls.VersionTLS13), func(c node.Config, _ serveOptions) any { return c.MemberTLS.MinVersion }},
 	"allow-public-ca":  {"true", true, false, func(c node.Config, _ serveOptions) any { return c.AllowPublicCA }},
-	"join-pin":         {"CN=m1,sha256:ab", []string{"CN=m1", "sha256:ab"}, []string(nil), func(c node.Config, _ serveOptions) any { return c.JoinPins }},
+	"join-pin":         {"CN=m1,sha256:ab", []string{"CN=m1", "sha256:ab"}, []string(nil), func(c node.Config, _ serveOptions) any { return c.MemberTLS.JoinPins }},
 	"debug-listen":     {"unix:/s", "unix:/s", "", func(c node.Config, _ serveOptions) any { return c.DebugListen }},
 
 	"store-flush-interval":  {"250ms", 250 * time.Millisecond, node.DefaultStoreFlushInterval, func(c node.Config, _ serveOptions) any { return c.StoreFlushInterval }},
@@ -115,4 +116,14 @@ func TestServe_FlagDefaultsAreTheOwnersConstants(t *testing.T) {
 			t.Errorf("--%s usage repeats a default: %q", fl.Name, fl.Usage)
 		}
 	})
+}
+
+func TestServe_MinTLSRefusesOlderVersions(t *testing.T) {
+	var cfg node.Config
+	var o serveOptions
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	bindServeFlags(fs, &cfg, &o)
+	if err := fs.Parse([]string{"--min-tls", "1.1"}); err == nil || !strings.Contains(err.Error(), "older versions are never allowed") {
+		t.Fatalf("--min-tls 1.1: %v; want a refusal", err)
+	}
 }
