@@ -27,10 +27,11 @@ const (
 	maxStoreFlushInterval     = 10 * time.Second
 )
 
-// Config is everything a member needs to start. Each field maps to one `serve` flag and one
-// config-file key of the same name; the settings of a part that has its own package live in
-// that package's Config (Cluster, API), bound to their flags directly, and New fills in only
-// what it derives from the rest. The zero value of every optional field is safe.
+// Config is everything a member needs to start. Each setting maps to one `serve` flag and
+// one config-file key of the same name. The settings of a part that has its own package live
+// in that package's Config (Cluster, API, MemberTLS, ClientTLS), bound to their flags
+// directly, and New fills in only what it derives from the rest. The zero value of every
+// optional field is safe.
 type Config struct {
 	Name  string // --name: unique member name, also the raft server ID
 	Group string // --group: group name; the data directory records it and refuses another
@@ -88,8 +89,8 @@ type Config struct {
 	API api.Config
 }
 
-// clusterFlags names the serve flags bound to Config.Cluster, for its validation errors.
-const clusterFlags = "--bootstrap, --join, --log-store, --election-timeout, --heartbeat-timeout, --snapshot-threshold, --snapshot-interval, --trailing-logs"
+// clusterFlags names the serve flags of the settings cluster.Config.Validate checks.
+const clusterFlags = "--log-store, --election-timeout, --heartbeat-timeout, --snapshot-threshold, --snapshot-interval, --trailing-logs"
 
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {

@@ -125,7 +125,7 @@ func (t *tlsVersion) Set(s string) error {
 	case "1.2":
 		*t.v = tls.VersionTLS12
 	default:
-		return fmt.Errorf("TLS version %q: want 1.3 or 1.2 (older versions are never allowed)", s)
+		return errors.New("want 1.3 or 1.2 (older versions are never allowed)")
 	}
 	return nil
 }
@@ -139,8 +139,8 @@ func (t *tlsVersion) String() string {
 
 func (t *tlsVersion) Type() string { return "version" }
 
-// fillFromFile gives every flag not set on the command line or from the environment (both
-// mark it changed) its value from the config file: the file has the last word on nothing.
+// fillFromFile gives every flag that neither the command line nor the environment set (both
+// mark it changed) its value from the config file.
 func fillFromFile(fs *pflag.FlagSet, configFile string) error {
 	if configFile == "" {
 		return nil
@@ -161,7 +161,7 @@ func fillFromFile(fs *pflag.FlagSet, configFile string) error {
 		}
 		for _, v := range fromFile[fl.Name] {
 			if err := fs.Set(fl.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("config file %s: %s %q: %w", configFile, fl.Name, v, err))
+				errs = append(errs, fmt.Errorf("config file %s: %w", configFile, err))
 			}
 		}
 	})
