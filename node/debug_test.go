@@ -11,18 +11,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mirrorkv/mirrorkv/internal/pkitest"
 )
 
 // startDebugNode starts a member with --debug-listen addr and returns it with its log.
-func startDebugNode(t *testing.T, addr string) (*Node, Config, *bytes.Buffer) {
+func startDebugNode(t *testing.T, addr string) (*Node, Config, *syncBuffer) {
 	t.Helper()
 	rca, cca := pkitest.NewCA(t, "replication"), pkitest.NewCA(t, "clients")
 	cfg := testMember(t, rca, cca, rca.Member("m1"))
 	cfg.DebugListen = addr
-	var logBuf bytes.Buffer
+	var logBuf syncBuffer
 	n, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -48,6 +49,24 @@ func debugRequest(t *testing.T, c *http.Client, method, url string, mod func(*ht
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// syncBuffer is a bytes.Buffer the member's goroutines may log to while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func header(kv ...string) func(*http.Request) {

@@ -104,7 +104,7 @@ func TestNode_DataDirPrivate(t *testing.T) {
 	for _, logStore := range []string{"wal", "bolt"} {
 		t.Run(logStore, func(t *testing.T) {
 			cfg := testMember(t, rca, cca, rca.Member("m1"))
-			cfg.LogStore, cfg.SnapshotThreshold, cfg.SnapshotInterval = logStore, 1, 50*time.Millisecond
+			cfg.Cluster.LogStore, cfg.Cluster.SnapshotThreshold, cfg.Cluster.SnapshotInterval = logStore, 1, 50*time.Millisecond
 			n, err := New(cfg, nil)
 			if err != nil {
 				t.Fatalf("New: %v", err)

@@ -58,9 +58,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Group == "" {
-		cfg.Group = pki.DefaultGroup
-	}
+	cfg.Group = cfg.group()
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -79,7 +77,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := n.loadCredentials(tlsMetrics); err != nil {
 		return nil, err
 	}
-	dn, err := certDN(cfg.MemberCert)
+	dn, err := certDN(cfg.MemberTLS.CertFile)
 	if err != nil {
 		return nil, err
 	}
@@ -93,15 +91,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on member port %s: %w (is another member or process using it?)", cfg.MemberListen, err)
 	}
 	nw := memberNetwork{Listener: n.memberSrc.Listen(memberLn), src: n.memberSrc}
-	n.cluster, err = cluster.New(cluster.Config{
-		Name: cfg.Name, Dir: filepath.Join(cfg.Dir, "raft"), Advertise: cfg.memberAdvertise(),
-		ClientURL: cfg.clientURL(), DN: dn, GroupID: cfg.Group,
-		Bootstrap: cfg.Bootstrap, Join: cfg.Join, LogStore: cfg.LogStore,
-		ElectionTimeout: cfg.ElectionTimeout, HeartbeatTimeout: cfg.HeartbeatTimeout,
-		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
-		CertNotAfter: n.memberSrc.LeafNotAfter, Registerer: reg,
-		TLSHealth: n.tlsHealth,
-	}, n.store, nw, n.memberSrc, log.With("component", "cluster"))
+	clusterCfg := cfg.clusterConfig(dn)
+	clusterCfg.CertNotAfter, clusterCfg.Registerer, clusterCfg.TLSHealth = n.memberSrc.LeafNotAfter, reg, n.tlsHealth
+	n.cluster, err = cluster.New(clusterCfg, n.store, nw, n.memberSrc, log.With("component", "cluster"))
 	if err != nil {
 		memberLn.Close()
 		return nil, err
@@ -117,8 +109,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(api.Config{Node: cfg.Name, MaxValueBytes: cfg.MaxValueBytes,
-		MaxListBytes: cfg.MaxListBytes, MaxReadBytesInFlight: cfg.MaxReadBytesInFlight}, n.cluster, n.store, reg, log.With("component", "api"))
+	apiServer := api.New(cfg.apiConfig(), n.cluster, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -139,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 // loadCredentials builds the member and client TLS sources; any bad file stops the start.
 func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	cfg := n.cfg
-	if err := mtls.CheckSharedCA(cfg.MemberCA, cfg.ClientCA); err != nil {
+	if err := mtls.CheckSharedCA(cfg.MemberTLS.CAFile, cfg.ClientTLS.CAFile); err != nil {
 		return err
 	}
 	for port, none := range map[string]bool{"member": cfg.NoMemberCRL, "client": cfg.NoClientCRL} {
@@ -148,28 +139,12 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 				"port", port, "fix", "give --"+port+"-crl with the CA's crl.pem")
 		}
 	}
-	minVersion := uint16(tls.VersionTLS13)
-	if cfg.MinTLS == "1.2" {
-		minVersion = tls.VersionTLS12
-	}
 	var err error
-	n.memberSrc, err = mtls.NewSource(mtls.Config{
-		Port: mtls.PortMember, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
-		CAFile: cfg.MemberCA, CRLFile: cfg.MemberCRL, Policy: mtls.Policy(cfg.policy()),
-		MinVersion: minVersion, AllowPublicCA: cfg.AllowPublicCA, Metrics: metrics,
-		Group: cfg.Group, JoinAddrs: cfg.Join, JoinPins: cfg.JoinPins, LocalAddr: sourceAddr(cfg.MemberListen),
-		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
-	}, n.log.With("component", "tls", "port", "member"))
+	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", err)
 	}
-	// The member certificate also serves the client port: clients verify it against the
-	// replication CA, and it needs serverAuth, which every member certificate has.
-	n.clientSrc, err = mtls.NewSource(mtls.Config{
-		Port: mtls.PortClient, CertFile: cfg.MemberCert, KeyFile: cfg.MemberKey,
-		CAFile: cfg.ClientCA, CRLFile: cfg.ClientCRL, Metrics: metrics, AllowPublicCA: cfg.AllowPublicCA,
-		MaxHandshakes: cfg.MaxHandshakes, MaxHandshakesPerIP: cfg.MaxHandshakesPerIP,
-	}, n.log.With("component", "tls", "port", "client"))
+	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -11,15 +12,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/client"
+	"github.com/mirrorkv/mirrorkv/cluster"
 	"github.com/mirrorkv/mirrorkv/internal/pkitest"
+	"github.com/mirrorkv/mirrorkv/mtls"
+	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 func TestConfig_Validate(t *testing.T) {
 	good := Config{Name: "m1", Dir: "d", MemberListen: "127.0.0.1:7001", ClientListen: "127.0.0.1:8001",
-		MemberCert: "m.crt", MemberKey: "m.key", MemberCA: "ca.crt", ClientCA: "client-ca.crt",
-		MemberCRL: "crl.pem", ClientCRL: "client-crl.pem"}
+		MemberTLS: mtls.Config{CertFile: "m.crt", KeyFile: "m.key", CAFile: "ca.crt", CRLFile: "crl.pem"},
+		ClientTLS: mtls.Config{CAFile: "client-ca.crt", CRLFile: "client-crl.pem"}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
@@ -33,23 +38,29 @@ func TestConfig_Validate(t *testing.T) {
 		{"bad group", func(c *Config) { c.Group = "a/b" }, "--group"},
 		{"bad listen", func(c *Config) { c.MemberListen = "7001" }, "--member-listen"},
 		{"bad advertise URL", func(c *Config) { c.ClientAdvertise = "http://x:1" }, "https:// URL"},
-		{"bad policy", func(c *Config) { c.Policy = "any" }, "--policy"},
-		{"old TLS", func(c *Config) { c.MinTLS = "1.1" }, "older versions are never allowed"},
+		{"bad policy", func(c *Config) { c.MemberTLS.Policy = "any" }, "--policy"},
+		{"old TLS", func(c *Config) { c.MemberTLS.MinVersion = tls.VersionTLS11 }, "older versions are never allowed"},
 		{"flush interval too long", func(c *Config) { c.StoreFlushInterval = time.Minute }, "--store-flush-interval 1m0s: want between 1ms and 10s"},
 		{"flush interval too short", func(c *Config) { c.StoreFlushInterval = time.Microsecond }, "--store-flush-interval 1µs"},
 		{"flush interval negative", func(c *Config) { c.StoreFlushInterval = -time.Second }, "--store-flush-interval -1s"},
-		{"bootstrap and join", func(c *Config) { c.Bootstrap = true; c.Join = []string{"x:1"} }, "exclude each other"},
-		{"shared CA under policy ca", func(c *Config) { c.Policy = PolicyCA; c.ClientCA = c.MemberCA }, "client certificate as a member"},
-		{"shared CA under policy dn", func(c *Config) { c.Policy = PolicyDN; c.ClientCA = c.MemberCA }, "separate client CA"},
-		{"no client CRL", func(c *Config) { c.ClientCRL = "" }, "--client-crl is required"},
-		{"no member CRL", func(c *Config) { c.MemberCRL = "" }, "--member-crl is required"},
+		{"bootstrap and join", func(c *Config) { c.Cluster.Bootstrap = true; c.Cluster.Join = []string{"x:1"} }, "exclude each other"},
+		{"shared CA under policy ca", func(c *Config) { c.MemberTLS.Policy = mtls.PolicyCA; c.ClientTLS.CAFile = c.MemberTLS.CAFile }, "client certificate as a member"},
+		{"shared CA under policy dn", func(c *Config) { c.MemberTLS.Policy = mtls.PolicyDN; c.ClientTLS.CAFile = c.MemberTLS.CAFile }, "separate client CA"},
+		{"no client CRL", func(c *Config) { c.ClientTLS.CRLFile = "" }, "--client-crl is required"},
+		{"no member CRL", func(c *Config) { c.MemberTLS.CRLFile = "" }, "--member-crl is required"},
 		{"CRL and no CRL", func(c *Config) { c.NoClientCRL = true }, "exclude each other"},
-		{"join without a pin", func(c *Config) { c.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
-		{"malformed pin", func(c *Config) { c.Join, c.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"} }, "64 hex digits"},
+		{"join without a pin", func(c *Config) { c.Cluster.Join = []string{"127.0.0.1:7001"} }, "--join needs --join-pin"},
+		{"malformed pin", func(c *Config) {
+			c.Cluster.Join, c.MemberTLS.JoinPins = []string{"127.0.0.1:7001"}, []string{"sha256:abc"}
+		}, "64 hex digits"},
 		{"debug on all interfaces", func(c *Config) { c.DebugListen = ":6060" }, "--debug-listen"},
 		{"debug on a routable IP", func(c *Config) { c.DebugListen = "10.0.0.1:6060" }, "a loopback IP"},
 		{"debug on a host name", func(c *Config) { c.DebugListen = "localhost:6060" }, "a loopback IP"},
 		{"debug on a unix socket without a path", func(c *Config) { c.DebugListen = "unix:" }, "want unix:PATH"},
+		{"unknown log store", func(c *Config) { c.Cluster.LogStore = "sqlite" }, "--log-store"},
+		{"election below heartbeat", func(c *Config) {
+			c.Cluster.ElectionTimeout, c.Cluster.HeartbeatTimeout = 500*time.Millisecond, time.Second
+		}, "--election-timeout"},
 		{"negative handshake cap", func(c *Config) { c.MaxHandshakesPerIP = -1 }, "--max-handshakes-per-ip -1"},
 	}
 	for _, tt := range tests {
@@ -63,12 +74,12 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 	noCRL := good
-	noCRL.MemberCRL, noCRL.ClientCRL, noCRL.NoMemberCRL, noCRL.NoClientCRL = "", "", true, true
+	noCRL.MemberTLS.CRLFile, noCRL.ClientTLS.CRLFile, noCRL.NoMemberCRL, noCRL.NoClientCRL = "", "", true, true
 	if err := noCRL.Validate(); err != nil {
 		t.Fatalf("running without CRLs when asked to explicitly: %v", err)
 	}
 	pinned := good
-	pinned.Join, pinned.JoinPins = []string{"127.0.0.1:7001"}, []string{"CN=m1,O=example", "sha256:" + strings.Repeat("ab", 32)}
+	pinned.Cluster.Join, pinned.MemberTLS.JoinPins = []string{"127.0.0.1:7001"}, []string{"CN=m1,O=example", "sha256:" + strings.Repeat("ab", 32)}
 	if err := pinned.Validate(); err != nil {
 		t.Fatalf("join with pins: %v", err)
 	}
@@ -128,9 +139,9 @@ func testMember(t *testing.T, rca, cca *pkitest.CA, leaf *pkitest.Leaf) Config {
 	return Config{
 		Name: leaf.Cert.Subject.CommonName, Dir: filepath.Join(t.TempDir(), "data"),
 		MemberListen: freeAddr(t), ClientListen: freeAddr(t),
-		MemberCert: leaf.CertPath, MemberKey: leaf.KeyPath, MemberCA: rca.CertPath, ClientCA: cca.CertPath,
-		MemberCRL: rca.WriteCRL("crl.pem"), ClientCRL: cca.WriteCRL("crl.pem"),
-		Bootstrap: true, ElectionTimeout: 300 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond,
+		MemberTLS: mtls.Config{CertFile: leaf.CertPath, KeyFile: leaf.KeyPath, CAFile: rca.CertPath, CRLFile: rca.WriteCRL("crl.pem")},
+		ClientTLS: mtls.Config{CAFile: cca.CertPath, CRLFile: cca.WriteCRL("crl.pem")},
+		Cluster:   cluster.Config{Bootstrap: true, ElectionTimeout: 300 * time.Millisecond, HeartbeatTimeout: 300 * time.Millisecond},
 	}
 }
 
@@ -153,16 +164,22 @@ func TestNew_RefusesBrokenCredentials(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"expired certificate", func(c *Config) { l := rca.Expired("m1"); c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath }, "expired"},
-		{"server-only certificate", func(c *Config) { l := rca.ServerOnly("m1"); c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath }, "clientAuth"},
-		{"key of another certificate", func(c *Config) { c.MemberKey = rca.Member("other").KeyPath }, "key"},
-		{"certificate of another CA", func(c *Config) { c.MemberCA = pkitest.NewCA(t, "other").CertPath }, "member port credentials"},
-		{"member CA as the client CA", func(c *Config) { c.ClientCA = c.MemberCA }, "separate client CA"},
+		{"expired certificate", func(c *Config) {
+			l := rca.Expired("m1")
+			c.MemberTLS.CertFile, c.MemberTLS.KeyFile = l.CertPath, l.KeyPath
+		}, "expired"},
+		{"server-only certificate", func(c *Config) {
+			l := rca.ServerOnly("m1")
+			c.MemberTLS.CertFile, c.MemberTLS.KeyFile = l.CertPath, l.KeyPath
+		}, "clientAuth"},
+		{"key of another certificate", func(c *Config) { c.MemberTLS.KeyFile = rca.Member("other").KeyPath }, "key"},
+		{"certificate of another CA", func(c *Config) { c.MemberTLS.CAFile = pkitest.NewCA(t, "other").CertPath }, "member port credentials"},
+		{"member CA as the client CA", func(c *Config) { c.ClientTLS.CAFile = c.MemberTLS.CAFile }, "separate client CA"},
 		{"member certificate of another group", func(c *Config) {
 			l := rca.Issue(pkitest.Spec{CN: "m1", Group: "elsewhere"})
-			c.MemberCert, c.MemberKey = l.CertPath, l.KeyPath
+			c.MemberTLS.CertFile, c.MemberTLS.KeyFile = l.CertPath, l.KeyPath
 		}, `group "elsewhere"`},
-		{"missing client CA", func(c *Config) { c.ClientCA = filepath.Join(t.TempDir(), "none.crt") }, "none.crt"},
+		{"missing client CA", func(c *Config) { c.ClientTLS.CAFile = filepath.Join(t.TempDir(), "none.crt") }, "none.crt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,7 +247,7 @@ func TestNode_ServesAndRestartsFromDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg.Bootstrap = false
+	cfg.Cluster.Bootstrap = false
 	stop = run(cfg)
 	defer stop()
 	waitPrimary(t, c)
@@ -261,5 +278,35 @@ func waitPrimary(t *testing.T, c *client.Client) {
 			t.Fatalf("member not primary after 30s: %+v, %v", st, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// What New hands each part: the settings as given, with only what the member derives
+// filled in.
+func TestConfig_SubConfigs(t *testing.T) {
+	c := Config{Name: "m1", Dir: "/d", MemberListen: "127.0.0.3:7001", ClientListen: "127.0.0.3:8001",
+		MemberTLS:     mtls.Config{CertFile: "m.crt", KeyFile: "m.key", CAFile: "ca.crt", MinVersion: tls.VersionTLS12, JoinPins: []string{"CN=m0"}},
+		ClientTLS:     mtls.Config{CAFile: "client-ca.crt", CRLFile: "client.crl"},
+		AllowPublicCA: true, MaxHandshakes: 7, MaxHandshakesPerIP: 3,
+		Cluster: cluster.Config{Join: []string{"127.0.0.1:7001"}, ElectionTimeout: time.Second, TrailingLogs: 9},
+		API:     api.Config{MaxValueBytes: 5},
+	}
+	cc := c.clusterConfig("CN=m1")
+	if cc.Name != "m1" || cc.Dir != filepath.Join("/d", "raft") || cc.Advertise != "127.0.0.3:7001" || cc.ClientURL != "https://127.0.0.3:8001" ||
+		cc.DN != "CN=m1" || cc.GroupID != pki.DefaultGroup || cc.ElectionTimeout != time.Second || cc.TrailingLogs != 9 || len(cc.Join) != 1 {
+		t.Errorf("clusterConfig = %+v", cc)
+	}
+	if ac := c.apiConfig(); ac.Node != "m1" || ac.MaxValueBytes != 5 {
+		t.Errorf("apiConfig = %+v", ac)
+	}
+	m := c.memberTLS(nil)
+	if m.Port != mtls.PortMember || m.CertFile != "m.crt" || m.MinVersion != tls.VersionTLS12 || m.Group != pki.DefaultGroup ||
+		len(m.JoinAddrs) != 1 || len(m.JoinPins) != 1 || m.LocalAddr == nil || !m.AllowPublicCA || m.MaxHandshakes != 7 || m.MaxHandshakesPerIP != 3 {
+		t.Errorf("memberTLS = %+v", m)
+	}
+	cl := c.clientTLS(nil)
+	if cl.Port != mtls.PortClient || cl.CertFile != "m.crt" || cl.KeyFile != "m.key" || cl.CAFile != "client-ca.crt" || cl.CRLFile != "client.crl" ||
+		cl.MinVersion != 0 || !cl.AllowPublicCA || cl.MaxHandshakes != 7 || cl.MaxHandshakesPerIP != 3 {
+		t.Errorf("clientTLS = %+v", cl)
 	}
 }

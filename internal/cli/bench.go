@@ -51,9 +51,8 @@ stderr while it runs; Ctrl-C stops early and still reports.
 
 --mix is write, read (linearizable), stale-read, or mixed:R with R percent linearizable
 reads and the rest writes. Mixes that read first write each of the --keys keys once.
-Connection flags default from MIRRORKV_ENDPOINTS, MIRRORKV_CACERT, MIRRORKV_CERT and
-MIRRORKV_KEY; the certificate needs the readwrite role. docs/benchmarks.md compares
-mirrorkv with etcd on the same machine.`,
+The client certificate needs the readwrite role. docs/benchmarks.md compares mirrorkv with
+etcd on the same machine.`,
 		Example: `  mirrorkv bench --clients 16 --duration 30s
   mirrorkv bench --mix mixed:90 --clients 64 --keys 10000 --json > result.json
   mirrorkv bench --mix stale-read --ops 100000`,
@@ -66,7 +65,7 @@ mirrorkv with etcd on the same machine.`,
 			return run(&conn, cfg, o.JSON)
 		},
 	}
-	addConnectFlags(cmd, e, &conn)
+	addConnectFlags(cmd, &conn)
 	f := cmd.Flags()
 	f.IntVar(&o.Clients, "clients", 16, "concurrent clients, each with one request in flight")
 	f.DurationVar(&o.Duration, "duration", loadgen.DefaultDuration, "run for `D` (excludes --ops)")

@@ -52,6 +52,7 @@ A CA key in the clear is written only with --insecure-no-passphrase.`,
 	f.IntVar(&o.Days, "days", pki.DefaultCADays, "CA lifetime in days")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "encrypt ca.key with the passphrase on the first line of this file (required unless --insecure-no-passphrase)")
 	f.BoolVar(&o.InsecureNoPassphrase, "insecure-no-passphrase", false, "write ca.key unencrypted: anyone who reads it can issue certificates")
+	keepOffEnv(f, "insecure-no-passphrase")
 	return cmd
 }
 
@@ -321,6 +322,7 @@ member's --group, a client's --access), then asks "sign? [y/N]" on standard inpu
 	f.StringVar(&o.Out, "out", "", "certificate file to write (default: standard output)")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
 	f.BoolVar(&o.Yes, "yes", false, "sign without asking, after checking the request some other way")
+	keepOffEnv(f, "yes")
 	o.grantFlags.bind(cmd)
 	return cmd
 }

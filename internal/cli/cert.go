@@ -179,6 +179,8 @@ use as a member (serverAuth and clientAuth) or a client. Every finding says what
 	f.StringVar(&o.Group, "group", "", "group a member certificate must name (serve's --group); any one group when empty")
 	f.BoolVar(&o.JSON, "json", false, "print the findings as JSON")
 	f.SetNormalizeFunc(olderSpelling("role", "kind"))
+	// MIRRORKV_KEY and MIRRORKV_CRL name the connection's key and CRL, not the files to lint.
+	keepOffEnv(f, "key", "crl")
 	return cmd
 }
 

@@ -12,24 +12,24 @@ import (
 )
 
 // connectOptions are the connection settings shared by every command that talks to a group
-// (kv, status, member, bench). Each flag defaults from its MIRRORKV_* variable.
+// (kv, status, member, bench).
 type connectOptions struct {
-	Endpoints string        // --endpoints, MIRRORKV_ENDPOINTS
-	CACert    string        // --cacert, MIRRORKV_CACERT
-	Cert      string        // --cert, MIRRORKV_CERT
-	Key       string        // --key, MIRRORKV_KEY
-	CRL       string        // --crl, MIRRORKV_CRL
+	Endpoints string        // --endpoints
+	CACert    string        // --cacert
+	Cert      string        // --cert
+	Key       string        // --key
+	CRL       string        // --crl
 	Timeout   time.Duration // --timeout
 }
 
 // addConnectFlags binds the connection flags to o on cmd and its subcommands.
-func addConnectFlags(cmd *cobra.Command, e *env, o *connectOptions) {
+func addConnectFlags(cmd *cobra.Command, o *connectOptions) {
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.Endpoints, "endpoints", e.getenv("MIRRORKV_ENDPOINTS"), "comma-separated client `URLs` of the members (env MIRRORKV_ENDPOINTS)")
-	f.StringVar(&o.CACert, "cacert", e.getenv("MIRRORKV_CACERT"), "CA `FILE` that signed the members' certificates (env MIRRORKV_CACERT)")
-	f.StringVar(&o.Cert, "cert", e.getenv("MIRRORKV_CERT"), "client certificate `FILE` (env MIRRORKV_CERT)")
-	f.StringVar(&o.Key, "key", e.getenv("MIRRORKV_KEY"), "client key `FILE` (env MIRRORKV_KEY)")
-	f.StringVar(&o.CRL, "crl", e.getenv("MIRRORKV_CRL"), "CRL `FILE` of the members' CA: a member whose certificate it lists is refused (env MIRRORKV_CRL)")
+	f.StringVar(&o.Endpoints, "endpoints", "", "comma-separated client `URLs` of the members")
+	f.StringVar(&o.CACert, "cacert", "", "CA `FILE` that signed the members' certificates")
+	f.StringVar(&o.Cert, "cert", "", "client certificate `FILE`")
+	f.StringVar(&o.Key, "key", "", "client key `FILE`")
+	f.StringVar(&o.CRL, "crl", "", "CRL `FILE` of the members' CA: a member whose certificate it lists is refused")
 	f.DurationVar(&o.Timeout, "timeout", client.DefaultTimeout, "time limit of one request, failover included")
 }
 

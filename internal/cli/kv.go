@@ -17,12 +17,10 @@ func newKVCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kv",
 		Short: "put, get, delete and list keys",
-		Long: `Read and write keys over the HTTPS API with a client certificate.
-
-Connection flags default from MIRRORKV_ENDPOINTS, MIRRORKV_CACERT, MIRRORKV_CERT and
-MIRRORKV_KEY. Reads are linearizable unless --stale is given.`,
+		Long: `Read and write keys over the HTTPS API with a client certificate. Reads are
+linearizable unless --stale is given.`,
 	}
-	addConnectFlags(cmd, e, &conn)
+	addConnectFlags(cmd, &conn)
 	cmd.AddCommand(newKVPutCmd(e, &conn), newKVGetCmd(e, &conn), newKVDeleteCmd(e, &conn), newKVListCmd(e, &conn))
 	return cmd
 }

@@ -24,7 +24,7 @@ with the admin access level (mirrorkv ca issue --client --access admin).
 A member is authorised by the subject DN of its certificate: add it on the group before
 starting it, then start it with --join and --join-pin as member add prints them.`,
 	}
-	addConnectFlags(cmd, e, &conn)
+	addConnectFlags(cmd, &conn)
 	cmd.AddCommand(newMemberAddCmd(e, &conn), newMemberListCmd(e, &conn),
 		newMemberOpCmd(e, &conn, "remove", "remove a member and withdraw its DN's authorisation", "removed"),
 		newMemberOpCmd(e, &conn, "promote", "make an async member a failover member (a voter)", "promoted"),
@@ -84,6 +84,8 @@ non-voter and becomes a voter once it has caught up; --async keeps it a non-vote
 	f.StringVar(&o.CertFile, "cert", "", "take the DN from the new member's certificate `FILE`")
 	f.StringVar(&o.ClientURL, "client-url", "", "client `URL` of the new member (https://HOST:PORT)")
 	f.BoolVar(&o.Async, "async", false, "add an async member: it follows but never votes")
+	// MIRRORKV_CERT names the admin's client certificate; it must not become the new member.
+	keepOffEnv(f, "cert")
 	return cmd
 }
 

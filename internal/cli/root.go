@@ -73,9 +73,18 @@ over when the primary dies, async members follow. Every connection, member to me
 and client to member, is mutual TLS from a private, dedicated CA that mirrorkv creates
 and runs for you.
 
+Every flag of every command may also come from the environment as MIRRORKV_ and its
+name in capitals with "_" for "-": --endpoints from MIRRORKV_ENDPOINTS, serve's
+--member-listen from MIRRORKV_MEMBER_LISTEN. A flag on the command line wins over the
+environment; an empty variable counts as unset. The few flags that only the command line
+may set say so in their help.
+
 Start here:  mirrorkv demo`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// One place fills flags from the environment, for every command; cobra runs the
+		// nearest PersistentPreRunE only, so no subcommand may define its own.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return fillFromEnv(cmd, e.getenv) },
 	}
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,21 +13,31 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/mirrorkv/mirrorkv/api"
+	"github.com/mirrorkv/mirrorkv/cluster"
+	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/node"
+	"github.com/mirrorkv/mirrorkv/pki"
 )
+
+// serveOptions are serve's own flags; everything about the member is node.Config.
+type serveOptions struct {
+	ConfigFile string // --config
+	LogLevel   string // --log-level
+	LogFormat  string // --log-format
+}
 
 func newServeCmd(e *env) *cobra.Command {
 	var cfg node.Config
-	var configFile, logLevel, logFormat string
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "run a member of a mirrorkv group",
 		Long: `Run a member: the member port carries replication (mutual TLS, member certificates
 only), the client port carries the HTTPS API (client certificates required).
 
-Every flag may also come from the environment as MIRRORKV_<FLAG> (for example
-MIRRORKV_MEMBER_LISTEN) or from --config FILE, one "flag-name = value" per line.
-Flags win over the environment, the environment over the file.
+Every flag may also come from --config FILE, one "flag-name = value" per line. A flag on
+the command line or in the environment (see mirrorkv help) wins over the file.
 
 A bad credential stops the member at start with one line that says what to fix: mirrorkv
 never falls back to plaintext or to weaker checks. Credentials are reloaded when their files
@@ -36,95 +48,125 @@ change and on SIGHUP.`,
     --client-ca client-ca.crt --client-crl client-crl.pem`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := fillFlags(cmd.Flags(), configFile, e.getenv); err != nil {
+			if err := fillFromFile(cmd.Flags(), o.ConfigFile); err != nil {
 				return err
 			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{fmt.Errorf("serve configuration:\n%w", err)}
 			}
-			log, err := newLogger(e, logLevel, logFormat)
+			log, err := newLogger(e, o.LogLevel, o.LogFormat)
 			if err != nil {
 				return err
 			}
 			return serve(e, cfg, log.With("member", cfg.Name))
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "read flags from `FILE`, one \"flag-name = value\" per line")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&cfg.Name, "name", "", "unique member name; the CN of its certificate by convention")
-	f.StringVar(&cfg.Dir, "dir", "", "data `DIR` (raft log, snapshots, store)")
-	f.StringVar(&cfg.MemberListen, "member-listen", "", "member port `HOST:PORT` (replication, mutual TLS)")
-	f.StringVar(&cfg.MemberAdvertise, "member-advertise", "", "member address other members dial (default --member-listen)")
-	f.StringVar(&cfg.ClientListen, "client-listen", "", "client port `HOST:PORT` (HTTPS API)")
-	f.StringVar(&cfg.ClientAdvertise, "client-advertise", "", "`URL` clients use to reach this member (default https://--client-listen)")
-	f.StringVar(&cfg.MemberCert, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
-	f.StringVar(&cfg.MemberKey, "member-key", "", "member private key `FILE`")
-	f.StringVar(&cfg.MemberCA, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
-	f.StringVar(&cfg.MemberCRL, "member-crl", "", "CRL `FILE` of the replication CA (required unless --no-member-crl)")
-	f.StringVar(&cfg.ClientCA, "client-ca", "", "CA `FILE` of client certificates (a CA of its own, never the replication CA)")
-	f.StringVar(&cfg.ClientCRL, "client-crl", "", "CRL `FILE` of the client CA (required unless --no-client-crl)")
-	f.BoolVar(&cfg.NoMemberCRL, "no-member-crl", false, "run the member port without a CRL (unsafe: a revoked member certificate keeps working)")
-	f.BoolVar(&cfg.NoClientCRL, "no-client-crl", false, "run the client port without a CRL (unsafe: a revoked client certificate keeps working)")
-	f.StringVar((*string)(&cfg.Policy), "policy", "dn", "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
-	f.StringVar(&cfg.MinTLS, "min-tls", "1.3", "minimum TLS version on the member port: 1.3 or 1.2")
-	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication or client CA that the system trust store also holds (unsafe: any certificate it signs becomes a member or a client)")
-	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
-	f.StringSliceVar(&cfg.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
-	f.StringSliceVar(&cfg.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
-	f.StringVar(&cfg.Group, "group", "mirrorkv", "group `NAME`; a data directory of another group, and a member certificate of another group (its urn:mirrorkv:group: URI), are refused")
-	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiles (net/http/pprof paths) on `unix:PATH`, a socket only this user can reach (preferred), or on loopback HOST:PORT with the bearer token from DIR/debug.token")
-	f.StringVar(&cfg.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); default: what the data directory holds, wal for a new one")
-	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", 0, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile (default 100ms)")
-	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 0, "time without a primary before an election (default 500ms)")
-	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 0, "time without contact before a follower suspects the primary (default 500ms)")
-	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "log entries between snapshots (default 8192)")
-	f.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 0, "how often the snapshot threshold is checked (default 30s)")
-	f.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members (default 10240)")
-	f.DurationVar(&cfg.ReloadInterval, "reload-interval", 0, "how often credential files are checked for changes (default 2s)")
-	f.IntVar(&cfg.MaxListBytes, "max-list-bytes", 0, "keys and values in one listing response; a longer listing continues with ?start= (default 4 MiB)")
-	f.Int64Var(&cfg.MaxReadBytesInFlight, "max-read-bytes-in-flight", 0, "bytes that listings and values of 64 KiB or more may hold at once; past it reads get 503 Busy (default 64 MiB)")
-	f.Int64Var(&cfg.MaxValueBytes, "max-value-bytes", 0, "largest value a client may write (default 1 MiB)")
-	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", 0, "TLS handshakes in flight on each port; more are closed before their handshake (default 1024)")
-	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", 0, "TLS handshakes in flight on each port from one source IP (default 128)")
+	bindServeFlags(cmd.Flags(), &cfg, &o)
 	return cmd
 }
 
-// fillFlags gives every flag not set on the command line its value from the environment
-// (MIRRORKV_FLAG_NAME) or, failing that, from the config file.
-func fillFlags(fs *pflag.FlagSet, configFile string, getenv func(string) string) error {
-	fromFile := map[string][]string{}
-	if configFile != "" {
-		var err error
-		if fromFile, err = readConfigFile(configFile); err != nil {
-			return err
-		}
-		for key := range fromFile {
-			if fs.Lookup(key) == nil || key == "config" {
-				return usagef("config file %s: unknown setting %q (settings are serve's flag names)", configFile, key)
-			}
+// bindServeFlags binds each serve flag to the field it names, in o or in cfg and the
+// sub-configs cfg hands to the packages that own them. A default is the owning package's
+// constant, which pflag shows in the help.
+func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
+	f.StringVar(&o.ConfigFile, "config", "", "read flags from `FILE`, one \"flag-name = value\" per line")
+	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&cfg.Name, "name", "", "unique member name; the CN of its certificate by convention")
+	f.StringVar(&cfg.Dir, "dir", "", "data `DIR` (raft log, snapshots, store)")
+	f.StringVar(&cfg.MemberListen, "member-listen", "", "member port `HOST:PORT` (replication, mutual TLS)")
+	f.StringVar(&cfg.MemberAdvertise, "member-advertise", "", "member address other members dial; empty: --member-listen")
+	f.StringVar(&cfg.ClientListen, "client-listen", "", "client port `HOST:PORT` (HTTPS API)")
+	f.StringVar(&cfg.ClientAdvertise, "client-advertise", "", "`URL` clients use to reach this member; empty: https:// and --client-listen")
+	f.StringVar(&cfg.MemberTLS.CertFile, "member-cert", "", "member certificate `FILE` (serverAuth and clientAuth)")
+	f.StringVar(&cfg.MemberTLS.KeyFile, "member-key", "", "member private key `FILE`")
+	f.StringVar(&cfg.MemberTLS.CAFile, "member-ca", "", "replication CA bundle `FILE` (may hold the old and the new CA)")
+	f.StringVar(&cfg.MemberTLS.CRLFile, "member-crl", "", "CRL `FILE` of the replication CA (required unless --no-member-crl)")
+	f.StringVar(&cfg.ClientTLS.CAFile, "client-ca", "", "CA `FILE` of client certificates (a CA of its own, never the replication CA)")
+	f.StringVar(&cfg.ClientTLS.CRLFile, "client-crl", "", "CRL `FILE` of the client CA (required unless --no-client-crl)")
+	f.BoolVar(&cfg.NoMemberCRL, "no-member-crl", false, "run the member port without a CRL (unsafe: a revoked member certificate keeps working)")
+	f.BoolVar(&cfg.NoClientCRL, "no-client-crl", false, "run the client port without a CRL (unsafe: a revoked client certificate keeps working)")
+	f.StringVar((*string)(&cfg.MemberTLS.Policy), "policy", string(mtls.PolicyDN), "member authorisation: dn (authorised subject DNs only) or ca (any member cert of the CA)")
+	f.Var(newTLSVersion(&cfg.MemberTLS.MinVersion, tls.VersionTLS13), "min-tls", "minimum TLS version on the member port: 1.3 or 1.2")
+	f.BoolVar(&cfg.AllowPublicCA, "allow-public-ca", false, "accept a replication or client CA that the system trust store also holds (unsafe: any certificate it signs becomes a member or a client)")
+	f.BoolVar(&cfg.Cluster.Bootstrap, "bootstrap", false, "start a new group with this member as its first primary")
+	f.StringSliceVar(&cfg.Cluster.Join, "join", nil, "member `ADDRS` of an existing group to learn its members from")
+	f.StringSliceVar(&cfg.MemberTLS.JoinPins, "join-pin", nil, "`PIN` of the member at a --join address: its DN or sha256:FINGERPRINT, as `mirrorkv member add` prints it (required with --join)")
+	f.StringVar(&cfg.Group, "group", pki.DefaultGroup, "group `NAME`; a data directory of another group, and a member certificate of another group (its urn:mirrorkv:group: URI), are refused")
+	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiles (net/http/pprof paths) on `unix:PATH`, a socket only this user can reach (preferred), or on loopback HOST:PORT with the bearer token from DIR/debug.token")
+	f.StringVar(&cfg.Cluster.LogStore, "log-store", "", "raft log store: wal (one fsync per append) or bolt (two); empty: what the data directory holds, wal for a new one")
+	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", node.DefaultStoreFlushInterval, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile")
+	f.DurationVar(&cfg.Cluster.ElectionTimeout, "election-timeout", cluster.DefaultElectionTimeout, "time without a primary before an election; at least --heartbeat-timeout")
+	f.DurationVar(&cfg.Cluster.HeartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "time without contact before a follower suspects the primary")
+	f.Uint64Var(&cfg.Cluster.SnapshotThreshold, "snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
+	f.DurationVar(&cfg.Cluster.SnapshotInterval, "snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
+	f.Uint64Var(&cfg.Cluster.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members; 0: 1.25 × --snapshot-threshold")
+	f.DurationVar(&cfg.ReloadInterval, "reload-interval", node.DefaultReloadInterval, "how often credential files are checked for changes")
+	f.IntVar(&cfg.API.MaxListBytes, "max-list-bytes", api.DefaultMaxListBytes, "bytes of keys and values in one listing response; a longer listing continues with ?start=")
+	f.Int64Var(&cfg.API.MaxReadBytesInFlight, "max-read-bytes-in-flight", api.DefaultMaxReadBytesInFlight, "bytes that listings and values of 64 KiB or more may hold at once; past it reads get 503 Busy")
+	f.Int64Var(&cfg.API.MaxValueBytes, "max-value-bytes", api.DefaultMaxValueBytes, "largest value in bytes a client may write")
+	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", mtls.DefaultMaxHandshakes, "TLS handshakes in flight on each port; more are closed before their handshake")
+	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", mtls.DefaultMaxHandshakesPerIP, "TLS handshakes in flight on each port from one source IP")
+}
+
+// tlsVersion is the value of a TLS version flag: 1.3 or 1.2, the only versions mirrorkv
+// speaks.
+type tlsVersion struct{ v *uint16 }
+
+func newTLSVersion(p *uint16, def uint16) *tlsVersion {
+	*p = def
+	return &tlsVersion{p}
+}
+
+func (t *tlsVersion) Set(s string) error {
+	switch s {
+	case "1.3":
+		*t.v = tls.VersionTLS13
+	case "1.2":
+		*t.v = tls.VersionTLS12
+	default:
+		return errors.New("want 1.3 or 1.2 (older versions are never allowed)")
+	}
+	return nil
+}
+
+func (t *tlsVersion) String() string {
+	if t.v == nil || *t.v == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(tls.VersionName(*t.v), "TLS ")
+}
+
+func (t *tlsVersion) Type() string { return "version" }
+
+// fillFromFile gives every flag that neither the command line nor the environment set (both
+// mark it changed) its value from the config file.
+func fillFromFile(fs *pflag.FlagSet, configFile string) error {
+	if configFile == "" {
+		return nil
+	}
+	fromFile, err := readConfigFile(configFile)
+	if err != nil {
+		return err
+	}
+	for key := range fromFile {
+		if fs.Lookup(key) == nil || key == "config" {
+			return usagef("config file %s: unknown setting %q (settings are serve's flag names)", configFile, key)
 		}
 	}
-	var errs []string
+	var errs []error
 	fs.VisitAll(func(fl *pflag.Flag) {
-		if fl.Changed || fl.Name == "config" {
+		if fl.Changed {
 			return
 		}
-		env := "MIRRORKV_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		values := fromFile[fl.Name]
-		source := "config file " + configFile
-		if v := getenv(env); v != "" {
-			values, source = []string{v}, "environment variable "+env
-		}
-		for _, v := range values {
+		for _, v := range fromFile[fl.Name] {
 			if err := fs.Set(fl.Name, v); err != nil {
-				errs = append(errs, fmt.Sprintf("%s: %s: %v", source, fl.Name, err))
+				errs = append(errs, fmt.Errorf("config file %s: %w", configFile, err))
 			}
 		}
 	})
 	if len(errs) > 0 {
-		return usagef("%s", strings.Join(errs, "; "))
+		return usageError{errors.Join(errs...)}
 	}
 	return nil
 }

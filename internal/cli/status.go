@@ -62,7 +62,7 @@ progress bar for members that are catching up.`,
 			return renderStatus(e.stdout, st, time.Now(), false)
 		},
 	}
-	addConnectFlags(cmd, e, &conn)
+	addConnectFlags(cmd, &conn)
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the raw status as JSON")
 	cmd.Flags().BoolVar(&o.Watch, "watch", false, "redraw every --interval until interrupted")
 	cmd.Flags().DurationVar(&o.Interval, "interval", 2*time.Second, "redraw period of --watch")
