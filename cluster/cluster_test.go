@@ -129,7 +129,7 @@ func TestCluster(t *testing.T) {
 	t.Run("follower refusal names the primary", func(t *testing.T) {
 		l := g.leader(t)
 		fs := g.followers()
-		_, err := fs[0].c.call(testCtx(t), fs[1].cfg.Advertise, methodApply, store.EncodeCommand(store.Command{Op: store.OpNoop}), false)
+		_, err := fs[0].c.fwd.call(testCtx(t), fs[1].cfg.Advertise, methodApply, store.EncodeCommand(store.Command{Op: store.OpNoop}), false)
 		if reason.Of(err, reason.OK) != reason.NotPrimary || !errors.Is(err, ErrNotPrimary) {
 			t.Fatalf("apply sent to follower %s: %v; want reason NotPrimary wrapping ErrNotPrimary", fs[1].name, err)
 		}
@@ -143,16 +143,16 @@ func TestCluster(t *testing.T) {
 		f, stale := fs[0], primary{addr: fs[1].cfg.Advertise, id: fs[1].name}
 		var res store.Result
 		data := store.EncodeCommand(store.Command{Op: store.OpPut, Key: "stale", Value: []byte("x")})
-		err := f.c.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
-			res, err = f.c.applyOn(ctx, p, data)
+		err := f.c.fwd.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
+			res, err = f.c.fwd.applyOn(ctx, p, data)
 			return err
 		})
 		if err != nil || res.Err != nil {
 			t.Fatalf("apply from %s via stale primary %s: %v, %v", f.name, stale.id, err, res.Err)
 		}
 		var idx uint64
-		err = f.c.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
-			idx, err = f.c.readIndexOn(ctx, p)
+		err = f.c.fwd.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
+			idx, err = f.c.fwd.readIndexOn(ctx, p)
 			return err
 		})
 		if err != nil || idx == 0 {
@@ -257,7 +257,7 @@ func TestCluster(t *testing.T) {
 			st := status(t, g.leader(t))
 			return memberRole(st, async.name) == wire.RoleStandby
 		})
-		m, err := g.leader(t).c.member(async.name)
+		m, err := memberNamed(g.leader(t).c.st, async.name)
 		if err != nil || m.Async {
 			t.Errorf("member record after promote = %+v, %v; want Async false", m, err)
 		}
@@ -272,10 +272,10 @@ func TestCluster(t *testing.T) {
 		waitFor(t, 10*time.Second, victim.name+" is gone from status, raft and authorisation", func() bool {
 			st := status(t, l)
 			_, inAuth := l.auth.get()[victim.cfg.Advertise]
-			return memberRole(st, victim.name) == "" && l.c.raftServer(victim.name) == nil && !inAuth
+			return memberRole(st, victim.name) == "" && raftServer(l.c.raft, victim.name) == nil && !inAuth
 		})
 		for _, n := range g.nodes {
-			if n == victim || n.c.closing.Load() {
+			if n == victim || n.c.life.closing.Load() {
 				continue
 			}
 			waitFor(t, 5*time.Second, n.name+" drops every conn with "+victim.name, func() bool {
@@ -296,7 +296,7 @@ func TestCluster(t *testing.T) {
 		l := g.leader(t)
 		var cut *testNode
 		for _, f := range g.followers() {
-			if f.c.raftServer(f.name) != nil {
+			if raftServer(f.c.raft, f.name) != nil {
 				cut = f
 			}
 		}
@@ -352,11 +352,11 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("%s is still primary after removing itself", l.name)
 		}
 		waitFor(t, 10*time.Second, l.name+" is out of raft and of every authoriser", func() bool {
-			if nl.c.raftServer(l.name) != nil {
+			if raftServer(nl.c.raft, l.name) != nil {
 				return false
 			}
 			for _, n := range g.nodes {
-				if n.c.closing.Load() || nl.c.raftServer(n.name) == nil {
+				if n.c.life.closing.Load() || raftServer(nl.c.raft, n.name) == nil {
 					continue // stopped, or removed before
 				}
 				if _, ok := n.auth.get()[l.cfg.Advertise]; ok {

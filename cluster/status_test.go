@@ -11,7 +11,6 @@ import (
 )
 
 func TestMemberStatus(t *testing.T) {
-	c := &Cluster{cfg: Config{SyncLag: 10}}
 	voter := &raft.Server{ID: "m1", Suffrage: raft.Voter}
 	nonvoter := &raft.Server{ID: "m1", Suffrage: raft.Nonvoter}
 	for _, tc := range []struct {
@@ -36,7 +35,7 @@ func TestMemberStatus(t *testing.T) {
 		{"catching up outranks the CRL", voter, selfInfo{State: raft.Follower, Applied: 50, TLSHealth: reason.CRLExpired}, 100, wire.RoleUnsync, reason.CatchingUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ms := c.memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast)
+			ms := memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast, 10)
 			if ms.Role != tc.role || ms.Reason.Code != int(tc.reason) {
 				t.Errorf("role %s reason %d, want %s reason %d", ms.Role, ms.Reason.Code, tc.role, tc.reason)
 			}
