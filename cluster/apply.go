@@ -161,6 +161,29 @@ func (f *forwarder) applyLocal(ctx context.Context, data []byte) (store.Result, 
 	return res, nil
 }
 
+// serve answers an apply or a read index another member forwarded. Off the primary it
+// refuses with reason.NotPrimary, naming the primary, and never forwards again, so a
+// request cannot loop between members.
+func (f *forwarder) serve(ctx context.Context, method byte, p []byte) ([]byte, error) {
+	if f.raft.State() != raft.Leader {
+		return nil, f.notPrimary(nil)
+	}
+	if method == methodApply {
+		if err := forwardable(p); err != nil {
+			return nil, err
+		}
+		res, err := f.applyLocal(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(res), nil
+	}
+	idx, err := f.reads.index(ctx)
+	var e enc
+	e.uvarint(idx)
+	return e.b, err
+}
+
 func (f *forwarder) forwardApply(ctx context.Context, addr string, data []byte) (store.Result, error) {
 	f.metrics.forwarded.Inc()
 	p, err := f.call(ctx, addr, methodApply, data, false)

@@ -48,28 +48,11 @@ func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
 		ms, err := c.mem.members()
 		return encodeMembers(ms), err
 	case methodApply, methodReadIndex:
-	default:
-		// Membership and leadership changes never come this way (adminOnPrimary): a member
-		// may ask for reads and forward writes, nothing else.
-		return nil, reason.Wrap(reason.NotAllowed, fmt.Errorf("member rpc method %d: %w", method, ErrNotAllowed))
+		return c.fwd.serve(ctx, method, p)
 	}
-	if !c.isLeader() {
-		return nil, c.fwd.notPrimary(nil)
-	}
-	if method == methodApply {
-		if err := forwardable(p); err != nil {
-			return nil, err
-		}
-		res, err := c.fwd.applyLocal(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		return encodeResult(res), nil
-	}
-	idx, err := c.fwd.reads.index(ctx)
-	var e enc
-	e.uvarint(idx)
-	return e.b, err
+	// Membership and leadership changes never come this way (adminOnPrimary): a member may
+	// ask for reads and forward writes, nothing else.
+	return nil, reason.Wrap(reason.NotAllowed, fmt.Errorf("member rpc method %d: %w", method, ErrNotAllowed))
 }
 
 // rpcDuration is the longest a member RPC may run on the peer, past the transport timeout.
