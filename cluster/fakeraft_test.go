@@ -32,7 +32,7 @@ type fakeRaft struct {
 	last      uint64
 	commit    uint64
 	verifyErr error
-	changes   []string // configuration changes and transfers, in order
+	changes   []string // configuration changes, transfers and member records applied, in order
 }
 
 func newFakeRaft(self string, st *memStore) *fakeRaft {
@@ -102,6 +102,9 @@ func (r *fakeRaft) Apply(data []byte, _ time.Duration) raft.ApplyFuture {
 	}
 	r.last++
 	r.commit = r.last
+	if cmd, err := store.DecodeCommand(data); err == nil && isMemberCommand(data) {
+		r.changes = append(r.changes, map[store.Op]string{store.OpSetMember: "set member ", store.OpRemoveMember: "withdraw member "}[cmd.Op]+cmd.Member.Name)
+	}
 	p := &pendingResult{done: make(chan struct{}), res: r.st.ApplyBatch([]store.Entry{{Index: r.last, Data: data}})[0]}
 	close(p.done)
 	return fakeFuture{resp: p}
