@@ -371,12 +371,7 @@ func (c *Cluster) isLeader() bool { return c.raft.State() == raft.Leader }
 
 // markMembersDirty has the membership part refresh the authoriser. The FSM calls it from
 // the start of raft on, before the part exists, so it signals the channel the part reads.
-func (c *Cluster) markMembersDirty() {
-	select {
-	case c.membersDirty <- struct{}{}:
-	default:
-	}
-}
+func (c *Cluster) markMembersDirty() { signal(c.membersDirty) }
 
 // onLeader commits the new primary's first entry: its own member record if the group has
 // none yet (the bootstrap member), a no-op otherwise. Until then read index waits.

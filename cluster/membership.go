@@ -92,7 +92,7 @@ func storeMember(m wire.Member) store.Member {
 	return store.Member{Name: m.Name, MemberAddr: m.MemberAddr, ClientURL: m.ClientURL, DN: m.DN, Async: m.Async}
 }
 
-// add authorises m's DN on the primary, then adds it to raft as a non-voter; a
+// add authorises w's DN on the primary, then adds it to raft as a non-voter; a
 // failover member (not Async) becomes a voter once it has caught up, so that a slow or
 // broken newcomer never counts towards the quorum. Like every admin operation it runs on
 // the primary only (adminOnPrimary).
@@ -372,10 +372,11 @@ func memberNamed(st memberLister, name string) (store.Member, error) {
 	return store.Member{}, reason.Wrap(reason.NotMember, fmt.Errorf("member %q: %w", name, ErrUnknownMember))
 }
 
-// markDirty has watchMembers refresh the authoriser; it never blocks, so the FSM may call it.
-func (m *membership) markDirty() {
+// signal wakes the one goroutine that waits on ch, once however often it is called before
+// that one runs; it never blocks, so that the FSM may call it.
+func signal(ch chan<- struct{}) {
 	select {
-	case m.dirty <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -441,7 +442,7 @@ func (m *membership) join() {
 					m.mu.Lock()
 					m.joined = ms
 					m.mu.Unlock()
-					m.markDirty()
+					signal(m.dirty)
 					return
 				}
 			}
