@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -14,32 +15,58 @@ import (
 	"github.com/mirrorkv/mirrorkv/store"
 )
 
-// Apply commits cmd through the primary and returns the store's result: directly on the
-// primary, forwarded over the member channel elsewhere. A forward is retried once when the
-// primary changed before the command was sent. An error coded reason.Timeout or
-// reason.LeadershipLost leaves the outcome unknown.
-func (c *Cluster) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+// forwarder runs what only the primary may do, apply and read index, on the primary: here
+// when this member leads, over the member channel otherwise, retried once when the primary
+// it tried was stale.
+type forwarder struct {
+	cfg     Config
+	raft    forwardRaft
+	st      staller
+	fsm     applyWaiter
+	rpc     memberCaller
+	life    *life
+	metrics *metrics
+	reads   *readBatcher
+
+	// readyTerm is the term in which this member, as leader, committed its first command:
+	// from then on its commit index covers every entry committed before (raft §6.4).
+	readyTerm atomic.Uint64
+}
+
+// applyWaiter is the FSM as read index waits on it.
+type applyWaiter interface {
+	waitApplied(ctx context.Context, idx uint64) error
+}
+
+func newForwarder(cfg Config, r forwardRaft, st staller, fsm applyWaiter, rpc memberCaller, lf *life, m *metrics) *forwarder {
+	f := &forwarder{cfg: cfg, raft: r, st: st, fsm: fsm, rpc: rpc, life: lf, metrics: m}
+	f.reads = newReadBatcher(f)
+	return f
+}
+
+// apply commits cmd through the primary; see Cluster.Apply.
+func (f *forwarder) apply(ctx context.Context, cmd store.Command) (store.Result, error) {
 	if cmd.Op == store.OpSetMember || cmd.Op == store.OpRemoveMember {
 		return store.Result{}, reason.Wrap(reason.NotAllowed, fmt.Errorf("apply a membership command: %w", ErrNotAllowed))
 	}
-	return c.applyData(ctx, store.EncodeCommand(cmd))
+	return f.applyData(ctx, store.EncodeCommand(cmd))
 }
 
-func (c *Cluster) applyData(ctx context.Context, data []byte) (store.Result, error) {
+func (f *forwarder) applyData(ctx context.Context, data []byte) (store.Result, error) {
 	var res store.Result
-	err := c.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
-		res, err = c.applyOn(ctx, p, data)
+	err := f.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
+		res, err = f.applyOn(ctx, p, data)
 		return err
 	})
 	return res, err
 }
 
 // applyOn applies data on p: locally when p is this member, forwarded otherwise.
-func (c *Cluster) applyOn(ctx context.Context, p primary, data []byte) (store.Result, error) {
-	if p.id == c.cfg.Name {
-		return c.applyLocal(ctx, data)
+func (f *forwarder) applyOn(ctx context.Context, p primary, data []byte) (store.Result, error) {
+	if p.id == f.cfg.Name {
+		return f.applyLocal(ctx, data)
 	}
-	return c.forwardApply(ctx, p.addr, data)
+	return f.forwardApply(ctx, p.addr, data)
 }
 
 // primary is a member that leads, or that some member believes leads.
@@ -49,16 +76,16 @@ type primary struct{ addr, id string }
 // did not take effect because the member was no longer the primary, or could not be
 // reached, do runs once more: on the primary the refusing member named, or else on the
 // next primary this member learns of, so that the retry does not hit the same stale one.
-func (c *Cluster) onPrimary(ctx context.Context, do func(context.Context, primary) error) error {
-	p, err := c.waitLeader(ctx, "")
+func (f *forwarder) onPrimary(ctx context.Context, do func(context.Context, primary) error) error {
+	p, err := f.waitLeader(ctx, "")
 	if err != nil {
 		return err
 	}
-	return c.retryOnce(ctx, p, do)
+	return f.retryOnce(ctx, p, do)
 }
 
 // retryOnce runs do on p, then once more as onPrimary describes.
-func (c *Cluster) retryOnce(ctx context.Context, p primary, do func(context.Context, primary) error) error {
+func (f *forwarder) retryOnce(ctx context.Context, p primary, do func(context.Context, primary) error) error {
 	err := do(ctx, p)
 	if err == nil || !retryable(err) {
 		return err
@@ -66,65 +93,100 @@ func (c *Cluster) retryOnce(ctx context.Context, p primary, do func(context.Cont
 	next, ok := hintOf(err)
 	if !ok || next.id == p.id {
 		var werr error
-		if next, werr = c.waitLeader(ctx, p.id); werr != nil {
+		if next, werr = f.waitLeader(ctx, p.id); werr != nil {
 			return werr
 		}
 	}
 	return do(ctx, next)
 }
 
+// waitLeader returns the current primary, waiting while an election runs, up to the time
+// a failover takes: followers notice the silence after one to two heartbeat timeouts, and
+// an election with pre-vote may take a few rounds of one to two election timeouts. With
+// avoid set (a member that just failed as primary), it waits for another one, and returns
+// avoid only if no other shows up in that time.
+func (f *forwarder) waitLeader(ctx context.Context, avoid string) (primary, error) {
+	deadline := time.Now().Add(2*f.cfg.HeartbeatTimeout + 6*f.cfg.ElectionTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if f.life.closing.Load() {
+			return primary{}, shutdownErr()
+		}
+		a, i := f.raft.LeaderWithID()
+		late := time.Now().After(deadline)
+		if i != "" && (string(i) != avoid || late) {
+			return primary{addr: string(a), id: string(i)}, nil
+		}
+		if late {
+			return primary{}, reason.Wrap(reason.NoPrimary, ErrNoPrimary)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return primary{}, reason.Wrap(reason.NoPrimary, fmt.Errorf("wait for a primary: %w", ctx.Err()))
+		case <-f.life.ctx.Done():
+			return primary{}, shutdownErr()
+		}
+	}
+}
+
 // applyLocal applies on this member, which must be the primary. It refuses at once while
 // the store is stalled, and waits at most ApplyTimeout (or until ctx ends, or Close) for
 // the commit and the store's result; past that the outcome is unknown.
-func (c *Cluster) applyLocal(ctx context.Context, data []byte) (store.Result, error) {
-	if err := c.st.Stalled(); err != nil {
+func (f *forwarder) applyLocal(ctx context.Context, data []byte) (store.Result, error) {
+	if err := f.st.Stalled(); err != nil {
 		return store.Result{}, fmt.Errorf("apply command: the primary's store is stalled: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.ApplyTimeout)
 	defer cancel()
-	ctx, stop := mergeDone(ctx, c.ctx)
+	ctx, stop := mergeDone(ctx, f.life.ctx)
 	defer stop()
-	timeout := c.cfg.ApplyTimeout
+	timeout := f.cfg.ApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
-	f := c.raft.Apply(data, timeout)
-	if err := c.waitFuture(ctx, f, "apply command"); err != nil {
+	fut := f.raft.Apply(data, timeout)
+	if err := f.life.waitFuture(ctx, fut, "apply command"); err != nil {
 		return store.Result{}, err
 	}
-	p, ok := f.Response().(*pendingResult)
+	p, ok := fut.Response().(*pendingResult)
 	if !ok {
-		return store.Result{}, fmt.Errorf("apply command: unexpected FSM response %T", f.Response())
+		return store.Result{}, fmt.Errorf("apply command: unexpected FSM response %T", fut.Response())
 	}
-	res, err := p.wait(ctx, c.st.Stalled)
+	res, err := p.wait(ctx, f.st.Stalled)
 	if err != nil {
 		return store.Result{}, reason.Wrap(reason.Timeout, fmt.Errorf("apply command: committed, store outcome unknown: %w", err))
 	}
 	return res, nil
 }
 
-// waitFuture waits for a raft future until ctx ends, which leaves the outcome unknown.
-// Raft answers every future by the time it has shut down, so the helper goroutine ends.
-func (c *Cluster) waitFuture(ctx context.Context, f raft.Future, what string) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return raftError(err)
-		}
-		return nil
-	case <-ctx.Done():
-		if c.closing.Load() {
-			return reason.Wrap(reason.Timeout, fmt.Errorf("%s, outcome unknown: %w", what, ErrShutdown))
-		}
-		return reason.Wrap(reason.Timeout, fmt.Errorf("%s, outcome unknown: %w", what, ctx.Err()))
+// serve answers an apply or a read index another member forwarded. Off the primary it
+// refuses with reason.NotPrimary, naming the primary, and never forwards again, so a
+// request cannot loop between members.
+func (f *forwarder) serve(ctx context.Context, method byte, p []byte) ([]byte, error) {
+	if f.raft.State() != raft.Leader {
+		return nil, f.notPrimary(nil)
 	}
+	if method == methodApply {
+		if err := forwardable(p); err != nil {
+			return nil, err
+		}
+		res, err := f.applyLocal(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(res), nil
+	}
+	idx, err := f.reads.index(ctx)
+	var e enc
+	e.uvarint(idx)
+	return e.b, err
 }
 
-func (c *Cluster) forwardApply(ctx context.Context, addr string, data []byte) (store.Result, error) {
-	c.metrics.forwarded.Inc()
-	p, err := c.call(ctx, addr, methodApply, data, false)
+func (f *forwarder) forwardApply(ctx context.Context, addr string, data []byte) (store.Result, error) {
+	f.metrics.forwarded.Inc()
+	p, err := f.call(ctx, addr, methodApply, data, false)
 	if err != nil {
 		return store.Result{}, err
 	}
@@ -164,10 +226,10 @@ func isDiskFull(err error) bool {
 }
 
 // call runs one member RPC and maps a failure to a reason-coded error.
-func (c *Cluster) call(ctx context.Context, addr string, method byte, payload []byte, idempotent bool) ([]byte, error) {
-	p, err := c.rpc.call(ctx, addr, method, payload, idempotent)
+func (f *forwarder) call(ctx context.Context, addr string, method byte, payload []byte, idempotent bool) ([]byte, error) {
+	p, err := f.rpc.call(ctx, addr, method, payload, idempotent)
 	if err != nil {
-		return nil, c.callErr(err)
+		return nil, f.callErr(err)
 	}
 	return p, nil
 }
@@ -175,17 +237,17 @@ func (c *Cluster) call(ctx context.Context, addr string, method byte, payload []
 // callErr maps a failed member RPC: a request never sent means the primary is unreachable
 // (safe to retry); one sent without an answer has an unknown outcome, also when this
 // member's own Close cut it short.
-func (c *Cluster) callErr(err error) error {
+func (f *forwarder) callErr(err error) error {
 	ce, ok := errors.AsType[*callError](err)
 	if !ok {
 		return err // remote error, already coded
 	}
 	switch {
-	case !ce.Sent && (errors.Is(ce.Err, ErrShutdown) || c.closing.Load()):
+	case !ce.Sent && (errors.Is(ce.Err, ErrShutdown) || f.life.closing.Load()):
 		return shutdownErr()
 	case !ce.Sent:
 		return reason.Wrap(reason.NoPrimary, fmt.Errorf("reach primary: %w: %w", ErrNoPrimary, err))
-	case c.closing.Load():
+	case f.life.closing.Load():
 		return reason.Wrap(reason.Timeout, fmt.Errorf("forward to primary, outcome unknown: %w: %w", ErrShutdown, err))
 	}
 	return reason.Wrap(reason.Timeout, fmt.Errorf("forward to primary, outcome unknown: %w", err))
@@ -210,16 +272,16 @@ func (e *notPrimaryError) Unwrap() error { return e.err }
 
 // notPrimary is this member's refusal of what only the primary may do; cause, if not nil,
 // is the not-primary error that says why.
-func (c *Cluster) notPrimary(cause error) error {
+func (f *forwarder) notPrimary(cause error) error {
 	if re, ok := cause.(*reason.Error); ok && re.Code == reason.NotPrimary {
 		cause = re.Err // the code goes back on below
 	}
 	if cause == nil {
 		cause = ErrNotPrimary
 	}
-	a, id := c.raft.LeaderWithID()
+	a, id := f.raft.LeaderWithID()
 	p := primary{addr: string(a), id: string(id)}
-	if p.id == c.cfg.Name || p.addr == "" {
+	if p.id == f.cfg.Name || p.addr == "" {
 		p = primary{}
 	}
 	if p.id != "" {

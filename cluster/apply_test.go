@@ -50,15 +50,16 @@ func TestWaitFuture(t *testing.T) {
 	defer close(f.release)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	c := &Cluster{}
-	err := c.waitFuture(ctx, f, "wait for raft")
+	lf := newLife()
+	defer lf.end()
+	err := lf.waitFuture(ctx, f, "wait for raft")
 	if code := reason.Of(err, reason.OK); code != reason.Timeout || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waitFuture on a future that never completes = %v (reason %v), want a timeout", err, code)
 	}
 
 	done := blockedFuture{release: make(chan struct{})}
 	close(done.release)
-	if err := c.waitFuture(t.Context(), done, "wait for raft"); !errors.Is(err, ErrLeadershipLost) || reason.Of(err, reason.OK) != reason.LeadershipLost {
+	if err := lf.waitFuture(t.Context(), done, "wait for raft"); !errors.Is(err, ErrLeadershipLost) || reason.Of(err, reason.OK) != reason.LeadershipLost {
 		t.Fatalf("waitFuture on a completed future = %v, want its error mapped to reason %v", err, reason.LeadershipLost)
 	}
 }

@@ -30,6 +30,8 @@ const walSegmentSize = 16 << 20
 
 // Cluster is one member of a replicated group: a raft node whose FSM is the store, the member
 // RPC service beside it on the member channel, and the membership and status built on both.
+// Cluster owns the lifecycle (New, Close, the background work); forwarding, membership and
+// status are parts of their own, each over the few raft methods it needs.
 type Cluster struct {
 	cfg  Config
 	log  *slog.Logger
@@ -43,28 +45,18 @@ type Cluster struct {
 	dirLock  io.Closer // held from New to the end of Close
 	mux      *mux
 	rpc      *rpcClient
-	reads    *readBatcher
 	metrics  *metrics
 	observer *raft.Observer
 
-	ctx          context.Context // cancelled by Close; bounds background work
-	cancel       context.CancelFunc
+	fwd *forwarder      // apply and read index on the primary
+	mem *membership     // membership changes, the authoriser feed, join
+	rep *statusReporter // Self, Status, roles
+
+	life         *life
 	wg           sync.WaitGroup
 	membersDirty chan struct{}
-	closing      atomic.Bool
 	closeOnce    sync.Once
 	closeErr     error
-
-	// readyTerm is the term in which this member, as leader, committed its first command:
-	// from then on its commit index covers every entry committed before (raft §6.4).
-	readyTerm atomic.Uint64
-
-	mu           sync.Mutex
-	role         wire.Role
-	prevRole     wire.Role
-	primarySince time.Time
-	joined       []store.Member // membership learnt from Join, until the store has its own
-	lastAuth     map[string]string
 
 	idents atomic.Pointer[identities] // who each member DN may speak for in raft
 	claims claimLog
@@ -80,26 +72,40 @@ func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Log
 		return nil, errors.New("create cluster: store, network, authoriser and logger are required")
 	}
 	cfg = cfg.withDefaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, log: log, st: st, auth: auth, ctx: ctx, cancel: cancel,
-		membersDirty: make(chan struct{}, 1), role: wire.RoleUnsync, prevRole: wire.RoleUnsync}
+	c := &Cluster{cfg: cfg, log: log, st: st, auth: auth, life: newLife(),
+		membersDirty: make(chan struct{}, 1)}
 	c.fsm = newFSM(st, isMemberCommand, c.markMembersDirty)
-	ids := identitiesOf(c.selfMember(), nil)
+	ids := identitiesOf(selfMember(cfg), nil)
 	c.idents.Store(&ids)
 	c.claims.last = map[string]time.Time{}
 	c.mux = newMux(nw, cfg.Advertise, log, c.serveRPC, c.checkClaim)
 	c.rpc = newRPCClient(c.mux, cfg.TransportTimeout, c.rpcDuration)
-	c.reads = newReadBatcher(c)
 	if err := c.startRaft(); err != nil {
-		cancel()
+		c.life.cancel()
 		c.fsm.close()
 		_ = c.mux.close()
 		return nil, err
 	}
-	c.metrics = newMetrics(c, cfg.Registerer)
+	c.metrics = newMetrics(c, c.cfg.Registerer)
+	c.newParts()
 	c.startBackground()
 	c.mux.serve()
 	return c, nil
+}
+
+// newParts builds forwarding, membership and status over the running raft.
+func (c *Cluster) newParts() {
+	c.fwd = newForwarder(c.cfg, c.raft, c.st, c.fsm, c.rpc, c.life, c.metrics)
+	c.rep = &statusReporter{cfg: c.cfg, raft: c.raft, fsm: c.fsm, st: c.st, rpc: c.rpc, life: c.life,
+		leaderChanges: c.metrics.leaderChanges, flush: c.rpc.flush,
+		becamePrimary: func() { c.wg.Go(c.onLeader) },
+		role:          wire.RoleUnsync, prevRole: wire.RoleUnsync}
+	c.mem = &membership{cfg: c.cfg, log: c.log, raft: c.raft, st: c.st, fwd: c.fwd, peers: c.rep,
+		rpc: c.rpc, auth: c.auth, life: c.life, idents: &c.idents, dirty: c.membersDirty,
+		drop: func(addr string) {
+			c.rpc.drop(addr)
+			c.mux.closeTo(addr)
+		}}
 }
 
 func (c *Cluster) startRaft() (err error) {
@@ -314,11 +320,11 @@ func (c *Cluster) startBackground() {
 		return false
 	})
 	c.raft.RegisterObserver(c.observer)
-	c.wg.Go(func() { c.watchRole(ch) })
-	c.wg.Go(c.watchMembers)
+	c.wg.Go(func() { c.rep.watchRole(ch) })
+	c.wg.Go(c.mem.watchMembers)
 	c.wg.Go(c.watchStall)
 	if len(c.cfg.Join) > 0 {
-		c.wg.Go(c.join)
+		c.wg.Go(c.mem.join)
 	}
 	c.markMembersDirty()
 }
@@ -329,15 +335,14 @@ func (c *Cluster) startBackground() {
 // safe to call more than once, also concurrently; every call returns the first one's error.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
-		c.closing.Store(true)
-		c.cancel() // wakes every caller waiting on this member
+		c.life.end() // wakes every caller waiting on this member
 		c.raft.DeregisterObserver(c.observer)
 		var errs []error
 		if err := c.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))
 		}
 		c.fsm.close() // raft no longer applies: commit what it handed over
-		c.reads.close()
+		c.fwd.reads.close()
 		c.rpc.close()
 		if err := c.trans.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close raft transport: %w", err))
@@ -356,46 +361,36 @@ func (c *Cluster) Close() error {
 	return c.closeErr
 }
 
-// shutdownErr is what every operation returns once Close has begun.
-func shutdownErr() error { return reason.Wrap(reason.Shutdown, ErrShutdown) }
-
-// selfMember is this member's own record, applied when it first leads a new group.
-func (c *Cluster) selfMember() store.Member {
-	return store.Member{Name: c.cfg.Name, MemberAddr: c.cfg.Advertise, ClientURL: c.cfg.ClientURL, DN: c.cfg.DN}
+// selfMember is a member's own record, applied when it first leads a new group.
+func selfMember(cfg Config) store.Member {
+	return store.Member{Name: cfg.Name, MemberAddr: cfg.Advertise, ClientURL: cfg.ClientURL, DN: cfg.DN}
 }
 
 // isLeader reports whether this member is the raft leader right now.
 func (c *Cluster) isLeader() bool { return c.raft.State() == raft.Leader }
 
-// waitLeader returns the current primary, waiting while an election runs, up to the time
-// a failover takes: followers notice the silence after one to two heartbeat timeouts, and
-// an election with pre-vote may take a few rounds of one to two election timeouts. With
-// avoid set (a member that just failed as primary), it waits for another one, and returns
-// avoid only if no other shows up in that time.
-func (c *Cluster) waitLeader(ctx context.Context, avoid string) (primary, error) {
-	deadline := time.Now().Add(2*c.cfg.HeartbeatTimeout + 6*c.cfg.ElectionTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if c.closing.Load() {
-			return primary{}, shutdownErr()
-		}
-		a, i := c.raft.LeaderWithID()
-		late := time.Now().After(deadline)
-		if i != "" && (string(i) != avoid || late) {
-			return primary{addr: string(a), id: string(i)}, nil
-		}
-		if late {
-			return primary{}, reason.Wrap(reason.NoPrimary, ErrNoPrimary)
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return primary{}, reason.Wrap(reason.NoPrimary, fmt.Errorf("wait for a primary: %w", ctx.Err()))
-		case <-c.ctx.Done():
-			return primary{}, shutdownErr()
-		}
+// markMembersDirty has the membership part refresh the authoriser. The FSM calls it from
+// the start of raft on, before the part exists, so it signals the channel the part reads.
+func (c *Cluster) markMembersDirty() { signal(c.membersDirty) }
+
+// onLeader commits the new primary's first entry: its own member record if the group has
+// none yet (the bootstrap member), a no-op otherwise. Until then read index waits.
+func (c *Cluster) onLeader() {
+	term := c.raft.CurrentTerm()
+	cmd := store.Command{Op: store.OpNoop}
+	if _, err := memberNamed(c.st, c.cfg.Name); err != nil {
+		cmd = store.Command{Op: store.OpSetMember, Member: selfMember(c.cfg)}
 	}
+	res, err := c.fwd.applyLocal(c.life.ctx, store.EncodeCommand(cmd))
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		c.log.Debug("commit first entry as primary", "err", err)
+		return
+	}
+	c.fwd.readyTerm.Store(term)
+	c.markMembersDirty()
 }
 
 // openBoltLog opens the bolt raft log; bbolt panics on some damage instead of returning an
@@ -408,3 +403,52 @@ func openBoltLog(path string) (_ *raftboltdb.BoltStore, err error) {
 	}()
 	return raftboltdb.New(raftboltdb.Options{Path: path})
 }
+
+// Apply commits cmd through the primary and returns the store's result: directly on the
+// primary, forwarded over the member channel elsewhere. A forward is retried once when the
+// primary changed before the command was sent. An error coded reason.Timeout or
+// reason.LeadershipLost leaves the outcome unknown.
+func (c *Cluster) Apply(ctx context.Context, cmd store.Command) (store.Result, error) {
+	return c.fwd.apply(ctx, cmd)
+}
+
+// ReadIndex returns once the local store reflects every write committed before the call, so
+// a read that follows is linearizable. The primary confirms its leadership with one round of
+// heartbeats shared by every read that arrives meanwhile; another member asks the primary
+// for that index and waits until it has applied it. A member cut off from the majority gets
+// an error, never a stale answer.
+//
+// A member whose store is stalled (a full disk) refuses at once: its store cannot catch up.
+func (c *Cluster) ReadIndex(ctx context.Context) error { return c.fwd.readIndex(ctx) }
+
+// Members returns the authorised members as this member's store has them.
+func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) { return c.mem.list() }
+
+// AddMember authorises m's DN on the primary, then adds it to raft as a non-voter; a
+// failover member (not Async) becomes a voter once it has caught up, so that a slow or
+// broken newcomer never counts towards the quorum. Like every admin operation it runs on
+// the primary only: elsewhere it is refused with reason.NotPrimary, naming the primary.
+func (c *Cluster) AddMember(ctx context.Context, m wire.Member) error { return c.mem.add(ctx, m) }
+
+// Promote turns an async member into a failover member once it has caught up.
+func (c *Cluster) Promote(ctx context.Context, name string) error { return c.mem.promote(ctx, name) }
+
+// RemoveMember takes name out of raft and then withdraws its authorisation, so that every
+// member's channel drops it. The primary does not remove itself: it hands the primary role
+// to another failover member first, and that one removes it.
+func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
+	return c.mem.remove(ctx, name)
+}
+
+// TransferLeadership hands the primary role to the voter named to, or to the most
+// up-to-date voter when to is empty.
+func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
+	return c.mem.transfer(ctx, to)
+}
+
+// PrimaryURL is the client URL of the primary as this member knows it, or "".
+func (c *Cluster) PrimaryURL() string { return c.mem.primaryURL() }
+
+// Status is this member's view of the group. Every member is asked for its own view
+// concurrently, under StatusTimeout; one that does not answer is UNSYNC, unreachable.
+func (c *Cluster) Status(ctx context.Context) (wire.Status, error) { return c.rep.status(ctx) }

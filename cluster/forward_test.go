@@ -37,7 +37,7 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := f.c.call(testCtx(t), l.cfg.Advertise, tc.method, tc.payload, false)
+			_, err := f.c.fwd.call(testCtx(t), l.cfg.Advertise, tc.method, tc.payload, false)
 			if err == nil {
 				t.Fatal("the primary accepted it")
 			}
@@ -46,10 +46,10 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 			}
 		})
 	}
-	if _, err := l.c.member("evil"); err == nil {
+	if _, err := memberNamed(l.c.st, "evil"); err == nil {
 		t.Fatal("the intruder was authorised")
 	}
-	if s := l.c.raftServer("evil"); s != nil {
+	if s := raftServer(l.c.raft, "evil"); s != nil {
 		t.Fatalf("the intruder is in raft: %+v", s)
 	}
 

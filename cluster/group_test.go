@@ -50,7 +50,7 @@ func newTestGroup(tb testing.TB, base Config, voters, async int) *testGroup {
 	first := g.start(tb, "m0", true, nil)
 	waitFor(tb, 10*time.Second, "first member leads", func() bool { return first.c.isLeader() })
 	waitFor(tb, 10*time.Second, "first member records itself", func() bool {
-		_, err := first.c.member(first.name)
+		_, err := memberNamed(first.c.st, first.name)
 		return err == nil
 	})
 	for i := 1; i < voters+async; i++ {
@@ -151,7 +151,7 @@ func (g *testGroup) leader(tb testing.TB) *testNode {
 	var l *testNode
 	waitFor(tb, 10*time.Second, "a primary is elected", func() bool {
 		for _, n := range g.nodes {
-			if !n.c.closing.Load() && n.c.raft.State() == raft.Leader {
+			if !n.c.life.closing.Load() && n.c.raft.State() == raft.Leader {
 				l = n
 				return true
 			}
@@ -170,7 +170,7 @@ func (g *testGroup) settled(tb testing.TB) {
 		l := g.leader(tb)
 		term := l.c.raft.CurrentTerm()
 		for _, n := range g.nodes {
-			if n.c.closing.Load() || l.c.raftServer(n.name) == nil {
+			if n.c.life.closing.Load() || raftServer(l.c.raft, n.name) == nil {
 				continue
 			}
 			if _, id := n.c.raft.LeaderWithID(); string(id) != l.name || n.c.raft.CurrentTerm() != term {
@@ -184,7 +184,7 @@ func (g *testGroup) settled(tb testing.TB) {
 func (g *testGroup) followers() []*testNode {
 	var out []*testNode
 	for _, n := range g.nodes {
-		if !n.c.closing.Load() && n.c.raft.State() != raft.Leader {
+		if !n.c.life.closing.Load() && n.c.raft.State() != raft.Leader {
 			out = append(out, n)
 		}
 	}

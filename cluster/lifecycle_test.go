@@ -31,11 +31,11 @@ func TestCluster_Close(t *testing.T) {
 	}
 	out := make(chan outcome, 2)
 	go func() {
-		_, err := n.c.call(context.Background(), addr, methodApply, store.EncodeCommand(store.Command{Op: store.OpNoop}), false)
+		_, err := n.c.fwd.call(context.Background(), addr, methodApply, store.EncodeCommand(store.Command{Op: store.OpNoop}), false)
 		out <- outcome{"apply forwarded to a silent primary", err}
 	}()
 	go func() {
-		out <- outcome{"wait for an index never committed", n.c.waitApplied(context.Background(), n.c.fsm.appliedIndex()+1000)}
+		out <- outcome{"wait for an index never committed", n.c.fwd.waitApplied(context.Background(), n.c.fsm.appliedIndex()+1000)}
 	}()
 	select {
 	case <-received:
@@ -182,7 +182,7 @@ func TestCluster_IdleConnClosedByPeer(t *testing.T) {
 	g := newTestGroup(t, fastConfig(), 1, 0)
 	n := g.node("m0")
 	addr, closed := listenOneShot(t, n.cfg.DN)
-	if _, err := n.c.call(testCtx(t), addr, methodMembers, nil, true); err != nil {
+	if _, err := n.c.fwd.call(testCtx(t), addr, methodMembers, nil, true); err != nil {
 		t.Fatalf("first call: %v", err)
 	}
 	select {
@@ -193,7 +193,7 @@ func TestCluster_IdleConnClosedByPeer(t *testing.T) {
 	waitFor(t, 5*time.Second, "the idle conn the peer closed leaves the pool", func() bool {
 		return n.c.mux.connsTo(addr) == 0
 	})
-	if _, err := n.c.call(testCtx(t), addr, methodApply, nil, false); err != nil {
+	if _, err := n.c.fwd.call(testCtx(t), addr, methodApply, nil, false); err != nil {
 		t.Fatalf("non-idempotent call after the peer closed the idle conn: %v", err)
 	}
 }

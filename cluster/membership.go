@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,26 +20,60 @@ import (
 // catchUpPoll is how often AddMember and Promote ask a new member how far it has come.
 const catchUpPoll = 50 * time.Millisecond
 
-// Members returns the authorised members as this member's store has them.
-func (c *Cluster) Members(ctx context.Context) ([]wire.Member, error) {
-	ms, err := c.members()
+// membership changes the group on the primary (add, promote, remove, transfer), feeds the
+// authoriser and the raft gate the current members, and asks the join addresses for the
+// membership at start.
+type membership struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   membershipRaft
+	st     memberLister
+	fwd    primaryApplier
+	peers  selfAsker
+	rpc    memberCaller
+	auth   Authoriser
+	life   *life
+	idents *atomic.Pointer[identities] // read by the raft gate's check
+	dirty  chan struct{}               // a membership change may have been applied
+	drop   func(addr string)           // closes this member's conns dialled to addr
+
+	mu       sync.Mutex
+	joined   []store.Member // membership learnt from join, until the store has its own
+	lastAuth map[string]string
+}
+
+// primaryApplier is what membership asks of forwarding: applying a member record on this
+// member, the primary, and waiting for another primary.
+type primaryApplier interface {
+	applyLocal(ctx context.Context, data []byte) (store.Result, error)
+	waitLeader(ctx context.Context, avoid string) (primary, error)
+}
+
+// selfAsker asks a member for its own view.
+type selfAsker interface {
+	selfOf(ctx context.Context, name, addr string) (selfInfo, error)
+}
+
+// list returns the authorised members as this member's store has them.
+func (m *membership) list() ([]wire.Member, error) {
+	ms, err := m.members()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]wire.Member, len(ms))
-	for i, m := range ms {
-		out[i] = wireMember(m)
+	for i, mem := range ms {
+		out[i] = wireMember(mem)
 	}
 	return out, nil
 }
 
 // members returns the member records of this member's store, for Members and the members
 // RPC.
-func (c *Cluster) members() ([]store.Member, error) {
-	if c.closing.Load() {
+func (m *membership) members() ([]store.Member, error) {
+	if m.life.closing.Load() {
 		return nil, shutdownErr()
 	}
-	ms, err := c.st.Members()
+	ms, err := m.st.Members()
 	if err != nil {
 		return nil, fmt.Errorf("read members: %w", err)
 	}
@@ -55,92 +92,94 @@ func storeMember(m wire.Member) store.Member {
 	return store.Member{Name: m.Name, MemberAddr: m.MemberAddr, ClientURL: m.ClientURL, DN: m.DN, Async: m.Async}
 }
 
-// AddMember authorises m's DN on the primary, then adds it to raft as a non-voter; a
+// add authorises w's DN on the primary, then adds it to raft as a non-voter; a
 // failover member (not Async) becomes a voter once it has caught up, so that a slow or
 // broken newcomer never counts towards the quorum. Like every admin operation it runs on
 // the primary only (adminOnPrimary).
-func (c *Cluster) AddMember(ctx context.Context, m wire.Member) error {
-	if m.Name == "" || m.MemberAddr == "" || m.DN == "" {
+func (m *membership) add(ctx context.Context, w wire.Member) error {
+	if w.Name == "" || w.MemberAddr == "" || w.DN == "" {
 		return errors.New("add member: name, member address and DN are required")
 	}
-	return c.adminOnPrimary(func() error { return c.addMemberLocal(ctx, storeMember(m)) })
+	return m.adminOnPrimary(func() error { return m.addLocal(ctx, storeMember(w)) })
 }
 
-func (c *Cluster) addMemberLocal(ctx context.Context, m store.Member) error {
-	if err := c.applyMember(ctx, store.OpSetMember, m); err != nil {
-		return fmt.Errorf("authorise member %s: %w", m.Name, err)
+func (m *membership) addLocal(ctx context.Context, mem store.Member) error {
+	if err := m.applyMember(ctx, store.OpSetMember, mem); err != nil {
+		return fmt.Errorf("authorise member %s: %w", mem.Name, err)
 	}
-	f := c.raft.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
-		return fmt.Errorf("add member %s as non-voter: %w", m.Name, err)
+	f := m.raft.AddNonvoter(raft.ServerID(mem.Name), raft.ServerAddress(mem.MemberAddr), 0, m.cfg.ApplyTimeout)
+	if err := m.life.waitFuture(ctx, f, "wait for raft"); err != nil {
+		return fmt.Errorf("add member %s as non-voter: %w", mem.Name, err)
 	}
-	if m.Async {
+	if mem.Async {
 		return nil
 	}
-	return c.promoteWhenCaughtUp(ctx, m)
+	return m.promoteWhenCaughtUp(ctx, mem)
 }
 
-// Promote turns an async member into a failover member once it has caught up.
-func (c *Cluster) Promote(ctx context.Context, name string) error {
-	return c.adminOnPrimary(func() error { return c.promoteLocal(ctx, name) })
+// promote turns an async member into a failover member once it has caught up.
+func (m *membership) promote(ctx context.Context, name string) error {
+	return m.adminOnPrimary(func() error { return m.promoteLocal(ctx, name) })
 }
 
-func (c *Cluster) promoteLocal(ctx context.Context, name string) error {
-	m, err := c.member(name)
+func (m *membership) promoteLocal(ctx context.Context, name string) error {
+	mem, err := memberNamed(m.st, name)
 	if err != nil {
 		return err
 	}
-	m.Async = false
-	return c.promoteWhenCaughtUp(ctx, m)
+	mem.Async = false
+	return m.promoteWhenCaughtUp(ctx, mem)
 }
 
-func (c *Cluster) promoteWhenCaughtUp(ctx context.Context, m store.Member) error {
-	if err := c.waitCaughtUp(ctx, m); err != nil {
-		return fmt.Errorf("wait for member %s to catch up: %w", m.Name, err)
+func (m *membership) promoteWhenCaughtUp(ctx context.Context, mem store.Member) error {
+	if err := m.waitCaughtUp(ctx, mem); err != nil {
+		return fmt.Errorf("wait for member %s to catch up: %w", mem.Name, err)
 	}
-	f := c.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.MemberAddr), 0, c.cfg.ApplyTimeout)
-	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
-		return fmt.Errorf("promote member %s to voter: %w", m.Name, err)
+	f := m.raft.AddVoter(raft.ServerID(mem.Name), raft.ServerAddress(mem.MemberAddr), 0, m.cfg.ApplyTimeout)
+	if err := m.life.waitFuture(ctx, f, "wait for raft"); err != nil {
+		return fmt.Errorf("promote member %s to voter: %w", mem.Name, err)
 	}
-	if err := c.applyMember(ctx, store.OpSetMember, m); err != nil {
-		return fmt.Errorf("record member %s as failover: %w", m.Name, err)
+	if err := m.applyMember(ctx, store.OpSetMember, mem); err != nil {
+		return fmt.Errorf("record member %s as failover: %w", mem.Name, err)
 	}
 	return nil
 }
 
 // waitCaughtUp polls m's Self RPC until it trails the primary's last index by at most
 // SyncLag entries, or has applied 95% of it.
-func (c *Cluster) waitCaughtUp(ctx context.Context, m store.Member) error {
+func (m *membership) waitCaughtUp(ctx context.Context, mem store.Member) error {
 	tick := time.NewTicker(catchUpPoll)
 	defer tick.Stop()
 	for {
-		if info, err := c.selfOf(ctx, m.Name, m.MemberAddr); err == nil && c.caughtUp(info, c.raft.LastIndex()) {
+		if info, err := m.peers.selfOf(ctx, mem.Name, mem.MemberAddr); err == nil && caughtUp(info, m.raft.LastIndex(), m.cfg.SyncLag) {
 			return nil
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 			return reason.Wrap(reason.CatchingUp, ctx.Err())
-		case <-c.ctx.Done():
+		case <-m.life.ctx.Done():
 			return shutdownErr()
 		}
 	}
 }
 
-func (c *Cluster) caughtUp(info selfInfo, primaryLast uint64) bool {
+// caughtUp reports whether a member whose own view is info is in sync with a primary whose
+// last index is primaryLast.
+func caughtUp(info selfInfo, primaryLast, syncLag uint64) bool {
 	if info.Restoring || info.Applied == 0 {
 		return primaryLast == 0
 	}
 	lag := primaryLast - min(info.Applied, primaryLast)
-	return lag <= c.cfg.SyncLag || info.Applied*100 >= primaryLast*95
+	return lag <= syncLag || info.Applied*100 >= primaryLast*95
 }
 
-// RemoveMember takes name out of raft and then withdraws its authorisation, so that every
+// remove takes name out of raft and then withdraws its authorisation, so that every
 // member's channel drops it. The primary does not remove itself: it hands the primary role
 // to another failover member first, and that one removes it.
-func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
-	err := c.adminOnPrimary(func() error { return c.removeLocal(ctx, name) })
-	if err != nil && reason.Of(err, reason.OK) == reason.Timeout && c.waitRemoved(ctx, name) {
+func (m *membership) remove(ctx context.Context, name string) error {
+	err := m.adminOnPrimary(func() error { return m.removeLocal(ctx, name) })
+	if err != nil && reason.Of(err, reason.OK) == reason.Timeout && m.waitRemoved(ctx, name) {
 		// The removed member asked, itself or through the old primary: withdrawing its
 		// authorisation cut its conn before the answer came back. The removal is done.
 		return nil
@@ -151,17 +190,17 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 // waitRemoved waits, up to ApplyTimeout, until this member sees name out of the raft
 // configuration and, unless name is this member (which the group no longer updates), out
 // of the authorised members.
-func (c *Cluster) waitRemoved(ctx context.Context, name string) bool {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+func (m *membership) waitRemoved(ctx context.Context, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.ApplyTimeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if c.closing.Load() {
+		if m.life.closing.Load() {
 			return false
 		}
-		if c.raftServer(name) == nil {
-			if _, err := c.member(name); name == c.cfg.Name || err != nil {
+		if raftServer(m.raft, name) == nil {
+			if _, err := memberNamed(m.st, name); name == m.cfg.Name || err != nil {
 				return true
 			}
 		}
@@ -169,36 +208,36 @@ func (c *Cluster) waitRemoved(ctx context.Context, name string) bool {
 		case <-tick.C:
 		case <-ctx.Done():
 			return false
-		case <-c.ctx.Done():
+		case <-m.life.ctx.Done():
 			return false
 		}
 	}
 }
 
-func (c *Cluster) removeLocal(ctx context.Context, name string) error {
-	if name == c.cfg.Name {
-		return c.removeSelf(ctx)
+func (m *membership) removeLocal(ctx context.Context, name string) error {
+	if name == m.cfg.Name {
+		return m.removeSelf(ctx)
 	}
-	return c.removeMemberLocal(ctx, name)
+	return m.removeOtherLocal(ctx, name)
 }
 
-func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
-	m, unknown := c.member(name)
-	inRaft := c.raftServer(name) != nil
+func (m *membership) removeOtherLocal(ctx context.Context, name string) error {
+	mem, unknown := memberNamed(m.st, name)
+	inRaft := raftServer(m.raft, name) != nil
 	if unknown != nil && !inRaft {
 		return unknown
 	}
 	// Raft first: withdrawing the authorisation of a voter still in the configuration would
 	// cut it off while it still counts towards the quorum.
 	if inRaft {
-		if err := c.waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout), "wait for raft"); err != nil {
+		if err := m.life.waitFuture(ctx, m.raft.RemoveServer(raft.ServerID(name), 0, m.cfg.ApplyTimeout), "wait for raft"); err != nil {
 			return fmt.Errorf("remove member %s from raft: %w", name, err)
 		}
 	}
 	if unknown != nil {
 		return nil // in raft only: nothing was authorised
 	}
-	if err := c.applyMember(ctx, store.OpRemoveMember, store.Member{Name: name, MemberAddr: m.MemberAddr, DN: m.DN}); err != nil {
+	if err := m.applyMember(ctx, store.OpRemoveMember, store.Member{Name: name, MemberAddr: mem.MemberAddr, DN: mem.DN}); err != nil {
 		return fmt.Errorf("withdraw member %s: %w", name, err)
 	}
 	return nil
@@ -209,57 +248,57 @@ func (c *Cluster) removeMemberLocal(ctx context.Context, name string) error {
 // moves on to the next member on that answer). Withdrawing its own authorisation first, as
 // the primary, would make the others cut it off before the configuration change that
 // removes it could reach them.
-func (c *Cluster) removeSelf(ctx context.Context) error {
-	if !c.hasOtherVoter() {
-		return fmt.Errorf("remove member %s: it is the only failover member; add and promote another first", c.cfg.Name)
+func (m *membership) removeSelf(ctx context.Context) error {
+	if !m.hasOtherVoter() {
+		return fmt.Errorf("remove member %s: it is the only failover member; add and promote another first", m.cfg.Name)
 	}
-	if err := c.waitFuture(ctx, c.raft.LeadershipTransfer(), "wait for raft"); err != nil {
-		return fmt.Errorf("hand over the primary role before removing %s: %w", c.cfg.Name, err)
+	if err := m.life.waitFuture(ctx, m.raft.LeadershipTransfer(), "wait for raft"); err != nil {
+		return fmt.Errorf("hand over the primary role before removing %s: %w", m.cfg.Name, err)
 	}
-	p, err := c.waitLeader(ctx, c.cfg.Name)
+	p, err := m.fwd.waitLeader(ctx, m.cfg.Name)
 	if err != nil {
 		return err
 	}
-	if p.id == c.cfg.Name {
-		return reason.Wrap(reason.NoPrimary, fmt.Errorf("remove member %s: no other member took over the primary role: %w", c.cfg.Name, ErrNoPrimary))
+	if p.id == m.cfg.Name {
+		return reason.Wrap(reason.NoPrimary, fmt.Errorf("remove member %s: no other member took over the primary role: %w", m.cfg.Name, ErrNoPrimary))
 	}
-	return c.adminElsewhere(p, fmt.Sprintf("%s handed the primary role to %s before its own removal", c.cfg.Name, p.id))
+	return m.adminElsewhere(p, fmt.Sprintf("%s handed the primary role to %s before its own removal", m.cfg.Name, p.id))
 }
 
-func (c *Cluster) hasOtherVoter() bool {
-	f := c.raft.GetConfiguration()
+func (m *membership) hasOtherVoter() bool {
+	f := m.raft.GetConfiguration()
 	if f.Error() != nil {
 		return false
 	}
 	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter && string(s.ID) != c.cfg.Name {
+		if s.Suffrage == raft.Voter && string(s.ID) != m.cfg.Name {
 			return true
 		}
 	}
 	return false
 }
 
-// TransferLeadership hands the primary role to the voter named to, or to the most
-// up-to-date voter when to is empty.
-func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
-	return c.adminOnPrimary(func() error { return c.transferLocal(ctx, to) })
+// transfer hands the primary role to the voter named to, or to the most up-to-date voter
+// when to is empty.
+func (m *membership) transfer(ctx context.Context, to string) error {
+	return m.adminOnPrimary(func() error { return m.transferLocal(ctx, to) })
 }
 
-func (c *Cluster) transferLocal(ctx context.Context, to string) error {
-	if to == c.cfg.Name {
+func (m *membership) transferLocal(ctx context.Context, to string) error {
+	if to == m.cfg.Name {
 		return nil
 	}
 	var f raft.Future
 	if to == "" {
-		f = c.raft.LeadershipTransfer()
+		f = m.raft.LeadershipTransfer()
 	} else {
-		s := c.raftServer(to)
+		s := raftServer(m.raft, to)
 		if s == nil || s.Suffrage != raft.Voter {
 			return reason.Wrap(reason.NotMember, fmt.Errorf("transfer leadership to %s: not a failover member: %w", to, ErrUnknownMember))
 		}
-		f = c.raft.LeadershipTransferToServer(s.ID, s.Address)
+		f = m.raft.LeadershipTransferToServer(s.ID, s.Address)
 	}
-	if err := c.waitFuture(ctx, f, "wait for raft"); err != nil {
+	if err := m.life.waitFuture(ctx, f, "wait for raft"); err != nil {
 		return fmt.Errorf("transfer leadership to %q: %w", to, err)
 	}
 	return nil
@@ -270,38 +309,38 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 // channel, where only a member's certificate would vouch for it (a client's certificate
 // chain is public, so attaching it would prove nothing), and so it runs only where the
 // admin's own certificate passed the TLS handshake and the API's access check.
-func (c *Cluster) adminOnPrimary(local func() error) error {
-	if c.closing.Load() {
+func (m *membership) adminOnPrimary(local func() error) error {
+	if m.life.closing.Load() {
 		return shutdownErr()
 	}
-	if !c.isLeader() {
-		addr, id := c.raft.LeaderWithID()
-		return c.adminElsewhere(primary{addr: string(addr), id: string(id)}, "")
+	if m.raft.State() != raft.Leader {
+		addr, id := m.raft.LeaderWithID()
+		return m.adminElsewhere(primary{addr: string(addr), id: string(id)}, "")
 	}
 	return local()
 }
 
-// PrimaryURL is the client URL of the primary as this member knows it, or "".
-func (c *Cluster) PrimaryURL() string {
-	_, id := c.raft.LeaderWithID()
+// primaryURL is the client URL of the primary as this member knows it, or "".
+func (m *membership) primaryURL() string {
+	_, id := m.raft.LeaderWithID()
 	if id == "" {
 		return ""
 	}
-	m, err := c.member(string(id))
+	mem, err := memberNamed(m.st, string(id))
 	if err != nil {
 		return ""
 	}
-	return m.ClientURL
+	return mem.ClientURL
 }
 
 // adminElsewhere is the NotPrimary answer to an admin operation, naming the primary's
 // client URL when this member knows it.
-func (c *Cluster) adminElsewhere(p primary, why string) error {
+func (m *membership) adminElsewhere(p primary, why string) error {
 	where := "no primary is known yet; retry shortly"
 	if p.id != "" {
 		where = "send it to the primary, " + p.id
-		if m, err := c.member(p.id); err == nil && m.ClientURL != "" {
-			where += " (" + m.ClientURL + ")"
+		if mem, err := memberNamed(m.st, p.id); err == nil && mem.ClientURL != "" {
+			where += " (" + mem.ClientURL + ")"
 		}
 	}
 	if why != "" {
@@ -311,118 +350,107 @@ func (c *Cluster) adminElsewhere(p primary, why string) error {
 		err: fmt.Errorf("%smembership and leadership changes run on the primary only: %s: %w", why, where, ErrNotPrimary)})
 }
 
-func (c *Cluster) applyMember(ctx context.Context, op store.Op, m store.Member) error {
-	res, err := c.applyLocal(ctx, store.EncodeCommand(store.Command{Op: op, Member: m}))
+func (m *membership) applyMember(ctx context.Context, op store.Op, mem store.Member) error {
+	res, err := m.fwd.applyLocal(ctx, store.EncodeCommand(store.Command{Op: op, Member: mem}))
 	if err != nil {
 		return err
 	}
 	return res.Err
 }
 
-func (c *Cluster) member(name string) (store.Member, error) {
-	ms, err := c.st.Members()
+// memberNamed is name's record in the store, or an error coded reason.NotMember.
+func memberNamed(st memberLister, name string) (store.Member, error) {
+	ms, err := st.Members()
 	if err != nil {
 		return store.Member{}, fmt.Errorf("read members: %w", err)
 	}
-	for _, m := range ms {
-		if m.Name == name {
-			return m, nil
+	for _, mem := range ms {
+		if mem.Name == name {
+			return mem, nil
 		}
 	}
 	return store.Member{}, reason.Wrap(reason.NotMember, fmt.Errorf("member %q: %w", name, ErrUnknownMember))
 }
 
-func (c *Cluster) raftServer(name string) *raft.Server {
-	f := c.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == name {
-			return &s
-		}
-	}
-	return nil
-}
-
-func (c *Cluster) markMembersDirty() {
+// signal wakes the one goroutine that waits on ch, once however often it is called before
+// that one runs; it never blocks, so that the FSM may call it.
+func signal(ch chan<- struct{}) {
 	select {
-	case c.membersDirty <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
 // watchMembers feeds the authoriser the address → DN of every member whenever the
 // membership may have changed.
-func (c *Cluster) watchMembers() {
+func (m *membership) watchMembers() {
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-m.life.ctx.Done():
 			return
-		case <-c.membersDirty:
-			c.refreshAuth()
+		case <-m.dirty:
+			m.refreshAuth()
 		}
 	}
 }
 
-func (c *Cluster) refreshAuth() {
-	ms, err := c.st.Members()
+func (m *membership) refreshAuth() {
+	ms, err := m.st.Members()
 	if err != nil {
-		c.log.Warn("read members for the member channel policy", "err", err)
+		m.log.Warn("read members for the member channel policy", "err", err)
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if len(ms) == 0 {
-		ms = c.joined
+		ms = m.joined
 	}
-	m := map[string]string{c.cfg.Advertise: c.cfg.DN}
+	dns := map[string]string{m.cfg.Advertise: m.cfg.DN}
 	for _, mem := range ms {
-		m[mem.MemberAddr] = mem.DN
+		dns[mem.MemberAddr] = mem.DN
 	}
-	ids := identitiesOf(c.selfMember(), ms)
-	c.idents.Store(&ids)
-	if maps.Equal(m, c.lastAuth) {
+	ids := identitiesOf(selfMember(m.cfg), ms)
+	m.idents.Store(&ids)
+	if maps.Equal(dns, m.lastAuth) {
 		return
 	}
-	gone := c.lastAuth
-	c.lastAuth = m
-	c.auth.SetMembers(maps.Clone(m))
+	gone := m.lastAuth
+	m.lastAuth = dns
+	m.auth.SetMembers(maps.Clone(dns))
 	// The authoriser cuts off the conns of peers it now refuses. Conns this member dialled
 	// to an address no longer in the group are closed here too: raft would otherwise keep
 	// them pooled for good, and with policy ca the authoriser cannot tell members apart.
 	for addr := range gone {
-		if _, ok := m[addr]; !ok {
-			c.rpc.drop(addr)
-			c.mux.closeTo(addr)
+		if _, ok := dns[addr]; !ok {
+			m.drop(addr)
 		}
 	}
 }
 
 // join asks the Join addresses for the membership until one answers, so that this member
 // authorises the existing ones before the primary contacts it.
-func (c *Cluster) join() {
+func (m *membership) join() {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for _, addr := range c.cfg.Join {
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.StatusTimeout)
-			p, err := c.rpc.call(ctx, addr, methodMembers, nil, true)
+		for _, addr := range m.cfg.Join {
+			ctx, cancel := context.WithTimeout(m.life.ctx, m.cfg.StatusTimeout)
+			p, err := m.rpc.call(ctx, addr, methodMembers, nil, true)
 			cancel()
 			if err == nil {
 				if ms, err := decodeMembers(p); err == nil {
-					c.mu.Lock()
-					c.joined = ms
-					c.mu.Unlock()
-					c.markMembersDirty()
+					m.mu.Lock()
+					m.joined = ms
+					m.mu.Unlock()
+					signal(m.dirty)
 					return
 				}
 			}
-			c.log.Debug("ask member for the membership", "addr", addr, "err", err)
+			m.log.Debug("ask member for the membership", "addr", addr, "err", err)
 		}
 		select {
 		case <-tick.C:
-		case <-c.ctx.Done():
+		case <-m.life.ctx.Done():
 			return
 		}
 	}

@@ -9,43 +9,38 @@ import (
 	"github.com/mirrorkv/mirrorkv/store"
 )
 
-// ReadIndex returns once the local store reflects every write committed before the call, so
-// a read that follows is linearizable. The primary confirms its leadership with one round of
-// heartbeats shared by every read that arrives meanwhile; another member asks the primary
-// for that index and waits until it has applied it. A member cut off from the majority gets
-// an error, never a stale answer.
-//
-// A member whose store is stalled (a full disk) refuses at once: its store cannot catch up.
-func (c *Cluster) ReadIndex(ctx context.Context) error {
-	if err := c.st.Stalled(); err != nil {
+// readIndex returns once the local store reflects every write committed before the call;
+// see Cluster.ReadIndex.
+func (f *forwarder) readIndex(ctx context.Context) error {
+	if err := f.st.Stalled(); err != nil {
 		return fmt.Errorf("linearizable read: this member's store is stalled: %w", err)
 	}
 	var idx uint64
-	err := c.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
-		idx, err = c.readIndexOn(ctx, p)
+	err := f.onPrimary(ctx, func(ctx context.Context, p primary) (err error) {
+		idx, err = f.readIndexOn(ctx, p)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return c.waitApplied(ctx, idx)
+	return f.waitApplied(ctx, idx)
 }
 
 // readIndexOn asks p for a read index: one shared round when p is this member.
-func (c *Cluster) readIndexOn(ctx context.Context, p primary) (uint64, error) {
-	if p.id == c.cfg.Name {
-		return c.reads.index(ctx)
+func (f *forwarder) readIndexOn(ctx context.Context, p primary) (uint64, error) {
+	if p.id == f.cfg.Name {
+		return f.reads.index(ctx)
 	}
-	return c.forwardReadIndex(ctx, p.addr)
+	return f.forwardReadIndex(ctx, p.addr)
 }
 
 // waitApplied returns once the store reflects raft index idx, or with an error when ctx
 // ends or this member closes.
-func (c *Cluster) waitApplied(ctx context.Context, idx uint64) error {
-	ctx, stop := mergeDone(ctx, c.ctx)
+func (f *forwarder) waitApplied(ctx context.Context, idx uint64) error {
+	ctx, stop := mergeDone(ctx, f.life.ctx)
 	defer stop()
-	if err := c.fsm.waitApplied(ctx, idx); err != nil {
-		if c.closing.Load() {
+	if err := f.fsm.waitApplied(ctx, idx); err != nil {
+		if f.life.closing.Load() {
 			return shutdownErr()
 		}
 		return reason.Wrap(reason.Timeout, fmt.Errorf("catch up for a linearizable read: %w", err))
@@ -60,8 +55,8 @@ func mergeDone(ctx, other context.Context) (context.Context, context.CancelFunc)
 	return ctx, func() { stop(); cancel() }
 }
 
-func (c *Cluster) forwardReadIndex(ctx context.Context, addr string) (uint64, error) {
-	p, err := c.call(ctx, addr, methodReadIndex, nil, true)
+func (f *forwarder) forwardReadIndex(ctx context.Context, addr string) (uint64, error) {
+	p, err := f.call(ctx, addr, methodReadIndex, nil, true)
 	if err != nil {
 		return 0, err
 	}
@@ -75,18 +70,18 @@ func (c *Cluster) forwardReadIndex(ctx context.Context, addr string) (uint64, er
 
 // verifiedCommitIndex is one read-index round on the primary: the commit index, taken
 // before leadership is confirmed, is at least every index committed before the round began.
-func (c *Cluster) verifiedCommitIndex(ctx context.Context) (uint64, error) {
-	term := c.raft.CurrentTerm()
-	if c.readyTerm.Load() != term {
-		if err := c.commitNoop(ctx, term); err != nil {
+func (f *forwarder) verifiedCommitIndex(ctx context.Context) (uint64, error) {
+	term := f.raft.CurrentTerm()
+	if f.readyTerm.Load() != term {
+		if err := f.commitNoop(ctx, term); err != nil {
 			return 0, err
 		}
 	}
-	idx := c.raft.CommitIndex()
-	if err := c.waitFuture(ctx, c.raft.VerifyLeader(), "confirm leadership"); err != nil {
+	idx := f.raft.CommitIndex()
+	if err := f.life.waitFuture(ctx, f.raft.VerifyLeader(), "confirm leadership"); err != nil {
 		return 0, err
 	}
-	if c.raft.CurrentTerm() != term {
+	if f.raft.CurrentTerm() != term {
 		return 0, reason.Wrap(reason.LeadershipLost, fmt.Errorf("confirm leadership: %w", ErrLeadershipLost))
 	}
 	return idx, nil
@@ -96,15 +91,15 @@ func (c *Cluster) verifiedCommitIndex(ctx context.Context) (uint64, error) {
 // its predecessor committed until one entry of its own term commits. The no-op is a
 // command, not a raft barrier, because only commands reach every member's FSM and move the
 // applied index that followers wait on.
-func (c *Cluster) commitNoop(ctx context.Context, term uint64) error {
-	res, err := c.applyLocal(ctx, store.EncodeCommand(store.Command{Op: store.OpNoop}))
+func (f *forwarder) commitNoop(ctx context.Context, term uint64) error {
+	res, err := f.applyLocal(ctx, store.EncodeCommand(store.Command{Op: store.OpNoop}))
 	if err == nil {
 		err = res.Err
 	}
 	if err != nil {
 		return fmt.Errorf("commit leader no-op: %w", err)
 	}
-	c.readyTerm.Store(term)
+	f.readyTerm.Store(term)
 	return nil
 }
 
@@ -112,7 +107,7 @@ func (c *Cluster) commitNoop(ctx context.Context, term uint64) error {
 // previous one is in flight. A read joins the next round, never the running one, because the
 // running round took its commit index before the read began.
 type readBatcher struct {
-	c       *Cluster
+	f       *forwarder
 	mu      sync.Mutex
 	next    *readRound
 	running bool
@@ -127,7 +122,7 @@ type readRound struct {
 	readers int
 }
 
-func newReadBatcher(c *Cluster) *readBatcher { return &readBatcher{c: c} }
+func newReadBatcher(f *forwarder) *readBatcher { return &readBatcher{f: f} }
 
 func (b *readBatcher) index(ctx context.Context) (uint64, error) {
 	b.mu.Lock()
@@ -151,7 +146,7 @@ func (b *readBatcher) index(ctx context.Context) (uint64, error) {
 		return r.index, r.err
 	case <-ctx.Done():
 		return 0, reason.Wrap(reason.Timeout, fmt.Errorf("wait for read index: %w", ctx.Err()))
-	case <-b.c.ctx.Done():
+	case <-b.f.life.ctx.Done():
 		return 0, shutdownErr()
 	}
 }
@@ -168,9 +163,9 @@ func (b *readBatcher) run() {
 			return
 		}
 		b.mu.Unlock()
-		r.index, r.err = b.c.verifiedCommitIndex(b.c.ctx)
-		b.c.metrics.readRounds.Inc()
-		b.c.metrics.readsPerRound.Observe(float64(r.readers))
+		r.index, r.err = b.f.verifiedCommitIndex(b.f.life.ctx)
+		b.f.metrics.readRounds.Inc()
+		b.f.metrics.readsPerRound.Observe(float64(r.readers))
 		close(r.done)
 	}
 }

@@ -23,7 +23,7 @@ func (c *Cluster) serveRPC(conn net.Conn) {
 		kind := respOK
 		if err != nil {
 			if _, ok := hintOf(err); !ok && reason.Of(err, reason.OK) == reason.NotPrimary {
-				err = c.notPrimary(err) // lost the role meanwhile: name the new primary
+				err = c.fwd.notPrimary(err) // lost the role meanwhile: name the new primary
 			}
 			kind, resp = respErr, encodeError(err)
 		}
@@ -36,40 +36,23 @@ func (c *Cluster) serveRPC(conn net.Conn) {
 // handle runs one request. What only the primary may do is refused with reason.NotPrimary
 // elsewhere, never forwarded again, so a request cannot loop between members.
 func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(c.life.ctx, c.cfg.ApplyTimeout)
 	defer cancel()
-	if c.closing.Load() {
+	if c.life.closing.Load() {
 		return nil, shutdownErr()
 	}
 	switch method {
 	case methodSelf:
-		return encodeSelf(c.self()), nil
+		return encodeSelf(c.rep.self()), nil
 	case methodMembers:
-		ms, err := c.members()
+		ms, err := c.mem.members()
 		return encodeMembers(ms), err
 	case methodApply, methodReadIndex:
-	default:
-		// Membership and leadership changes never come this way (adminOnPrimary): a member
-		// may ask for reads and forward writes, nothing else.
-		return nil, reason.Wrap(reason.NotAllowed, fmt.Errorf("member rpc method %d: %w", method, ErrNotAllowed))
+		return c.fwd.serve(ctx, method, p)
 	}
-	if !c.isLeader() {
-		return nil, c.notPrimary(nil)
-	}
-	if method == methodApply {
-		if err := forwardable(p); err != nil {
-			return nil, err
-		}
-		res, err := c.applyLocal(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		return encodeResult(res), nil
-	}
-	idx, err := c.reads.index(ctx)
-	var e enc
-	e.uvarint(idx)
-	return e.b, err
+	// Membership and leadership changes never come this way (adminOnPrimary): a member may
+	// ask for reads and forward writes, nothing else.
+	return nil, reason.Wrap(reason.NotAllowed, fmt.Errorf("member rpc method %d: %w", method, ErrNotAllowed))
 }
 
 // rpcDuration is the longest a member RPC may run on the peer, past the transport timeout.

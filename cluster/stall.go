@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/reason"
-	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // stallRetry is how often a primary whose store is stalled tries again to hand its role
@@ -22,7 +21,7 @@ func (c *Cluster) watchStall() {
 	var lastTry time.Time
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-c.life.ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -44,20 +43,8 @@ func (c *Cluster) watchStall() {
 		}
 		lastTry = time.Now()
 		c.log.Warn("handing the primary role over: this member's store is stalled", "err", err)
-		if err := c.waitFuture(c.ctx, c.raft.LeadershipTransfer(), "hand the primary role over"); err != nil {
+		if err := c.life.waitFuture(c.life.ctx, c.raft.LeadershipTransfer(), "hand the primary role over"); err != nil {
 			c.log.Warn("hand the primary role over", "err", err, "retry_in", stallRetry)
 		}
 	}
-}
-
-// stalledStatus turns this member's own status entry UNSYNC, with the stall's reason,
-// while its store is stalled: whatever raft says, it applies nothing.
-func (c *Cluster) stalledStatus(ms wire.MemberStatus) wire.MemberStatus {
-	err := c.st.Stalled()
-	if err == nil {
-		return ms
-	}
-	ms.Role = wire.RoleUnsync
-	ms.Reason = reasonOf(reason.Of(err, reason.StorageFail))
-	return ms
 }

@@ -8,35 +8,61 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
+// statusReporter answers for this member's own view (the Self RPC), gathers every member's
+// into the group's status, and follows leader changes for the roles it reports.
+type statusReporter struct {
+	cfg           Config
+	raft          statusRaft
+	fsm           *fsm // applied index and snapshot restore progress
+	st            statusStore
+	rpc           memberCaller
+	life          *life
+	leaderChanges prometheus.Counter
+	flush         func() // drops pooled RPC conns, those to a former primary among them
+	becamePrimary func() // runs once this member is the new leader
+
+	mu           sync.Mutex
+	role         wire.Role
+	prevRole     wire.Role
+	primarySince time.Time
+}
+
+// statusStore is the store as status reads it: the member records, and whether it applies.
+type statusStore interface {
+	memberLister
+	staller
+}
+
 // self is this member's own view, as the Self RPC reports it.
-func (c *Cluster) self() selfInfo {
-	_, leader := c.raft.LeaderWithID()
-	state := c.raft.State()
-	contact := c.raft.LastContact()
+func (s *statusReporter) self() selfInfo {
+	_, leader := s.raft.LeaderWithID()
+	state := s.raft.State()
+	contact := s.raft.LastContact()
 	if state == raft.Leader {
 		contact = time.Now()
 	}
-	return selfInfo{Name: c.cfg.Name, State: state, Leader: string(leader),
-		Applied: c.fsm.appliedIndex(), Last: c.raft.LastIndex(), Commit: c.raft.CommitIndex(),
-		Restoring: c.fsm.restoring.Load(), RestoreDone: c.fsm.restoreDone.Load(),
-		RestoreTotal: c.fsm.restoreTotal.Load(), Restores: c.fsm.restores.Load(),
-		LastContact: contact, CertNotAfter: c.cfg.CertNotAfter(), TLSHealth: c.cfg.TLSHealth()}
+	return selfInfo{Name: s.cfg.Name, State: state, Leader: string(leader),
+		Applied: s.fsm.appliedIndex(), Last: s.raft.LastIndex(), Commit: s.raft.CommitIndex(),
+		Restoring: s.fsm.restoring.Load(), RestoreDone: s.fsm.restoreDone.Load(),
+		RestoreTotal: s.fsm.restoreTotal.Load(), Restores: s.fsm.restores.Load(),
+		LastContact: contact, CertNotAfter: s.cfg.CertNotAfter(), TLSHealth: s.cfg.TLSHealth()}
 }
 
 // selfOf asks the member at addr for its view; this member answers for itself directly.
-func (c *Cluster) selfOf(ctx context.Context, name, addr string) (selfInfo, error) {
-	if name == c.cfg.Name {
-		return c.self(), nil
+func (s *statusReporter) selfOf(ctx context.Context, name, addr string) (selfInfo, error) {
+	if name == s.cfg.Name {
+		return s.self(), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.StatusTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
 	defer cancel()
-	p, err := c.rpc.call(ctx, addr, methodSelf, nil, true)
+	p, err := s.rpc.call(ctx, addr, methodSelf, nil, true)
 	if err != nil {
 		return selfInfo{}, err
 	}
@@ -51,35 +77,34 @@ type statusEntry struct {
 	err    error
 }
 
-// Status is this member's view of the group. Every member is asked for its own view
-// concurrently, under StatusTimeout; one that does not answer is UNSYNC, unreachable.
-func (c *Cluster) Status(ctx context.Context) (wire.Status, error) {
-	if c.closing.Load() {
+// status is this member's view of the group; see Cluster.Status.
+func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
+	if s.life.closing.Load() {
 		return wire.Status{}, shutdownErr()
 	}
-	entries, err := c.statusEntries()
+	entries, err := s.entries()
 	if err != nil {
 		return wire.Status{}, err
 	}
 	var wg sync.WaitGroup
 	for _, e := range entries {
-		wg.Go(func() { e.info, e.err = c.selfOf(ctx, e.member.Name, e.member.MemberAddr) })
+		wg.Go(func() { e.info, e.err = s.selfOf(ctx, e.member.Name, e.member.MemberAddr) })
 	}
 	wg.Wait()
-	_, leader := c.raft.LeaderWithID()
+	_, leader := s.raft.LeaderWithID()
 	var primaryLast uint64
 	for _, e := range entries {
 		if e.err == nil && e.info.State == raft.Leader && e.member.Name == string(leader) {
 			primaryLast = e.info.Last
 		}
 	}
-	st := wire.Status{Group: c.cfg.GroupID, Node: c.cfg.Name, Primary: string(leader),
-		AppliedIndex: c.fsm.appliedIndex(), CommitIndex: c.raft.CommitIndex(),
+	st := wire.Status{Group: s.cfg.GroupID, Node: s.cfg.Name, Primary: string(leader),
+		AppliedIndex: s.fsm.appliedIndex(), CommitIndex: s.raft.CommitIndex(),
 		Role: wire.RoleUnsync, Reason: reasonOf(reason.NotMember)}
 	for _, e := range entries {
-		ms := c.memberStatus(e, primaryLast)
-		if e.member.Name == c.cfg.Name {
-			ms = c.stalledStatus(ms)
+		ms := memberStatus(e, primaryLast, s.cfg.SyncLag)
+		if e.member.Name == s.cfg.Name {
+			ms = stalledStatus(ms, s.st.Stalled())
 		}
 		st.Members = append(st.Members, ms)
 		if e.err == nil {
@@ -88,17 +113,17 @@ func (c *Cluster) Status(ctx context.Context) (wire.Status, error) {
 		if ms.Role != wire.RoleUnsync {
 			st.SyncNodes++
 		}
-		if e.member.Name == c.cfg.Name {
+		if e.member.Name == s.cfg.Name {
 			st.Role, st.SyncPercent, st.Reason = ms.Role, ms.SyncPercent, ms.Reason
 		}
 	}
-	st.PreviousRole, st.PrimarySince = c.noteRole(st.Role)
+	st.PreviousRole, st.PrimarySince = s.noteRole(st.Role)
 	return st, nil
 }
 
-// statusEntries lists every member raft or the store knows of, by name.
-func (c *Cluster) statusEntries() ([]*statusEntry, error) {
-	ms, err := c.st.Members()
+// entries lists every member raft or the store knows of, by name.
+func (s *statusReporter) entries() ([]*statusEntry, error) {
+	ms, err := s.st.Members()
 	if err != nil {
 		return nil, fmt.Errorf("read members: %w", err)
 	}
@@ -106,18 +131,18 @@ func (c *Cluster) statusEntries() ([]*statusEntry, error) {
 	for _, m := range ms {
 		byName[m.Name] = &statusEntry{member: m}
 	}
-	if f := c.raft.GetConfiguration(); f.Error() == nil {
-		for _, s := range f.Configuration().Servers {
-			e := byName[string(s.ID)]
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			e := byName[string(srv.ID)]
 			if e == nil {
-				e = &statusEntry{member: store.Member{Name: string(s.ID), MemberAddr: string(s.Address)}}
-				byName[string(s.ID)] = e
+				e = &statusEntry{member: store.Member{Name: string(srv.ID), MemberAddr: string(srv.Address)}}
+				byName[string(srv.ID)] = e
 			}
-			e.server = &s
+			e.server = &srv
 		}
 	}
-	if byName[c.cfg.Name] == nil {
-		byName[c.cfg.Name] = &statusEntry{member: c.selfMember()}
+	if byName[s.cfg.Name] == nil {
+		byName[s.cfg.Name] = &statusEntry{member: selfMember(s.cfg)}
 	}
 	entries := make([]*statusEntry, 0, len(byName))
 	for _, e := range byName {
@@ -127,7 +152,8 @@ func (c *Cluster) statusEntries() ([]*statusEntry, error) {
 	return entries, nil
 }
 
-func (c *Cluster) memberStatus(e *statusEntry, primaryLast uint64) wire.MemberStatus {
+// memberStatus is one member's role and reason, judged against the primary's last index.
+func memberStatus(e *statusEntry, primaryLast, syncLag uint64) wire.MemberStatus {
 	ms := wire.MemberStatus{Name: e.member.Name, MemberAddr: e.member.MemberAddr,
 		ClientURL: e.member.ClientURL, DN: e.member.DN, Role: wire.RoleUnsync,
 		Voter: e.server != nil && e.server.Suffrage == raft.Voter}
@@ -155,7 +181,7 @@ func (c *Cluster) memberStatus(e *statusEntry, primaryLast uint64) wire.MemberSt
 		}
 	case primaryLast == 0:
 		ms.Reason = reasonOf(reason.NoPrimary)
-	case !c.caughtUp(in, primaryLast) || ms.Lag > c.cfg.SyncLag:
+	case !caughtUp(in, primaryLast, syncLag) || ms.Lag > syncLag:
 		ms.Reason = reasonOf(reason.CatchingUp)
 	case ms.Voter:
 		ms.Role, ms.SyncPercent = wire.RoleStandby, 100
@@ -170,58 +196,58 @@ func (c *Cluster) memberStatus(e *statusEntry, primaryLast uint64) wire.MemberSt
 
 // noteRole records this member's role as Status saw it and returns the role before the
 // last change and since when the current primary leads.
-func (c *Cluster) noteRole(r wire.Role) (wire.Role, *time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r != c.role {
-		c.prevRole, c.role = c.role, r
+func (s *statusReporter) noteRole(r wire.Role) (wire.Role, *time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r != s.role {
+		s.prevRole, s.role = s.role, r
 	}
-	return c.prevRole, timePtr(c.primarySince)
+	return s.prevRole, timePtr(s.primarySince)
 }
 
 // watchRole follows leader and state changes: it keeps the previous role and the time the
 // primary took over, drops pooled RPC conns to a former primary, and makes a new primary
 // commit its first entry.
-func (c *Cluster) watchRole(ch <-chan raft.Observation) {
+func (s *statusReporter) watchRole(ch <-chan raft.Observation) {
 	var leader raft.ServerID
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-s.life.ctx.Done():
 			return
 		case o := <-ch:
 			lo, ok := o.Data.(raft.LeaderObservation)
 			if ok && lo.LeaderID != leader {
 				leader = lo.LeaderID
-				c.leaderChanged(leader)
+				s.leaderChanged(leader)
 			}
-			c.noteRole(c.coarseRole())
+			s.noteRole(s.coarseRole())
 		}
 	}
 }
 
-func (c *Cluster) leaderChanged(leader raft.ServerID) {
-	c.metrics.leaderChanges.Inc()
-	c.rpc.flush()
-	c.mu.Lock()
+func (s *statusReporter) leaderChanged(leader raft.ServerID) {
+	s.leaderChanges.Inc()
+	s.flush()
+	s.mu.Lock()
 	if leader != "" {
-		c.primarySince = time.Now()
+		s.primarySince = time.Now()
 	} else {
-		c.primarySince = time.Time{}
+		s.primarySince = time.Time{}
 	}
-	c.mu.Unlock()
-	if string(leader) == c.cfg.Name {
-		c.wg.Go(c.onLeader)
+	s.mu.Unlock()
+	if string(leader) == s.cfg.Name {
+		s.becamePrimary()
 	}
 }
 
 // coarseRole is the role known without asking anyone: raft state and suffrage.
-func (c *Cluster) coarseRole() wire.Role {
-	switch c.raft.State() {
+func (s *statusReporter) coarseRole() wire.Role {
+	switch s.raft.State() {
 	case raft.Leader:
 		return wire.RolePrimary
 	case raft.Follower:
-		if s := c.raftServer(c.cfg.Name); s != nil {
-			if s.Suffrage == raft.Voter {
+		if srv := raftServer(s.raft, s.cfg.Name); srv != nil {
+			if srv.Suffrage == raft.Voter {
 				return wire.RoleStandby
 			}
 			return wire.RoleAsync
@@ -230,24 +256,15 @@ func (c *Cluster) coarseRole() wire.Role {
 	return wire.RoleUnsync
 }
 
-// onLeader commits the new primary's first entry: its own member record if the group has
-// none yet (the bootstrap member), a no-op otherwise. Until then read index waits.
-func (c *Cluster) onLeader() {
-	term := c.raft.CurrentTerm()
-	cmd := store.Command{Op: store.OpNoop}
-	if _, err := c.member(c.cfg.Name); err != nil {
-		cmd = store.Command{Op: store.OpSetMember, Member: c.selfMember()}
+// stalledStatus turns this member's own status entry UNSYNC, with the reason of stall, the
+// store's Stalled answer: whatever raft says, a stalled store applies nothing.
+func stalledStatus(ms wire.MemberStatus, stall error) wire.MemberStatus {
+	if stall == nil {
+		return ms
 	}
-	res, err := c.applyLocal(c.ctx, store.EncodeCommand(cmd))
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		c.log.Debug("commit first entry as primary", "err", err)
-		return
-	}
-	c.readyTerm.Store(term)
-	c.markMembersDirty()
+	ms.Role = wire.RoleUnsync
+	ms.Reason = reasonOf(reason.Of(stall, reason.StorageFail))
+	return ms
 }
 
 func reasonOf(code reason.Code) wire.Reason { return wire.Reason{Code: int(code), Text: code.Text()} }

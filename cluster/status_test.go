@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"testing"
+	"testing/synctest"
 
 	"github.com/hashicorp/raft"
 
@@ -11,7 +12,6 @@ import (
 )
 
 func TestMemberStatus(t *testing.T) {
-	c := &Cluster{cfg: Config{SyncLag: 10}}
 	voter := &raft.Server{ID: "m1", Suffrage: raft.Voter}
 	nonvoter := &raft.Server{ID: "m1", Suffrage: raft.Nonvoter}
 	for _, tc := range []struct {
@@ -36,7 +36,7 @@ func TestMemberStatus(t *testing.T) {
 		{"catching up outranks the CRL", voter, selfInfo{State: raft.Follower, Applied: 50, TLSHealth: reason.CRLExpired}, 100, wire.RoleUnsync, reason.CatchingUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ms := c.memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast)
+			ms := memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: tc.server, info: tc.info}, tc.primaryLast, 10)
 			if ms.Role != tc.role || ms.Reason.Code != int(tc.reason) {
 				t.Errorf("role %s reason %d, want %s reason %d", ms.Role, ms.Reason.Code, tc.role, tc.reason)
 			}
@@ -58,4 +58,74 @@ func TestSelfInfo_TLSHealth(t *testing.T) {
 	if out, err := decodeSelf(old); err != nil || out.TLSHealth != reason.OK || out.Name != "m1" {
 		t.Fatalf("answer of a member without TLS health: %+v, %v", out, err)
 	}
+}
+
+// Status asks every member for its own view: on a group of a primary, two standbys and an
+// async member, all in sync, each member's status shows those roles, from the primary's
+// view and from each member's own.
+func TestStatusReporter_Roles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ch, ms := fakeGroup(t, []string{"m0", "m1", "m2", "m3"}, "m3")
+		p := ms["m0"]
+		for range 3 {
+			if _, err := p.fwd.apply(t.Context(), store.Command{Op: store.OpPut, Key: "k"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, m := range ms {
+			m.fsm.advance(p.raft.LastIndex(), false)
+		}
+		var became []string
+		p.rep.becamePrimary = func() { became = append(became, "m0") }
+		obs := make(chan raft.Observation, 1)
+		go p.rep.watchRole(obs)
+		obs <- raft.Observation{Data: raft.LeaderObservation{LeaderID: "m0"}}
+		synctest.Wait()
+		if len(became) != 1 {
+			t.Errorf("m0 became primary %d times on its leader observation, want once", len(became))
+		}
+
+		st, err := p.rep.status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Role != wire.RolePrimary || st.SyncNodes != 4 || st.ActiveNodes != 4 || memberRole(st, "m3") != wire.RoleAsync {
+			t.Errorf("primary status: role %s, %d in sync, %d active, m3 %s", st.Role, st.SyncNodes, st.ActiveNodes, memberRole(st, "m3"))
+		}
+		if st.Primary != "m0" || st.Group != "test" || st.Node != "m0" || st.PrimarySince == nil || st.CommitIndex == 0 {
+			t.Errorf("primary status = %+v", st)
+		}
+		for _, m := range st.Members {
+			want := wire.RoleStandby
+			switch m.Name {
+			case "m0":
+				want = wire.RolePrimary
+			case "m3":
+				want = wire.RoleAsync
+			}
+			if m.Role != want || m.DN != "CN="+m.Name || m.MemberAddr == "" || m.SyncPercent != 100 || m.LastContact == nil {
+				t.Errorf("member %+v, want role %s, DN, address, 100%% and last contact", m, want)
+			}
+			if m.Voter != (m.Name != "m3") {
+				t.Errorf("member %s voter = %v", m.Name, m.Voter)
+			}
+		}
+		if ast, err := ms["m3"].rep.status(t.Context()); err != nil || ast.Role != wire.RoleAsync || ast.Primary != "m0" || ast.Reason.Code != int(reason.OK) {
+			t.Errorf("async member's own status = role %s primary %s reason %+v, %v", ast.Role, ast.Primary, ast.Reason, err)
+		}
+		if fs, err := ms["m1"].rep.status(t.Context()); err != nil || fs.Role != wire.RoleStandby {
+			t.Errorf("standby's own role = %s, %v", fs.Role, err)
+		}
+
+		ch.setDown(addrOf("m2"), true)
+		st, err = p.rep.status(t.Context())
+		if err != nil || st.ActiveNodes != 3 || st.SyncNodes != 3 {
+			t.Fatalf("status with m2 unreachable: %d active, %d in sync, %v", st.ActiveNodes, st.SyncNodes, err)
+		}
+		for _, m := range st.Members {
+			if m.Name == "m2" && (m.Role != wire.RoleUnsync || m.Reason.Code != int(reason.Unreachable)) {
+				t.Errorf("unreachable m2 shows as %s reason %+v", m.Role, m.Reason)
+			}
+		}
+	})
 }
