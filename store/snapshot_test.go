@@ -191,7 +191,7 @@ func TestRestore_Bad(t *testing.T) {
 		{"key revision above the store's", snapshotOf(metaRec(1, 1), kvRec("a", 2, 1, "")), "key revision is 2, above the limit of 1"},
 		{"created after revision", snapshotOf(metaRec(5, 5), kvRec("a", 2, 3, "")), "creation revision is 3"},
 		{"created at 0", snapshotOf(metaRec(5, 5), kvRec("a", 2, 0, "")), "created at revision 0"},
-		{"kv after members", snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), kvRec("a", 1, 1, "")), "kv record after the member records"},
+		{"kv after members", snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), kvRec("a", 1, 1, "")), "kv record after the member or CRL records"},
 		{"member not JSON", snapshotOf(metaRec(1, 1), memberRec(`{`)), "member record"},
 		{"member without name", snapshotOf(metaRec(1, 1), memberRec(`{"dn":"CN=x"}`)), "member without a name"},
 		{"members out of order", snapshotOf(metaRec(1, 1), memberRec(`{"name":"b"}`), memberRec(`{"name":"a"}`)), `"a" is not after "b"`},
