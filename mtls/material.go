@@ -169,11 +169,9 @@ func parseKeyPair(cfg Config, f *files) (*tls.Certificate, error) {
 	return &pair, nil
 }
 
-// addCRLs accepts only CRLs signed by a CA of the bundle: a CRL nobody vouches for must not
-// decide who is revoked. A CRL past its next update is still used: the revocations it lists
-// stay true, and refusing it would either re-admit them (dropping the CRL) or stop every
-// restarting member of the group on the same day (refusing to start). Source.Health
-// reports it, and Watch warns about it, until a fresh one is in place.
+// addCRLs reads the CRL file, accepting only CRLs signed by a CA of the bundle: a CRL
+// nobody vouches for must not decide who is revoked. enforce then puts them in force, with
+// the CRLs pushed to the group (groupcrl.go).
 func (m *material) addCRLs(path string, data []byte) error {
 	crls, err := ParseCRLs(data)
 	if err != nil {
