@@ -117,6 +117,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1})
 	f.Add([]byte{1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
+	f.Add(EncodeCommand(setCRL(CRLPortClient, newTestCA(f, "fuzz CA").crl(f, 3, 1))))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeCommand(b)
 		if err != nil {

@@ -50,10 +50,7 @@ func (b *batch) applyCRL(port string, der []byte) Result {
 		if err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("set CRL for the %s port: %w", port, err)}
 		}
-		n, ok := new(big.Int).SetString(cur.Number, 10)
-		if !ok {
-			return Result{Revision: b.rev, Err: fmt.Errorf("set CRL for the %s port: stored number %q: %w", port, cur.Number, errDamaged)}
-		}
+		n, _ := new(big.Int).SetString(cur.Number, 10) // checked by crlFromRecord
 		if err := pki.CheckCRLNumber(rl, n); err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("set CRL for the %s port: %w", port, err)}
 		}
@@ -106,6 +103,9 @@ func decodeCRL(js []byte) (CRL, error) {
 	}
 	if c.Issuer == "" || len(c.DER) == 0 {
 		return CRL{}, fmt.Errorf("CRL for the %s port without an issuer or a body", c.Port)
+	}
+	if n, ok := new(big.Int).SetString(c.Number, 10); !ok || n.Sign() < 0 {
+		return CRL{}, fmt.Errorf("CRL for the %s port numbered %q: want a decimal number", c.Port, c.Number)
 	}
 	return c, nil
 }

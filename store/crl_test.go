@@ -167,8 +167,9 @@ func TestStore_CRLSnapshot(t *testing.T) {
 		{"not JSON", snapshotOf(metaRec(1, 1), crl(`{`)), "CRL record"},
 		{"no port", snapshotOf(metaRec(1, 1), crl(`{"port":"x","issuer":"i","der":"AA=="}`)), `port "x"`},
 		{"no body", snapshotOf(metaRec(1, 1), crl(`{"port":"client","issuer":"i"}`)), "without an issuer or a body"},
-		{"out of order", snapshotOf(metaRec(1, 1), crl(`{"port":"member","issuer":"i","der":"AA=="}`), crl(`{"port":"client","issuer":"i","der":"AA=="}`)), "is not after"},
-		{"member after CRLs", snapshotOf(metaRec(1, 1), crl(`{"port":"member","issuer":"i","der":"AA=="}`), memberRec(`{"name":"m"}`)), "member record after the CRL records"},
+		{"no number", snapshotOf(metaRec(1, 1), crl(`{"port":"client","issuer":"i","der":"AA=="}`)), "want a decimal number"},
+		{"out of order", snapshotOf(metaRec(1, 1), crl(`{"port":"member","issuer":"i","number":"1","der":"AA=="}`), crl(`{"port":"client","issuer":"i","number":"1","der":"AA=="}`)), "is not after"},
+		{"member after CRLs", snapshotOf(metaRec(1, 1), crl(`{"port":"member","issuer":"i","number":"1","der":"AA=="}`), memberRec(`{"name":"m"}`)), "member record after the CRL records"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t, Options{})

@@ -241,7 +241,8 @@ func FuzzRestore(f *testing.F) {
 	// value populate writes.
 	src := openStore(f, Options{})
 	mustApply(f, src, put("a", "1"), put("b", ""), put("a", "2"), put("c\x00", "xyz"), del("b"),
-		setMember("m1", "10.0.0.1:7000"), setMember("m2", "10.0.0.2:7000"))
+		setMember("m1", "10.0.0.1:7000"), setMember("m2", "10.0.0.2:7000"),
+		setCRL(CRLPortMember, newTestCA(f, "fuzz CA").crl(f, 2, 5)))
 	good := snapshotBytes(f, src)
 	f.Add(good)
 	f.Add(good[:len(good)/3])
@@ -250,6 +251,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(snapshotOf(metaRec(0, 0)))
 	f.Add(snapshotOf(metaRec(3, 2), kvRec("a", 1, 1, "x"), kvRec("b", 2, 2, ""), memberRec(`{"name":"m"}`)))
 	f.Add(snapshotOf(metaRec(1, 1), kvRec("b", 1, 1, ""), kvRec("a", 1, 1, "")))
+	f.Add(snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), appendField([]byte{recCRL}, `{"port":"client","issuer":"i","number":"1","der":"AA=="}`)))
 
 	s := openStore(f, Options{})
 	mustApply(f, s, put("keep", "me"))
