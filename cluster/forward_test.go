@@ -75,7 +75,9 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 		if port, err := l.c.PushCRL(testCtx(t), []byte("crl"), check); err != nil || port != store.CRLPortClient || checked != 1 {
 			t.Fatalf("PushCRL on the primary = %q, %v after %d checks; want the client port after one check", port, err, checked)
 		}
-		refused := func([]byte) (string, error) { return "", reason.Wrap(reason.CRLUnknownSigner, errors.New("no CA of ours")) }
+		refused := func([]byte) (string, error) {
+			return "", reason.Wrap(reason.CRLUnknownSigner, errors.New("no CA of ours"))
+		}
 		before := l.c.st.AppliedIndex()
 		if _, err := l.c.PushCRL(testCtx(t), []byte("crl"), refused); reason.Of(err, reason.OK) != reason.CRLUnknownSigner {
 			t.Fatalf("PushCRL of a refused CRL = %v; want its reason", err)
