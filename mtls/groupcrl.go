@@ -1,9 +1,11 @@
 package mtls
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"time"
@@ -113,7 +115,11 @@ func (s *Source) SetGroupCRLs(ders [][]byte) error {
 		rl, err := s.checkGroupCRL(cur, der)
 		if err != nil {
 			code := reason.Of(err, reason.CRLInvalid)
-			s.log.Error("CRL pushed to the group refused on this member; the CRL in force stays",
+			level := slog.LevelError
+			if code == reason.CRLOlder {
+				level = slog.LevelWarn // a newer CRL is in force already, from the file perhaps
+			}
+			s.log.Log(context.Background(), level, "CRL pushed to the group refused on this member; the CRL in force stays",
 				"reason", int(code), "reason_name", code.Name(), "fix", code.Fix(), "err", err)
 			errs = append(errs, err)
 			continue
