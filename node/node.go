@@ -42,7 +42,8 @@ type Node struct {
 	cluster   *cluster.Cluster
 	http      *http.Server
 	clientLn  net.Listener
-	debug     *debugServer // nil without Config.DebugListen
+	debug     *debugServer  // nil without Config.DebugListen
+	crlKick   chan struct{} // the group's CRLs changed (crl.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -59,7 +60,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Group = cfg.group()
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, crlKick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -83,9 +84,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
+		OnCRL: n.crlChanged,
 	}); err != nil {
 		return nil, err
 	}
+	n.applyGroupCRLs() // before the ports open: a restarted member enforces them at once
 	memberLn, err := net.Listen("tcp", cfg.MemberListen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on member port %s: %w (is another member or process using it?)", cfg.MemberListen, err)
@@ -109,7 +112,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(cfg.apiConfig(), n.cluster, n.store, reg, log.With("component", "api"))
+	apiServer := api.New(cfg.apiConfig(), apiGroup{n.cluster, n}, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -162,6 +165,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopWatch()
 	go n.memberSrc.Watch(watchCtx, every)
 	go n.clientSrc.Watch(watchCtx, every)
+	go n.followCRLs(watchCtx)
 
 	served := make(chan error, 1)
 	go func() { served <- n.http.Serve(n.clientLn) }()
