@@ -324,4 +324,25 @@ func TestSecurity_PushedRevocation(t *testing.T) {
 		}
 		conn.Close()
 	})
+
+	t.Run("a member that joins later", func(t *testing.T) {
+		// Its crl.pem is the older one too: the revocation can only reach it through the
+		// group's state, in the snapshot or the log it catches up from.
+		m, err := g.Grow(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, m.Name+" refuses the client revoked before it joined", func() error {
+			if conn, _, err := dialClientPort(m, eve); err == nil {
+				conn.Close()
+				return errors.New("it accepted the revoked client")
+			}
+			return nil
+		})
+		conn, _, err := dialClientPort(m, clientTLS(t, g, g.PKI.AdminCert, g.PKI.AdminKey))
+		if err != nil {
+			t.Fatalf("%s refused the admin: %v", m.Name, err)
+		}
+		conn.Close()
+	})
 }
