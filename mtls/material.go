@@ -74,8 +74,10 @@ type material struct {
 	cas     []*x509.Certificate
 	roots   *x509.CertPool
 	revoked map[string]bool // revKey(issuer, serial)
-	// crlNext is the earliest NextUpdate of the CRLs in force; zero without a CRL.
+	// crlNext is the earliest NextUpdate of the CRLs in force, that of crlDue; zero without
+	// a CRL.
 	crlNext time.Time
+	crlDue  *x509.RevocationList
 	server  *tls.Config // what GetConfigForClient hands out for this snapshot
 	// sessions is per snapshot: a session resumed after a rotation would carry a peer
 	// chain the new trust material may refuse, failing a dial that a full handshake passes.
@@ -178,7 +180,7 @@ func (m *material) addCRLs(path string, data []byte) error {
 			m.revoked[revKey(rl.RawIssuer, e.SerialNumber)] = true
 		}
 		if next := rl.NextUpdate; !next.IsZero() && (m.crlNext.IsZero() || next.Before(m.crlNext)) {
-			m.crlNext = next
+			m.crlNext, m.crlDue = next, rl
 		}
 	}
 	return nil

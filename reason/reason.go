@@ -52,6 +52,8 @@ const (
 	HandshakeLimit         Code = 131
 	IdentityMismatch       Code = 132
 	CertExpiring           Code = 133
+	CAExpiring             Code = 134
+	CAExpired              Code = 135
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -79,8 +81,8 @@ var table = map[Code]entry{
 	OK: {"ok", "no problem", ""},
 
 	UnknownCA:              {"unknown-ca", "certificate not signed by a trusted CA", "issue the certificate from the replication CA (`mirrorkv ca issue`), or add its CA to the peer's CA bundle"},
-	CertExpired:            {"cert-expired", "certificate expired", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
-	CertNotYetValid:        {"cert-not-yet-valid", "certificate not yet valid", "check the clocks of both hosts, or wait until the certificate's NotBefore"},
+	CertExpired:            {"cert-expired", "certificate expired", "renew it: `mirrorkv cert renew --cert CERT --key-out NEW.key --csr-out NEW.csr` where it is used, `mirrorkv ca sign --renew --csr NEW.csr` on the CA host (or `mirrorkv ca issue --renew` there), then move the new key and certificate into place; a running member reloads them without a restart"},
+	CertNotYetValid:        {"cert-not-yet-valid", "certificate not yet valid", "check the clocks of both hosts, or wait until the certificate's NotBefore; one issued under a wrong clock is renewed like an expired one (`mirrorkv cert renew --cert CERT`)"},
 	Revoked:                {"revoked", "certificate revoked", "issue a new certificate with `mirrorkv ca issue --renew`; a revoked one never comes back"},
 	MissingClientAuth:      {"missing-client-auth", "certificate lacks the clientAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
 	MissingServerAuth:      {"missing-server-auth", "certificate lacks the serverAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
@@ -110,7 +112,9 @@ var table = map[Code]entry{
 	JoinPinMismatch:        {"join-pin-mismatch", "the member at the join address is not the one pinned with --join-pin", "check the join address, and the fingerprint or DN printed by `mirrorkv member add`"},
 	HandshakeLimit:         {"handshake-limit", "too many TLS handshakes in flight from this source or in total", "retry later; a client that opens many connections at once should reuse connections"},
 	IdentityMismatch:       {"identity-mismatch", "a member claimed another member's name or address", "check that each member runs with its own certificate, --name and --member-advertise as recorded by `mirrorkv member add`"},
-	CertExpiring:           {"cert-expiring", "certificate expires soon", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
+	CertExpiring:           {"cert-expiring", "certificate expires soon", "renew it: `mirrorkv cert renew --cert CERT --key-out NEW.key --csr-out NEW.csr` where it is used, `mirrorkv ca sign --renew --csr NEW.csr` on the CA host (or `mirrorkv ca issue --renew` there), then move the new key and certificate into place; members reload them without a restart"},
+	CAExpiring:             {"ca-expiring", "a CA of a trust bundle expires soon: every certificate it signed stops working then", "make a new CA (`mirrorkv ca init`) and rotate to it before then: new CA into every bundle, new certificates, old CA out (docs/tls.md, \"Rotating the CA with no downtime\")"},
+	CAExpired:              {"ca-expired", "a CA of a trust bundle has expired: no certificate it signed is accepted any more", "make a new CA (`mirrorkv ca init`), issue new certificates from it and put it in every bundle in place of the expired one (docs/tls.md, \"Rotating the CA with no downtime\")"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},
