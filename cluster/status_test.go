@@ -88,6 +88,10 @@ func TestSelfInfo_Expiries(t *testing.T) {
 	if _, err := decodeSelf(enc[:len(enc)-3]); err == nil {
 		t.Fatal("a cut expiry list decoded")
 	}
+	ms := memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: &raft.Server{ID: "m1", Suffrage: raft.Voter}, info: in}, 7, 10)
+	if !reflect.DeepEqual(ms.Expiries, in.Expiries) || ms.Reason.Code != int(reason.CAExpiring) || ms.Role != wire.RoleStandby {
+		t.Fatalf("member status %+v, want a standby with reason ca-expiring and the expiries", ms)
+	}
 }
 
 // Status asks every member for its own view: on a group of a primary, two standbys and an

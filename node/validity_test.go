@@ -51,3 +51,24 @@ func TestNew_RefusesCertificateOutsideItsValidity(t *testing.T) {
 		})
 	}
 }
+
+// The member certificate serves both ports: the status lists it once, and its reason is
+// the member's TLS health.
+func TestNode_TLSExpiries(t *testing.T) {
+	rca, cca := pkitest.NewCA(t, "replication"), pkitest.NewCA(t, "clients")
+	now := time.Now()
+	leaf := rca.Issue(pkitest.Spec{CN: "m1", NotBefore: now.Add(-355 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)})
+	n, err := New(testMember(t, rca, cca, leaf), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	es := n.tlsExpiries()
+	if len(es) != 1 || es[0].Material != string(mtls.MaterialLeaf) || es[0].Subject != "CN=m1,O=mirrorkv test" ||
+		!es[0].At.Equal(leaf.Cert.NotAfter) || es[0].Reason.Code != int(reason.CertExpiring) {
+		t.Fatalf("tlsExpiries = %+v, want the member certificate once, cert-expiring", es)
+	}
+	if got := n.tlsHealth(); got != reason.CertExpiring {
+		t.Fatalf("tlsHealth = %v, want cert-expiring", got)
+	}
+}
