@@ -140,8 +140,8 @@ func (s *Source) Health() (reason.Code, time.Time) {
 // CRLNextUpdate is when the CRLs in force are due to be replaced; zero without a CRL.
 func (s *Source) CRLNextUpdate() time.Time { return s.mat.Load().crlNext }
 
-// CANotAfter lists the subject DN and expiry of every CA of this port's bundle.
-func (s *Source) CANotAfter() map[string]time.Time {
+// caNotAfter maps the subject DN of every CA of this port's bundle to its expiry.
+func (s *Source) caNotAfter() map[string]time.Time {
 	cas := s.mat.Load().cas
 	out := make(map[string]time.Time, len(cas))
 	for _, ca := range cas {

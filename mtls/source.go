@@ -68,7 +68,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	}
 	s.install(m)
 	s.cfg.Metrics.watchExpiry(s.cfg.Port.String(), s.LeafNotAfter)
-	s.cfg.Metrics.watchCAs(s.cfg.Port.String(), s.CANotAfter)
+	s.cfg.Metrics.watchCAs(s.cfg.Port.String(), s.caNotAfter)
 	s.cfg.Metrics.watchCRL(s.cfg.Port.String(), s.CRLNextUpdate)
 	s.noteExpiry()
 	return s, nil

@@ -14,8 +14,9 @@ import (
 	"net/url"
 )
 
-// ErrGrantMismatch is returned by Sign and CheckGrant for a request that names a group or an access level
-// (a renewal carries the old certificate's) other than the one the CA is told to grant.
+// ErrGrantMismatch is returned by Sign and CheckGrant for a request that names a group or
+// an access level (a renewal carries the old certificate's) other than the one the CA is
+// told to grant.
 var ErrGrantMismatch = errors.New("the CA grants what its flags say, never what a request asks for")
 
 // Grant is what a certificate is for: a member of a group, or a client with an access level.
