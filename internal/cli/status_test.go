@@ -66,13 +66,14 @@ func fixtureStatus() wire.Status {
 		},
 	}
 	// Every member but m5 (refused) reports the client CA running out in 24 days; m3 its own
-	// certificate in 10 days; dr1 a CRL a day past its next update.
+	// certificate in 10 days; dr1 its own certificate and a CRL, both a day past their end.
 	ca := expiryOf("client", "ca", "CN=clients,O=example", 24*24*time.Hour, reason.CAExpiring)
 	for i := range st.Members[:4] {
 		st.Members[i].Expiries = []wire.Expiry{ca}
 	}
 	st.Members[2].Expiries = []wire.Expiry{expiryOf("member", "leaf", "CN=m3,O=example", 10*24*time.Hour, reason.CertExpiring), ca}
-	st.Members[3].Expiries = []wire.Expiry{expiryOf("member", "crl", "CN=replication,O=example", -24*time.Hour, reason.CRLExpired), ca}
+	st.Members[3].Expiries = []wire.Expiry{expiryOf("member", "leaf", "CN=dr1,O=example", -24*time.Hour, reason.CertExpired),
+		expiryOf("member", "crl", "CN=replication,O=example", -24*time.Hour, reason.CRLExpired), ca}
 	return st
 }
 
