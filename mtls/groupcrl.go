@@ -26,7 +26,7 @@ import (
 // that no CA of this snapshot's bundle signed (the bundle changed since) is left out. It runs
 // on a snapshot before the swap.
 func (m *material) enforce(pushed []*x509.RevocationList) {
-	m.revoked, m.crlNext, m.numbers = map[string]bool{}, time.Time{}, map[string]*big.Int{}
+	m.revoked, m.crlNext, m.crlDue, m.numbers = map[string]bool{}, time.Time{}, nil, map[string]*big.Int{}
 	fileNumber := map[string]*big.Int{}
 	for _, rl := range m.fileCRLs {
 		id := pki.CRLIssuerID(rl)
@@ -66,7 +66,7 @@ func (m *material) addCRL(rl *x509.RevocationList) {
 		m.revoked[revKey(rl.RawIssuer, e.SerialNumber)] = true
 	}
 	if next := rl.NextUpdate; !next.IsZero() && (m.crlNext.IsZero() || next.Before(m.crlNext)) {
-		m.crlNext = next
+		m.crlNext, m.crlDue = next, rl
 	}
 	id := pki.CRLIssuerID(rl)
 	if n := pki.CRLNumber(rl); m.numbers[id] == nil || n.Cmp(m.numbers[id]) > 0 {

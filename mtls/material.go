@@ -75,8 +75,10 @@ type material struct {
 	cas     []*x509.Certificate
 	roots   *x509.CertPool
 	revoked map[string]bool // revKey(issuer, serial)
-	// crlNext is the earliest NextUpdate of the CRLs in force; zero without a CRL.
+	// crlNext is the earliest NextUpdate of the CRLs in force, that of crlDue; zero without
+	// a CRL.
 	crlNext time.Time
+	crlDue  *x509.RevocationList
 	// files is what the snapshot was built from, so that a CRL pushed to the group can be
 	// put in force on the same files (groupcrl.go).
 	files *files

@@ -34,10 +34,9 @@ type Source struct {
 	// every snapshot puts them in force where they are newer than the file's.
 	groupCRLs []*x509.RevocationList
 
-	logMu     sync.Mutex
-	logged    map[string]time.Time // host|port|reason|... -> last logged (logDue)
-	crlLevel  expiryLevel          // the CRL's level when noteExpiry last logged
-	crlWarned time.Time
+	logMu       sync.Mutex
+	logged      map[string]time.Time  // host|port|reason|... -> last logged (logDue)
+	expiryNotes map[string]expiryNote // per deadline: what noteExpiry last logged
 }
 
 // NewSource reads and checks every credential file of cfg. It fails closed: an unreadable,
@@ -73,6 +72,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	}
 	s.install(m)
 	s.cfg.Metrics.watchExpiry(s.cfg.Port.String(), s.LeafNotAfter)
+	s.cfg.Metrics.watchCAs(s.cfg.Port.String(), s.caNotAfter)
 	s.cfg.Metrics.watchCRL(s.cfg.Port.String(), s.CRLNextUpdate)
 	s.noteExpiry()
 	return s, nil

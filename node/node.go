@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // Defaults for Config's zero values.
@@ -96,6 +98,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	nw := memberNetwork{Listener: n.memberSrc.Listen(memberLn), src: n.memberSrc}
 	clusterCfg := cfg.clusterConfig(dn)
 	clusterCfg.CertNotAfter, clusterCfg.Registerer, clusterCfg.TLSHealth = n.memberSrc.LeafNotAfter, reg, n.tlsHealth
+	clusterCfg.TLSExpiries = n.tlsExpiries
 	n.cluster, err = cluster.New(clusterCfg, n.store, nw, n.memberSrc, log.With("component", "cluster"))
 	if err != nil {
 		memberLn.Close()
@@ -220,16 +223,31 @@ func (n *Node) Close() error {
 }
 
 // tlsHealth is the most urgent thing to act on in either port's trust material, for the
-// status: an expired CRL first.
+// status: whatever runs out first, or ran out first.
 func (n *Node) tlsHealth() reason.Code {
-	m, _ := n.memberSrc.Health()
-	c, _ := n.clientSrc.Health()
-	for _, code := range []reason.Code{reason.CRLExpired, reason.CRLExpiring, reason.CertExpiring} {
-		if m == code || c == code {
-			return code
-		}
+	if es := n.tlsExpiries(); len(es) > 0 {
+		return reason.Code(es[0].Reason.Code)
 	}
 	return reason.OK
+}
+
+// tlsExpiries is what runs out within 30 days, or has, in both ports' material, earliest
+// first. The member certificate serves both ports and is listed once.
+func (n *Node) tlsExpiries() []wire.Expiry {
+	var out []wire.Expiry
+	leafSeen := false
+	for _, e := range slices.Concat(n.memberSrc.Expiries(), n.clientSrc.Expiries()) {
+		if e.Material == mtls.MaterialLeaf {
+			if leafSeen {
+				continue
+			}
+			leafSeen = true
+		}
+		out = append(out, wire.Expiry{Port: e.Port.String(), Material: string(e.Material), Subject: e.Subject,
+			At: e.At, Reason: wire.Reason{Code: int(e.Reason), Text: e.Reason.Text()}})
+	}
+	slices.SortStableFunc(out, func(a, b wire.Expiry) int { return a.At.Compare(b.At) })
+	return out
 }
 
 // memberNetwork is the member port as the cluster sees it: authorised TLS conns both ways.

@@ -29,7 +29,9 @@ type IssueRequest struct {
 }
 
 // SignOptions says what the CA grants a CSR; the CSR only contributes its subject, its
-// DNS and IP SANs and its public key, never the extensions it asks for.
+// DNS and IP SANs and its public key, never the extensions it asks for. A group or access
+// URI in the CSR (a renewal carries the old certificate's) must match what SignOptions
+// grant, or Sign refuses it (ErrGrantMismatch).
 type SignOptions struct {
 	Kind   Kind
 	Access Access // for RoleClient; AccessReadWrite when empty
@@ -84,6 +86,9 @@ func (ca *CA) Sign(csrPEM []byte, opts SignOptions) (*Issued, error) {
 		return nil, errors.New("sign request: its subject has no CN; make it with 'mirrorkv cert request --name NAME'")
 	}
 	if err := checkKeyStrength(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("sign request for %s: %w", name, err)
+	}
+	if err := CheckGrant(csr, opts); err != nil {
 		return nil, fmt.Errorf("sign request for %s: %w", name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: csr.RawSubject, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses}

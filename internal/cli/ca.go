@@ -348,6 +348,9 @@ func runCASign(e *env, o caSignOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := pki.CheckGrant(req, opts); err != nil {
+		return fmt.Errorf("sign %s: %w", o.CSR, err) // before asking: the answer would not matter
+	}
 	if err := confirmSign(e, o, pki.InspectRequest(req), opts); err != nil {
 		return err
 	}
@@ -373,7 +376,7 @@ func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptio
 	w := e.stderr
 	fmt.Fprintf(w, "request %s\n", o.CSR)
 	for _, r := range [][2]string{{"subject", in.Subject}, {"DNS", strings.Join(in.DNS, ", ")},
-		{"IP", strings.Join(in.IPs, ", ")}, {"key", in.Key}, {"not copied", strings.Join(in.Ignored, ", ")}} {
+		{"IP", strings.Join(in.IPs, ", ")}, {"key", in.Key}, {"asks for", in.Asks}, {"not copied", strings.Join(in.Ignored, ", ")}} {
 		if r[1] != "" {
 			fmt.Fprintf(w, "  %-11s %s\n", r[0]+":", r[1])
 		}
