@@ -121,6 +121,20 @@ func pushWithCLI(g *localgroup.Group, args ...string) (acked time.Time, out stri
 	return acked, b.String() + stderr.String(), err
 }
 
+// revokeAndPush revokes a certificate of the group's CA caDir with `ca revoke --push`. When
+// the primary changed under the CLI's few retries (a loaded machine, 500 ms elections), the
+// revocation is written but not pushed: it pushes the CRL again with `ca crl --push`, as an
+// operator would.
+func revokeAndPush(t *testing.T, g *localgroup.Group, caDir string, which ...string) (acked time.Time, out string, err error) {
+	dir := filepath.Join(g.PKI.Dir, caDir)
+	acked, out, err = pushWithCLI(g, append(append([]string{"ca", "revoke", "--dir", dir}, which...), "--push")...)
+	if err != nil && strings.Contains(out, fmt.Sprintf("reason %d", int(reason.NotPrimary))) {
+		t.Logf("ca revoke --push met a change of primary; pushing again with ca crl --push:\n%s", out)
+		acked, out, err = pushWithCLI(g, "ca", "crl", "--dir", dir, "--push")
+	}
+	return acked, out, err
+}
+
 // runCLI runs the mirrorkv binary as the group's admin.
 func runCLI(g *localgroup.Group, args ...string) (string, error) {
 	cmd := exec.Command(binary, args...)
@@ -185,13 +199,7 @@ func TestSecurity_PushedRevocation(t *testing.T) {
 	}
 
 	t.Run("client revoked on every member", func(t *testing.T) {
-		acked, out, err := pushWithCLI(g, "ca", "revoke", "--dir", filepath.Join(g.PKI.Dir, "client-ca"), eveCert, "--push")
-		if err != nil && strings.Contains(out, fmt.Sprintf("reason %d", int(reason.NotPrimary))) {
-			// The primary changed under the CLI's few retries (a loaded machine, 500 ms
-			// elections): the revocation is written, push the CRL again as an operator would.
-			t.Logf("ca revoke --push met a change of primary; pushing again with ca crl --push:\n%s", out)
-			acked, out, err = pushWithCLI(g, "ca", "crl", "--dir", filepath.Join(g.PKI.Dir, "client-ca"), "--push")
-		}
+		acked, out, err := revokeAndPush(t, g, "client-ca", eveCert)
 		if err != nil {
 			t.Fatalf("push the revocation: %v\n%s", err, out)
 		}
@@ -232,11 +240,7 @@ func TestSecurity_PushedRevocation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, out, err := pushWithCLI(g, "ca", "revoke", "--dir", filepath.Join(g.PKI.Dir, "member-ca"), "--serial", serialOf(t, async.CertFile), "--push")
-		if err != nil && strings.Contains(out, fmt.Sprintf("reason %d", int(reason.NotPrimary))) {
-			t.Logf("ca revoke --push met a change of primary; pushing again with ca crl --push:\n%s", out)
-			_, out, err = pushWithCLI(g, "ca", "crl", "--dir", filepath.Join(g.PKI.Dir, "member-ca"), "--push")
-		}
+		_, out, err := revokeAndPush(t, g, "member-ca", "--serial", serialOf(t, async.CertFile))
 		if err != nil {
 			t.Fatalf("push the async member's revocation: %v\n%s", err, out)
 		}
