@@ -79,11 +79,15 @@ type OpenOptions struct {
 
 // CA is an open certificate authority directory: its certificate, its key and its records.
 type CA struct {
-	dir   string
-	cert  *x509.Certificate
-	key   crypto.Signer
-	clock Clock
+	dir       string
+	cert      *x509.Certificate
+	key       crypto.Signer
+	clock     Clock
+	encrypted bool // ca.key is encrypted on disk
 }
+
+// KeyEncrypted reports whether ca.key is encrypted on disk.
+func (ca *CA) KeyEncrypted() bool { return ca.encrypted }
 
 // Certificate returns the CA certificate.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
@@ -218,6 +222,7 @@ func OpenCAWith(dir string, opts OpenOptions) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open CA key (it must stay beside %s): %w", CACertFile, err)
 	}
+	ca.encrypted = isEncryptedKey(keyPEM)
 	if ca.key, err = ParsePrivateKey(keyPEM, opts.Passphrase); err != nil {
 		return nil, fmt.Errorf("open CA key %s: %w", ca.path(CAKeyFile), err)
 	}

@@ -87,7 +87,7 @@ func MarshalPrivateKey(key crypto.Signer, passphrase []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encrypt private key: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: encryptedKeyType, Bytes: der}), nil
 }
 
 // ParsePrivateKey reads the first private key in a PEM file: PKCS#8 (encrypted or not),
@@ -113,7 +113,7 @@ func parseKeyBlock(b *pem.Block, passphrase []byte) (crypto.Signer, error) {
 	var key any
 	var err error
 	switch b.Type {
-	case "ENCRYPTED PRIVATE KEY":
+	case encryptedKeyType:
 		if len(passphrase) == 0 {
 			return nil, ErrPassphrase
 		}
@@ -166,4 +166,13 @@ func keyDescription(pub crypto.PublicKey) string {
 // changes the text fails a test rather than reporting a wrong passphrase as a broken key.
 func isWrongPassword(err error) bool {
 	return strings.Contains(err.Error(), "password") || strings.Contains(err.Error(), "decrypt")
+}
+
+// encryptedKeyType is the PEM type of a PKCS #8 key encrypted with a passphrase.
+const encryptedKeyType = "ENCRYPTED PRIVATE KEY"
+
+// isEncryptedKey reports whether keyPEM holds an encrypted PKCS #8 key.
+func isEncryptedKey(keyPEM []byte) bool {
+	b, _ := pem.Decode(keyPEM)
+	return b != nil && b.Type == encryptedKeyType
 }

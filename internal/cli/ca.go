@@ -120,7 +120,16 @@ func openCADir(dir, passFile string) (*pki.CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pki.OpenCA(dir, pass)
+	ca, err := pki.OpenCA(dir, pass)
+	if err != nil {
+		return nil, err
+	}
+	if pass != nil && !ca.KeyEncrypted() {
+		// Whoever passes a passphrase believes the key is protected by it; going on would
+		// leave that belief standing.
+		return nil, fmt.Errorf("CA %s: --passphrase-file was given, but %s is stored in the clear: anyone who reads it can issue certificates; drop --passphrase-file, or encrypt the key (openssl pkcs8 -topk8 -v2 aes256 -in %[2]s -out %[2]s.new, then move it over %[2]s)", dir, filepath.Join(dir, pki.CAKeyFile))
+	}
+	return ca, nil
 }
 
 func caDay(t time.Time) string { return t.UTC().Format(time.DateOnly) }

@@ -405,3 +405,16 @@ func TestCACmd_SignConfirm(t *testing.T) {
 		})
 	}
 }
+
+func TestCA_PassphraseForAKeyInTheClear(t *testing.T) {
+	dir, _ := newCLICA(t)
+	pass := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(pass, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := pkiRun(t, "ca", "issue", "--dir", dir, "--passphrase-file", pass, "--name", "m1", "--out", t.TempDir())
+	if r.code == ExitOK || !strings.Contains(r.stderr, "stored in the clear") || !strings.Contains(r.stderr, "drop --passphrase-file") {
+		t.Fatalf("ca issue with a passphrase for a CA key in the clear: exit %d\n%s%s\nwant a refusal that says so and what to do", r.code, r.stdout, r.stderr)
+	}
+	pkiMust(t, "ca", "issue", "--dir", dir, "--name", "m1", "--out", t.TempDir())
+}
