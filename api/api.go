@@ -82,7 +82,12 @@ type Config struct {
 	// 64 KiB or more being served hold at once on this member (default 64 MiB). A read that
 	// finds no room within ReadWait gets 503 with reason Busy and Retry-After: 1.
 	MaxReadBytesInFlight int64
-	ReadWait             time.Duration // how long a large read waits for room (default 1 s)
+	// MaxReadBytesPerClient bounds the part of MaxReadBytesInFlight that the reads of one
+	// client certificate (by subject DN) hold at once (default a quarter, and at least one
+	// listing of MaxListBytes), so that one client cannot take every other client's room:
+	// past it, its next large read gets 503 Busy at once.
+	MaxReadBytesPerClient int64
+	ReadWait              time.Duration // how long a large read waits for room (default 1 s)
 	// LargeReadTimeout bounds how long a listing or a large value may take to be written to
 	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
 	// keep the read's bytes for as long as it likes.
@@ -112,6 +117,10 @@ func (c Config) withDefaults() Config {
 		c.MaxListBytes = DefaultMaxListBytes
 	}
 	c.MaxListBytes = int(min(int64(c.MaxListBytes), c.MaxReadBytesInFlight))
+	if c.MaxReadBytesPerClient <= 0 {
+		c.MaxReadBytesPerClient = max(c.MaxReadBytesInFlight/4, int64(c.MaxListBytes))
+	}
+	c.MaxReadBytesPerClient = min(c.MaxReadBytesPerClient, c.MaxReadBytesInFlight)
 	if c.ReadWait <= 0 {
 		c.ReadWait = DefaultReadWait
 	}
@@ -156,7 +165,7 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 		local:       local,
 		log:         log,
 		metrics:     newMetrics(reg),
-		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.ReadWait, reg),
+		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.MaxReadBytesPerClient, cfg.ReadWait, reg),
 		mux:         http.NewServeMux(),
 		member:      []string{cfg.Node},
 		octetStream: []string{"application/octet-stream"},

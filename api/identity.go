@@ -50,6 +50,14 @@ func levelOf(cert *x509.Certificate) (level, error) {
 	return levelNone, fmt.Errorf("access %q: %w", a, pki.ErrUnknownAccess)
 }
 
+// clientKey names the client for its share of the read gate: its certificate's subject DN.
+func clientKey(r *http.Request) string {
+	if c := clientCert(r); c != nil {
+		return pki.DNOf(c)
+	}
+	return ""
+}
+
 // clientCert returns the verified leaf of the client, or nil.
 func clientCert(r *http.Request) *x509.Certificate {
 	if r.TLS == nil {

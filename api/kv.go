@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -147,11 +146,11 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readBarrier(r, stale); err != nil {
 		return err
 	}
-	kv, held, err := s.getLarge(r.Context(), key)
+	kv, who, held, err := s.getLarge(r, key)
 	if err != nil {
 		return err
 	}
-	defer s.reads.release(held)
+	defer s.reads.release(who, held)
 	if held > 0 {
 		s.writeDeadline(w)
 	}
@@ -170,33 +169,34 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getLarge reads key and, when its value is large, takes the value's bytes from the read
-// gate, which it returns as held for the caller to release. A read that must wait for the
-// gate lets go of the value meanwhile and reads the key again once it has room, so waiting
-// reads hold nothing.
-func (s *Server) getLarge(ctx context.Context, key string) (kv store.KV, held int64, err error) {
+// gate for the client who, which it returns with the bytes held for the caller to release.
+// A read that must wait for the gate lets go of the value meanwhile and reads the key again
+// once it has room, so waiting reads hold nothing.
+func (s *Server) getLarge(r *http.Request, key string) (kv store.KV, who string, held int64, err error) {
 	kv, err = s.local.Get(key)
 	if err != nil || len(kv.Value) < largeValue {
-		return kv, 0, err
+		return kv, "", 0, err
 	}
-	if held, ok := s.reads.tryGrow(0, int64(len(kv.Value))); ok {
-		return kv, held, nil
+	who = clientKey(r)
+	if held, ok := s.reads.tryGrow(who, 0, int64(len(kv.Value))); ok {
+		return kv, who, held, nil
 	}
 	n := int64(len(kv.Value))
 	kv = store.KV{}
-	if held, err = s.reads.acquire(ctx, n); err != nil {
-		return kv, 0, err
+	if held, err = s.reads.acquire(r.Context(), who, n); err != nil {
+		return kv, "", 0, err
 	}
 	if kv, err = s.local.Get(key); err != nil {
-		s.reads.release(held)
-		return kv, 0, err
+		s.reads.release(who, held)
+		return kv, "", 0, err
 	}
 	// The key may have changed while the read waited.
-	held, ok := s.reads.tryGrow(held, int64(len(kv.Value)))
+	held, ok := s.reads.tryGrow(who, held, int64(len(kv.Value)))
 	if !ok {
-		s.reads.release(held)
-		return store.KV{}, 0, busy(int64(len(kv.Value)), s.reads.size)
+		s.reads.release(who, held)
+		return store.KV{}, "", 0, busy(int64(len(kv.Value)), s.reads.size)
 	}
-	return kv, held, nil
+	return kv, who, held, nil
 }
 
 // writeDeadline gives a large read LargeReadTimeout to reach its client: a client that does
@@ -262,11 +262,12 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	// A listing of a few keys needs less than MaxListBytes: at most limit+1 keys and values
 	// of the largest size a client may write.
 	budget := min(int64(s.cfg.MaxListBytes), int64(limit+1)*(int64(s.cfg.MaxKeyBytes)+s.cfg.MaxValueBytes))
-	held, err := s.reads.acquire(r.Context(), budget)
+	who := clientKey(r)
+	held, err := s.reads.acquire(r.Context(), who, budget)
 	if err != nil {
 		return err
 	}
-	defer func() { s.reads.release(held) }()
+	defer func() { s.reads.release(who, held) }()
 	rev := s.local.Revision()
 	// One key past the limit tells whether there is more, and which key comes next.
 	kvs, more, err := s.local.List(store.Range{Prefix: q.Get("prefix"), Start: q.Get("start"),
@@ -287,7 +288,7 @@ func (s *Server) listKV(w http.ResponseWriter, r *http.Request) error {
 	for _, kv := range kvs {
 		used += int64(len(kv.Key) + len(kv.Value))
 	}
-	s.reads.release(held - min(used, held)) // give back what the listing did not fill
+	s.reads.release(who, held-min(used, held)) // give back what the listing did not fill
 	held = min(used, held)
 	if stale {
 		w.Header()[wire.HeaderStale] = s.staleTrue

@@ -65,9 +65,10 @@ var serveFlags = map[string]serveFlag{
 	// 0 lets cluster derive it from the snapshot threshold.
 	"trailing-logs": {"33", uint64(33), uint64(0), func(c node.Config, _ serveOptions) any { return c.Cluster.TrailingLogs }},
 
-	"max-value-bytes":          {"66", int64(66), int64(api.DefaultMaxValueBytes), func(c node.Config, _ serveOptions) any { return c.API.MaxValueBytes }},
-	"max-list-bytes":           {"77", 77, api.DefaultMaxListBytes, func(c node.Config, _ serveOptions) any { return c.API.MaxListBytes }},
-	"max-read-bytes-in-flight": {"88", int64(88), int64(api.DefaultMaxReadBytesInFlight), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesInFlight }},
+	"max-value-bytes":           {"66", int64(66), int64(api.DefaultMaxValueBytes), func(c node.Config, _ serveOptions) any { return c.API.MaxValueBytes }},
+	"max-list-bytes":            {"77", 77, api.DefaultMaxListBytes, func(c node.Config, _ serveOptions) any { return c.API.MaxListBytes }},
+	"max-read-bytes-in-flight":  {"88", int64(88), int64(api.DefaultMaxReadBytesInFlight), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesInFlight }},
+	"max-read-bytes-per-client": {"44", int64(44), int64(0), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesPerClient }},
 }
 
 // parseServeFlags binds serve's flags to a fresh config and parses argv into it.
