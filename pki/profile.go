@@ -32,6 +32,10 @@ type Profile struct {
 	// DedicatedCA: the CA must sign nothing but this product's certificates and no
 	// intermediate may stand between it and the leaf (VAST).
 	DedicatedCA bool
+	// FixedNames: the product finds the files by these names only (Amlen's keystore).
+	FixedNames bool
+	// CAOrder: a CA file of several certificates must list each before its issuer (IRIS).
+	CAOrder bool
 	// SQLNames: the product authorises a peer by its subject and issuer as OpenSSL's
 	// X509_NAME_oneline renders them (MariaDB's REQUIRE SUBJECT ... AND ISSUER ...).
 	SQLNames bool
@@ -83,7 +87,7 @@ func profileIRIS() *Profile {
 	return &Profile{
 		Name: "iris", KeyType: KeyRSA3072, Product: "InterSystems IRIS mirroring (%MirrorServer and %MirrorClient)",
 		Summary:    "one certificate for client and server: keyUsage and extKeyUsage name both roles",
-		ServerAuth: true, ClientAuth: true, BothRoles: true,
+		ServerAuth: true, ClientAuth: true, BothRoles: true, CAOrder: true,
 		Files: []ProfileFile{
 			{"ca.pem", FileCA, false, "File containing trusted Certificate Authority X.509 certificate(s)"},
 			{"{name}.pem", FileCert, false, "File containing this configuration's X.509 certificate"},
@@ -111,7 +115,7 @@ func profileAmlen() *Profile {
 	return &Profile{
 		Name: "amlen", KeyType: KeyRSA3072, Product: "Eclipse Amlen high availability pairs",
 		Summary:    "ha_cert.pem and ha_key.pem for the HA keystore, UseSecuredConnections",
-		ServerAuth: true, ClientAuth: true,
+		ServerAuth: true, ClientAuth: true, FixedNames: true,
 		Files: []ProfileFile{
 			{"ha_cert.pem", FileCert, false, "the HA certificate"},
 			{"ha_key.pem", FileKey, false, "the HA key"},

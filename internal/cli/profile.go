@@ -194,3 +194,18 @@ func runCASignProfile(e *env, o caSignOptions, prof *pki.Profile) error {
 	fmt.Fprintf(e.stdout, "\nput the request's key beside them as the key files named above\n")
 	return nil
 }
+
+// lintProfileFlag resolves 'cert lint --profile', which replaces --kind and --group.
+func lintProfileFlag(o certLintOptions) (*pki.Profile, error) {
+	if o.Profile == "" {
+		return nil, nil
+	}
+	if o.Group != "" {
+		return nil, usagef("cert lint: --group is for mirrorkv member certificates; drop it with --profile")
+	}
+	p, err := pki.ProfileByName(o.Profile)
+	if err != nil {
+		return nil, usagef("cert lint: %w", err)
+	}
+	return p, nil
+}
