@@ -291,4 +291,3 @@ func httpsAnswering400(t *testing.T, cfg *tls.Config) string {
 	}()
 	return ln.Addr().String()
 }
-
