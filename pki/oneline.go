@@ -18,9 +18,9 @@ var onelineNames = map[string]string{
 }
 
 // Oneline renders a DER name (a certificate's RawSubject or RawIssuer) as OpenSSL's
-// X509_NAME_oneline does: "/C=DE/O=Acme/CN=db1", most significant first, every attribute
-// of a multi-valued RDN after its own '/', bytes outside printable ASCII as \xHH. MariaDB
-// compares REQUIRE SUBJECT and REQUIRE ISSUER with exactly this string.
+// X509_NAME_oneline (OpenSSL 3) does: "/C=DE/O=Acme/CN=db1", most significant first, the
+// attributes of a multi-valued RDN joined by '+', bytes outside printable ASCII as \xHH.
+// MariaDB compares REQUIRE SUBJECT and REQUIRE ISSUER with exactly this string.
 func Oneline(rawName []byte) (string, error) {
 	var seq []rawATVSET
 	rest, err := asn1.Unmarshal(rawName, &seq)
@@ -32,12 +32,16 @@ func Oneline(rawName []byte) (string, error) {
 	}
 	var b strings.Builder
 	for _, set := range seq {
-		for _, a := range set {
+		for i, a := range set {
 			name, ok := onelineNames[a.Type.String()]
 			if !ok {
 				name = a.Type.String()
 			}
-			b.WriteString("/" + name + "=")
+			sep := "/"
+			if i > 0 {
+				sep = "+"
+			}
+			b.WriteString(sep + name + "=")
 			writeOnelineValue(&b, a.Value)
 		}
 	}

@@ -116,7 +116,7 @@ func profileCAOrder(c *lintCtx, p *Profile) []Finding {
 		return nil
 	}
 	for i, cert := range c.cas {
-		if isSelfSigned(cert) || i+1 >= len(c.cas) || bytes.Equal(cert.RawIssuer, c.cas[i+1].RawSubject) {
+		if isSelfSigned(cert) || (i+1 < len(c.cas) && bytes.Equal(cert.RawIssuer, c.cas[i+1].RawSubject)) {
 			continue
 		}
 		return []Finding{{"ca-order", SeverityError, fmt.Sprintf("the CA file lists %s, but not its issuer %s right after it", DNOf(cert), dnFromRaw(cert.RawIssuer)),
@@ -136,9 +136,13 @@ func profileCN(c *lintCtx, p *Profile) []Finding {
 
 // profileFileName: a product that looks the certificate up by name (Amlen) needs it.
 func profileFileName(c *lintCtx, p *Profile) []Finding {
-	want := FileFor(p.Files, FileCert)
-	if !p.FixedNames || c.in.CertFile == "" || filepath.Base(c.in.CertFile) == want {
+	want, got := FileFor(p.Files, FileCert), filepath.Base(c.in.CertFile)
+	if !p.FixedNames || c.in.CertFile == "" || got == want {
 		return nil
+	}
+	if strings.EqualFold(got, want) {
+		return []Finding{{"file-name", SeverityWarning, fmt.Sprintf("%s: %s's manual spells the file %s in one place and %s in another", got, p.Name, want, strings.ToUpper(want[:2])+want[2:]),
+			fmt.Sprintf("install it under both names (ln -s %s %s)", got, want), 0}}
 	}
 	return []Finding{{"file-name", SeverityError, fmt.Sprintf("%s looks for the certificate as %s, not %s", p.Name, want, filepath.Base(c.in.CertFile)),
 		fmt.Sprintf("install it as %s (and its key as %s)", want, FileFor(p.Files, FileKey)), reason.BadCredentials}}
