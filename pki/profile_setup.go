@@ -113,11 +113,14 @@ func setupAmlen(b *strings.Builder, in SetupInput) error {
 	if err != nil {
 		return fmt.Errorf("amlen payload: %w", err)
 	}
-	fmt.Fprintf(b, `Amlen, on both servers of the pair: copy %s and %s into the keystore
-(default /var/lib/amlen-server/data/certificates/keystore; keystore location in server.cfg),
-and %s where the truststore is defined. With user provided credentials certificates are
-always required (RequireCertificates is ignored). Then, on each server with its own
-addresses (PreferredPrimary true on one server only):
+	fmt.Fprintf(b, `Amlen, on both servers of the pair, copy into the keystore
+(default /var/lib/amlen-server/data/certificates/keystore; its location is in server.cfg):
+  %s
+  %s
+and, where the truststore is defined:
+  %s
+With user provided credentials, certificates are always required (RequireCertificates is
+ignored). Then, on each server with its own addresses (PreferredPrimary true on one only):
 curl -m 10 -u "${IMA_USER}" -k -X POST -d '%s' "${IMA_ADMIN}/configuration"
 `, in.path(FileCert), in.path(FileKey), in.path(FileCA), payload)
 	return nil

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,12 +109,16 @@ func runCAIssueProfile(e *env, o caIssueOptions, prof *pki.Profile) error {
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(o.Out)
 	if err := os.MkdirAll(o.Out, 0o700); err != nil {
 		return fmt.Errorf("create output directory (check --out): %w", err)
 	}
 	is, err := ca.Issue(pki.IssueRequest{Name: o.Name, DNS: o.DNS, IPs: ips, Days: o.Days, KeyType: kt,
 		Renew: o.Renew, Profile: prof})
 	if err != nil {
+		if errors.Is(statErr, os.ErrNotExist) {
+			os.Remove(o.Out) // made just now, and still empty: leave nothing behind
+		}
 		return err
 	}
 	written, err := pki.WriteProfile(o.Out, prof, is, ca.Certificate(), replica)
