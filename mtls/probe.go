@@ -282,6 +282,9 @@ func (p *prober) fail(err error) {
 		code = own
 	}
 	r.Code, r.Fix = code, code.Fix()
+	if looksLikeMySQL(err) {
+		r.Fix = "the port speaks the MySQL protocol, which upgrades to TLS in-band: add --starttls mysql"
+	}
 	switch {
 	case p.verifyOK != nil && p.roots != nil && len(r.Chain) > 0 && !r.Handshake:
 		r.Summary = fmt.Sprintf("the server's certificate failed verification: %s (%v)", code.Text(), err)

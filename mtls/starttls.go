@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -138,6 +139,14 @@ func mysqlSSLRequest(g *MySQLGreeting, seq byte) []byte {
 		b[12] = 33 // utf8_general_ci
 	}
 	return b // 23 reserved zero bytes follow the charset
+}
+
+// looksLikeMySQL reports whether err is a TLS client's refusal of what a MySQL server
+// sends first: a greeting packet, sequence 0, protocol version 10, where a TLS record was
+// expected.
+func looksLikeMySQL(err error) bool {
+	rh, ok := errors.AsType[tls.RecordHeaderError](err)
+	return ok && rh.RecordHeader[3] == 0 && rh.RecordHeader[4] == 10
 }
 
 // checkStartTLS refuses a protocol Probe does not know.

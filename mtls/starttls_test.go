@@ -203,6 +203,11 @@ func TestProbe_StartTLSMySQL(t *testing.T) {
 			}
 		})
 	}
+	// Without --starttls, the greeting arrives where a TLS record was expected.
+	rep, err := Probe(t.Context(), mysqlServer(t, mariadbGreeting(t), server, ca), ProbeOptions{CAFile: ca.CertPath})
+	if err != nil || rep.Code != reason.Plaintext || !strings.Contains(rep.Fix, "--starttls mysql") {
+		t.Errorf("MySQL port without --starttls: %+v, %v; want reason %d and a fix naming --starttls mysql", rep, err, reason.Plaintext)
+	}
 	if _, err := Probe(t.Context(), "127.0.0.1:1", ProbeOptions{StartTLS: "smtp"}); err == nil || !strings.Contains(err.Error(), `only "mysql"`) {
 		t.Errorf("--starttls smtp: %v", err)
 	}
