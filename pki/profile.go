@@ -46,6 +46,8 @@ type Profile struct {
 	Files []ProfileFile
 	// Note is printed after the files: a point of the product's manual worth knowing.
 	Note string
+	// setup writes the configuration to paste into the product.
+	setup func(*strings.Builder, SetupInput) error
 }
 
 // FileContent is what a profile file holds.
@@ -93,7 +95,8 @@ func profileIRIS() *Profile {
 			{"{name}.pem", FileCert, false, "File containing this configuration's X.509 certificate"},
 			{"{name}.key", FileKey, false, "File containing associated private key"},
 		},
-		Note: "IRIS refuses a certificate with one role only: 'sslv3 alert unsupported certificate'.",
+		Note:  "IRIS refuses a certificate with one role only: 'sslv3 alert unsupported certificate'.",
+		setup: setupIRIS,
 	}
 }
 
@@ -107,7 +110,8 @@ func profileVAST() *Profile {
 			{"{name}.crt", FileCert, false, "cluster certificate box"},
 			{"{name}.key", FileKey, false, "cluster key box"},
 		},
-		Note: "Any certificate the CA signs is accepted for replication: keep this CA for VAST replication alone.",
+		Note:  "Any certificate the CA signs is accepted for replication: keep this CA for VAST replication alone.",
+		setup: setupVAST,
 	}
 }
 
@@ -124,6 +128,7 @@ func profileAmlen() *Profile {
 		Note: "Amlen's manual also spells the files HA_cert.pem and HA_key.pem (its migration section); " +
 			"the pairing section's ha_cert.pem and ha_key.pem are written here: if the server log says it " +
 			"cannot find HA_cert.pem, link the names (ln -s ha_cert.pem HA_cert.pem; ln -s ha_key.pem HA_key.pem).",
+		setup: setupAmlen,
 	}
 }
 
@@ -139,7 +144,8 @@ func profileMariaDB() *Profile {
 			{"client-cert.pem", FileCert, true, "MASTER_SSL_CERT"},
 			{"client-key.pem", FileKey, true, "MASTER_SSL_KEY"},
 		},
-		Note: "MariaDB compares REQUIRE SUBJECT and ISSUER with the certificate's names as strings, byte for byte.",
+		Note:  "MariaDB compares REQUIRE SUBJECT and ISSUER with the certificate's names as strings, byte for byte.",
+		setup: setupMariaDB,
 	}
 }
 
@@ -153,7 +159,8 @@ func profileManticore() *Profile {
 			{"server-cert.pem", FileCert, false, "ssl_cert"},
 			{"server-key.pem", FileKey, false, "ssl_key"},
 		},
-		Note: "Plain HTTP to the https listener is answered 400; replication and the binary API stay unencrypted.",
+		Note:  "Plain HTTP to the https listener is answered 400; replication and the binary API stay unencrypted.",
+		setup: setupManticore,
 	}
 }
 

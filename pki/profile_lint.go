@@ -22,6 +22,14 @@ func profileReplaces(rule string) bool {
 	return false
 }
 
+// uses is what the certificate is checked for: the profile's uses, or its kind's.
+func (c *lintCtx) uses() (server, client bool) {
+	if p := c.in.Profile; p != nil {
+		return p.ServerAuth, p.ClientAuth
+	}
+	return needs(c.in.Kind)
+}
+
 // lintProfile runs the rules of c.in.Profile.
 func lintProfile(c *lintCtx) []Finding {
 	var out []Finding

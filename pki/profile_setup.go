@@ -34,19 +34,7 @@ func (in SetupInput) pathOf(name string) string { return filepath.Join(in.Dir, n
 // Setup returns the configuration to paste into the product for the files in.Layout.
 func (p *Profile) Setup(in SetupInput) (string, error) {
 	var b strings.Builder
-	var err error
-	switch p.Name {
-	case "iris":
-		setupIRIS(&b, in)
-	case "vast":
-		setupVAST(&b, in)
-	case "amlen":
-		err = setupAmlen(&b, in)
-	case "mariadb":
-		err = setupMariaDB(&b, in)
-	case "manticore":
-		setupManticore(&b, in)
-	}
+	err := p.setup(&b, in)
 	return b.String(), err
 }
 
@@ -57,7 +45,7 @@ func keyKind(c *x509.Certificate) string {
 	return "ECDSA"
 }
 
-func setupIRIS(b *strings.Builder, in SetupInput) {
+func setupIRIS(b *strings.Builder, in SetupInput) error {
 	fmt.Fprintf(b, `IRIS, on this member: System Administration > Security > SSL/TLS Configurations >
 Create Configurations for Mirror (it saves %%MirrorServer and %%MirrorClient with the same files):
   File containing trusted Certificate Authority X.509 certificate(s): %s
@@ -70,9 +58,10 @@ On the other failover member and on async members, the DN in "ID listed as DN in
 X.509 credentials" is this certificate's subject (the Join as Async page shows it):
   %s
 `, in.path(FileCA), in.path(FileCert), in.path(FileKey), keyKind(in.Cert), DNOf(in.Cert))
+	return nil
 }
 
-func setupVAST(b *strings.Builder, in SetupInput) {
+func setupVAST(b *strings.Builder, in SetupInput) error {
 	fmt.Fprintf(b, `VAST, on this cluster: Settings > Certificates, "Certificates for": Replication; paste
   cluster certificate: %s
   cluster key:         %s
@@ -84,6 +73,7 @@ then Upload. Check a replication VIP of the cluster (port 49002) from any host:
     ends with "Verify return code: 0 (ok)"
 `, in.path(FileCert), in.path(FileKey), in.path(FileCA), in.Cert.Subject.CommonName, in.CA.Subject.CommonName,
 		in.path(FileKey), in.path(FileCert), in.path(FileCA))
+	return nil
 }
 
 // amlenHA is the HighAvailability object of Amlen's configuration REST API, in the
@@ -199,7 +189,7 @@ START REPLICA;
 	return nil
 }
 
-func setupManticore(b *strings.Builder, in SetupInput) {
+func setupManticore(b *strings.Builder, in SetupInput) error {
 	fmt.Fprintf(b, `searchd {
     listen = 9443:https
     ssl_ca = %s
@@ -208,4 +198,5 @@ func setupManticore(b *strings.Builder, in SetupInput) {
 }
 Check it: mirrorkv probe HOST:9443 --ca %s (plain HTTP to that port is answered 400).
 `, in.path(FileCA), in.path(FileCert), in.path(FileKey), in.path(FileCA))
+	return nil
 }

@@ -113,6 +113,19 @@ func mustParse(t testing.TB, b []byte) *x509.Certificate {
 	return cs[0]
 }
 
+// TestProfileLint_ServerOnlyNetscape: a server's certificate needs no SSL Client.
+func TestProfileLint_ServerOnlyNetscape(t *testing.T) {
+	fx := newLintFixture(t)
+	in := fx.input(fx.leaf(t, func(c *x509.Certificate) {
+		c.URIs, c.ExtKeyUsage = nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		nsCertType(0x40)(c)
+	}))
+	in.Profile = mustProfile(t, "manticore")
+	if fs := Lint(in); HasErrors(fs) {
+		t.Errorf("manticore certificate with SSL Server: %+v", fs)
+	}
+}
+
 func TestProfileByName(t *testing.T) {
 	if p, err := ProfileByName("MariaDB"); err != nil || p.Name != "mariadb" {
 		t.Errorf("MariaDB: %v, %v", p, err)
@@ -198,6 +211,8 @@ func TestProfileLint(t *testing.T) {
 		{"Amlen: the other spelling", "amlen", noMirrorkv, func(in *LintInput) { in.CertFile = "/x/HA_cert.pem" }, "file-name", SeverityWarning, reason.BadCredentials, "HA_cert.pem"},
 		{"MariaDB: the strings the server compares", "mariadb", noMirrorkv, nil, "sql-names", SeverityInfo, reason.OK, "REQUIRE SUBJECT '/CN=m1' AND ISSUER '/CN=lint CA'"},
 		{"Manticore: clientAuth only", "manticore", clientOnly, nil, "ext-key-usage", SeverityError, reason.MissingServerAuth, "not serverAuth"},
+		{"VAST: Netscape cert type SSL Server only", "vast", func(c *x509.Certificate) { noMirrorkv(c); nsCertType(0x40)(c) }, nil,
+			"netscape-cert-type", SeverityError, reason.BadKeyUsage, "lacks SSL Client"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
