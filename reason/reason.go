@@ -43,7 +43,7 @@ const (
 	RefusedByPeer          Code = 122
 	NoCommonCipher         Code = 123
 	ALPNMismatch           Code = 124
-	NoTLSOffered           Code = 140
+	NoTLSOffered           Code = 150
 	WrongGroup             Code = 125
 	NoAccess               Code = 126
 	CRLExpired             Code = 127
