@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // Log store names for Config.LogStore.
@@ -87,6 +88,9 @@ type Config struct {
 
 	// CertNotAfter reports this member's certificate expiry for the status; may be nil.
 	CertNotAfter func() time.Time
+	// TLSExpiries lists what in this member's trust material runs out within 30 days or has
+	// run out, earliest first, for its entry in the status; may be nil.
+	TLSExpiries func() []wire.Expiry
 	// Registerer receives the cluster metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -174,6 +178,9 @@ func (c Config) withDefaults() Config {
 	c.SyncLag = orDefault(c.SyncLag, DefaultSyncLag)
 	if c.TLSHealth == nil {
 		c.TLSHealth = func() reason.Code { return reason.OK }
+	}
+	if c.TLSExpiries == nil {
+		c.TLSExpiries = func() []wire.Expiry { return nil }
 	}
 	if c.CertNotAfter == nil {
 		c.CertNotAfter = func() time.Time { return time.Time{} }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // maxIdlePerPeer bounds the idle RPC conns kept per member.
@@ -333,7 +334,23 @@ type selfInfo struct {
 	Restores     uint64
 	LastContact  time.Time // last contact with the leader (zero on the leader)
 	CertNotAfter time.Time
-	TLSHealth    reason.Code // Config.TLSHealth; encoded last, absent from older members
+	TLSHealth    reason.Code // Config.TLSHealth; absent from older members
+	// Expiries is Config.TLSExpiries, encoded after TLSHealth when there are any and the
+	// asking member said it reads them (selfWithExpiries); absent from older members.
+	Expiries []wire.Expiry
+}
+
+// selfWithExpiries, as the payload of a Self request, asks for the expiries. A member that
+// predates them ignores the payload and answers without them, and a member asked with an
+// empty payload (by an older one) leaves them out: an older decoder refuses trailing bytes.
+const selfWithExpiries byte = 1
+
+// answerSelf encodes s for the Self request req.
+func answerSelf(req []byte, s selfInfo) []byte {
+	if len(req) == 0 || req[0] < selfWithExpiries {
+		s.Expiries = nil
+	}
+	return encodeSelf(s)
 }
 
 func encodeSelf(s selfInfo) []byte {
@@ -351,6 +368,17 @@ func encodeSelf(s selfInfo) []byte {
 	e.time(s.LastContact)
 	e.time(s.CertNotAfter)
 	e.uvarint(uint64(s.TLSHealth))
+	if len(s.Expiries) > 0 {
+		e.uvarint(uint64(len(s.Expiries)))
+		for _, x := range s.Expiries {
+			e.str(x.Port)
+			e.str(x.Material)
+			e.str(x.Subject)
+			e.time(x.At)
+			e.uvarint(uint64(x.Reason.Code))
+			e.str(x.Reason.Text)
+		}
+	}
 	return e.b
 }
 
@@ -363,8 +391,22 @@ func decodeSelf(p []byte) (selfInfo, error) {
 	if d.err == nil && len(d.b) > 0 {
 		s.TLSHealth = reason.Code(d.uvarint())
 	}
+	if d.err == nil && len(d.b) > 0 {
+		s.Expiries = decodeExpiries(&d)
+	}
 	if err := d.done(); err != nil {
 		return selfInfo{}, fmt.Errorf("decode self status: %w", err)
 	}
 	return s, nil
+}
+
+func decodeExpiries(d *dec) []wire.Expiry {
+	n := d.count(6) // four strings, a time and a code: at least a byte each
+	out := make([]wire.Expiry, 0, n)
+	for range n {
+		x := wire.Expiry{Port: d.str(), Material: d.str(), Subject: d.str(), At: d.time()}
+		x.Reason = wire.Reason{Code: int(d.uvarint()), Text: d.str()}
+		out = append(out, x)
+	}
+	return out
 }

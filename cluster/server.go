@@ -43,7 +43,7 @@ func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
 	}
 	switch method {
 	case methodSelf:
-		return encodeSelf(c.rep.self()), nil
+		return answerSelf(p, c.rep.self()), nil
 	case methodMembers:
 		ms, err := c.mem.members()
 		return encodeMembers(ms), err

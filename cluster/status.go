@@ -52,7 +52,8 @@ func (s *statusReporter) self() selfInfo {
 		Applied: s.fsm.appliedIndex(), Last: s.raft.LastIndex(), Commit: s.raft.CommitIndex(),
 		Restoring: s.fsm.restoring.Load(), RestoreDone: s.fsm.restoreDone.Load(),
 		RestoreTotal: s.fsm.restoreTotal.Load(), Restores: s.fsm.restores.Load(),
-		LastContact: contact, CertNotAfter: s.cfg.CertNotAfter(), TLSHealth: s.cfg.TLSHealth()}
+		LastContact: contact, CertNotAfter: s.cfg.CertNotAfter(), TLSHealth: s.cfg.TLSHealth(),
+		Expiries: s.cfg.TLSExpiries()}
 }
 
 // selfOf asks the member at addr for its view; this member answers for itself directly.
@@ -62,7 +63,7 @@ func (s *statusReporter) selfOf(ctx context.Context, name, addr string) (selfInf
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StatusTimeout)
 	defer cancel()
-	p, err := s.rpc.call(ctx, addr, methodSelf, nil, true)
+	p, err := s.rpc.call(ctx, addr, methodSelf, []byte{selfWithExpiries}, true)
 	if err != nil {
 		return selfInfo{}, err
 	}
@@ -162,7 +163,7 @@ func memberStatus(e *statusEntry, primaryLast, syncLag uint64) wire.MemberStatus
 		return ms
 	}
 	in := e.info
-	ms.LastContact, ms.CertNotAfter = timePtr(in.LastContact), timePtr(in.CertNotAfter)
+	ms.LastContact, ms.CertNotAfter, ms.Expiries = timePtr(in.LastContact), timePtr(in.CertNotAfter), in.Expiries
 	if primaryLast > 0 {
 		ms.Lag = primaryLast - min(in.Applied, primaryLast)
 		ms.SyncPercent = percent(in.Applied, primaryLast)

@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"bytes"
+	"reflect"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -57,6 +60,37 @@ func TestSelfInfo_TLSHealth(t *testing.T) {
 	old := enc[:len(enc)-1] // what the previous release sent: the same, without the code
 	if out, err := decodeSelf(old); err != nil || out.TLSHealth != reason.OK || out.Name != "m1" {
 		t.Fatalf("answer of a member without TLS health: %+v, %v", out, err)
+	}
+}
+
+// Expiries travel after the TLS health, and only to a member that asks for them: a member
+// of the previous release sends an empty Self request and refuses trailing bytes, and
+// answers without them itself.
+func TestSelfInfo_Expiries(t *testing.T) {
+	at := time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC)
+	in := selfInfo{Name: "m1", State: raft.Follower, Applied: 7, TLSHealth: reason.CAExpiring, Expiries: []wire.Expiry{
+		{Port: "client", Material: "ca", Subject: "CN=clients", At: at, Reason: wire.Reason{Code: int(reason.CAExpiring), Text: reason.CAExpiring.Text()}},
+		{Port: "member", Material: "leaf", Subject: "CN=m1", At: at.Add(time.Hour), Reason: wire.Reason{Code: int(reason.CertExpiring), Text: reason.CertExpiring.Text()}},
+	}}
+	out, err := decodeSelf(answerSelf([]byte{selfWithExpiries}, in))
+	if err != nil || !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip:\n got %+v, %v\nwant %+v", out, err, in)
+	}
+	withoutExpiries := in
+	withoutExpiries.Expiries = nil
+	if got, want := answerSelf(nil, in), encodeSelf(withoutExpiries); !bytes.Equal(got, want) {
+		t.Fatalf("answer to an older member carries the expiries: %x, want %x", got, want)
+	}
+	if out, err := decodeSelf(encodeSelf(withoutExpiries)); err != nil || out.Expiries != nil || out.TLSHealth != reason.CAExpiring {
+		t.Fatalf("answer of an older member: %+v, %v", out, err)
+	}
+	enc := answerSelf([]byte{selfWithExpiries}, in)
+	if _, err := decodeSelf(enc[:len(enc)-3]); err == nil {
+		t.Fatal("a cut expiry list decoded")
+	}
+	ms := memberStatus(&statusEntry{member: store.Member{Name: "m1"}, server: &raft.Server{ID: "m1", Suffrage: raft.Voter}, info: in}, 7, 10)
+	if !reflect.DeepEqual(ms.Expiries, in.Expiries) || ms.Reason.Code != int(reason.CAExpiring) || ms.Role != wire.RoleStandby {
+		t.Fatalf("member status %+v, want a standby with reason ca-expiring and the expiries", ms)
 	}
 }
 

@@ -3,6 +3,7 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,11 +30,13 @@ type Source struct {
 	reloadMu   sync.Mutex // one reload at a time
 	gen        uint64
 	lastFailed [32]byte // the files a reload last refused, so Watch does not retry them
+	// groupCRLs are the CRLs pushed to the group that this port accepted (groupcrl.go);
+	// every snapshot puts them in force where they are newer than the file's.
+	groupCRLs []*x509.RevocationList
 
-	logMu     sync.Mutex
-	logged    map[string]time.Time // host|port|reason|... -> last logged (logDue)
-	crlLevel  expiryLevel          // the CRL's level when noteExpiry last logged
-	crlWarned time.Time
+	logMu       sync.Mutex
+	logged      map[string]time.Time  // host|port|reason|... -> last logged (logDue)
+	expiryNotes map[string]expiryNote // per deadline: what noteExpiry last logged
 }
 
 // NewSource reads and checks every credential file of cfg. It fails closed: an unreadable,
@@ -69,6 +72,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	}
 	s.install(m)
 	s.cfg.Metrics.watchExpiry(s.cfg.Port.String(), s.LeafNotAfter)
+	s.cfg.Metrics.watchCAs(s.cfg.Port.String(), s.caNotAfter)
 	s.cfg.Metrics.watchCRL(s.cfg.Port.String(), s.CRLNextUpdate)
 	s.noteExpiry()
 	return s, nil
@@ -80,6 +84,9 @@ func (s *Source) check(f *files) (*material, error) {
 	m, err := parseMaterial(s.cfg, f, now)
 	if err != nil {
 		return nil, err
+	}
+	if len(s.groupCRLs) > 0 {
+		m.enforce(s.groupCRLs)
 	}
 	if err := guardPublicCA(s.cfg, m.cas, now); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/store"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // Defaults for Config's zero values.
@@ -42,7 +44,8 @@ type Node struct {
 	cluster   *cluster.Cluster
 	http      *http.Server
 	clientLn  net.Listener
-	debug     *debugServer // nil without Config.DebugListen
+	debug     *debugServer  // nil without Config.DebugListen
+	crlKick   chan struct{} // the group's CRLs changed (crl.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -59,7 +62,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Group = cfg.group()
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, crlKick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -83,9 +86,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
+		OnCRL: n.crlChanged,
 	}); err != nil {
 		return nil, err
 	}
+	n.applyGroupCRLs() // before the ports open: a restarted member enforces them at once
 	memberLn, err := net.Listen("tcp", cfg.MemberListen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on member port %s: %w (is another member or process using it?)", cfg.MemberListen, err)
@@ -93,6 +98,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	nw := memberNetwork{Listener: n.memberSrc.Listen(memberLn), src: n.memberSrc}
 	clusterCfg := cfg.clusterConfig(dn)
 	clusterCfg.CertNotAfter, clusterCfg.Registerer, clusterCfg.TLSHealth = n.memberSrc.LeafNotAfter, reg, n.tlsHealth
+	clusterCfg.TLSExpiries = n.tlsExpiries
 	n.cluster, err = cluster.New(clusterCfg, n.store, nw, n.memberSrc, log.With("component", "cluster"))
 	if err != nil {
 		memberLn.Close()
@@ -109,7 +115,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(cfg.apiConfig(), n.cluster, n.store, reg, log.With("component", "api"))
+	apiServer := api.New(cfg.apiConfig(), apiGroup{n.cluster, n}, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -162,6 +168,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopWatch()
 	go n.memberSrc.Watch(watchCtx, every)
 	go n.clientSrc.Watch(watchCtx, every)
+	go n.followCRLs(watchCtx)
 
 	served := make(chan error, 1)
 	go func() { served <- n.http.Serve(n.clientLn) }()
@@ -216,16 +223,31 @@ func (n *Node) Close() error {
 }
 
 // tlsHealth is the most urgent thing to act on in either port's trust material, for the
-// status: an expired CRL first.
+// status: whatever runs out first, or ran out first.
 func (n *Node) tlsHealth() reason.Code {
-	m, _ := n.memberSrc.Health()
-	c, _ := n.clientSrc.Health()
-	for _, code := range []reason.Code{reason.CRLExpired, reason.CRLExpiring, reason.CertExpiring} {
-		if m == code || c == code {
-			return code
-		}
+	if es := n.tlsExpiries(); len(es) > 0 {
+		return reason.Code(es[0].Reason.Code)
 	}
 	return reason.OK
+}
+
+// tlsExpiries is what runs out within 30 days, or has, in both ports' material, earliest
+// first. The member certificate serves both ports and is listed once.
+func (n *Node) tlsExpiries() []wire.Expiry {
+	var out []wire.Expiry
+	leafSeen := false
+	for _, e := range slices.Concat(n.memberSrc.Expiries(), n.clientSrc.Expiries()) {
+		if e.Material == mtls.MaterialLeaf {
+			if leafSeen {
+				continue
+			}
+			leafSeen = true
+		}
+		out = append(out, wire.Expiry{Port: e.Port.String(), Material: string(e.Material), Subject: e.Subject,
+			At: e.At, Reason: wire.Reason{Code: int(e.Reason), Text: e.Reason.Text()}})
+	}
+	slices.SortStableFunc(out, func(a, b wire.Expiry) int { return a.At.Compare(b.At) })
+	return out
 }
 
 // memberNetwork is the member port as the cluster sees it: authorised TLS conns both ways.

@@ -33,7 +33,9 @@ type IssueRequest struct {
 }
 
 // SignOptions says what the CA grants a CSR; the CSR only contributes its subject, its
-// DNS and IP SANs and its public key, never the extensions it asks for.
+// DNS and IP SANs and its public key, never the extensions it asks for. A group or access
+// URI in the CSR (a renewal carries the old certificate's) must match what SignOptions
+// grant, or Sign refuses it (ErrGrantMismatch).
 type SignOptions struct {
 	Kind   Kind
 	Access Access // for RoleClient; AccessReadWrite when empty
@@ -97,6 +99,9 @@ func (ca *CA) Sign(csrPEM []byte, opts SignOptions) (*Issued, error) {
 		return nil, fmt.Errorf("sign request for %s: profile %s names certificates %s<name>; make the request with CN %s", name, p.Name, p.CNPrefix, p.CommonName(name))
 	}
 	if err := checkKeyStrength(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("sign request for %s: %w", name, err)
+	}
+	if err := CheckGrant(csr, opts); err != nil {
 		return nil, fmt.Errorf("sign request for %s: %w", name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: csr.RawSubject, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses}

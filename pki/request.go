@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 )
 
@@ -66,7 +67,10 @@ type RequestInfo struct {
 	DNS     []string // DNS SANs, copied into the certificate
 	IPs     []string // IP SANs, copied into the certificate
 	Key     string   // "ECDSA P-256", "Ed25519", "RSA 3072"
-	Ignored []string // SANs the CA does not copy: URIs and e-mail addresses
+	// Asks is the group or access the request's URIs name (a renewal carries the old
+	// certificate's); empty when it names none. Sign refuses to grant another.
+	Asks    string
+	Ignored []string // SANs the CA does not copy: other URIs and e-mail addresses
 }
 
 // InspectRequest describes csr.
@@ -75,8 +79,17 @@ func InspectRequest(csr *x509.CertificateRequest) RequestInfo {
 	for _, ip := range csr.IPAddresses {
 		in.IPs = append(in.IPs, ip.String())
 	}
+	grant, asks, err := GrantOf(&x509.Certificate{URIs: csr.URIs, RawSubject: csr.RawSubject})
+	switch {
+	case err != nil:
+		in.Asks = "an unreadable grant: " + err.Error()
+	case asks:
+		in.Asks = grant.String()
+	}
 	for _, u := range csr.URIs {
-		in.Ignored = append(in.Ignored, "URI "+u.String())
+		if !hasURN([]*url.URL{u}, groupNSS) && !hasURN([]*url.URL{u}, accessNSS) && !hasURN([]*url.URL{u}, legacyAccessNSS) {
+			in.Ignored = append(in.Ignored, "URI "+u.String())
+		}
 	}
 	for _, e := range csr.EmailAddresses {
 		in.Ignored = append(in.Ignored, "email "+e)

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -28,15 +30,24 @@ func TestInspectRequest(t *testing.T) {
 	}
 	in := InspectRequest(csr)
 	want := RequestInfo{Subject: "CN=m5", DNS: []string{"m5.example"}, IPs: []string{"10.0.0.5"}, Key: "ECDSA P-256",
-		Ignored: []string{"URI urn:mirrorkv:access:admin", "email ops@example.com"}}
-	if in.Subject != want.Subject || in.Key != want.Key || !slices.Equal(in.DNS, want.DNS) || !slices.Equal(in.IPs, want.IPs) || !slices.Equal(in.Ignored, want.Ignored) {
+		Asks: "client with access admin", Ignored: []string{"email ops@example.com"}}
+	if in.Subject != want.Subject || in.Key != want.Key || in.Asks != want.Asks || !slices.Equal(in.DNS, want.DNS) || !slices.Equal(in.IPs, want.IPs) || !slices.Equal(in.Ignored, want.Ignored) {
 		t.Fatalf("InspectRequest = %+v, want %+v", in, want)
 	}
-	is, err := newTestCA(t, CAOptions{}).Sign(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), SignOptions{})
+	// The CA grants what it is told, never what the request asks for; a request that asks
+	// for something else is refused rather than signed with a silent difference.
+	ca := newTestCA(t, CAOptions{})
+	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	for _, opts := range []SignOptions{{}, {Kind: KindClient}, {Kind: KindClient, Access: AccessReadOnly}} {
+		if _, err := ca.Sign(csrPEM, opts); !errors.Is(err, ErrGrantMismatch) || !strings.Contains(err.Error(), "--client --access admin") {
+			t.Fatalf("Sign(%+v) of a request asking for admin = %v, want ErrGrantMismatch naming --client --access admin", opts, err)
+		}
+	}
+	is, err := ca.Sign(csrPEM, SignOptions{Kind: KindClient, Access: AccessAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AccessOf(is.Cert); err == nil || len(is.Cert.EmailAddresses) != 0 {
+	if a, err := AccessOf(is.Cert); err != nil || a != AccessAdmin || len(is.Cert.URIs) != 1 || len(is.Cert.EmailAddresses) != 0 {
 		t.Fatalf("Sign copied what the request asked for: URIs %v, emails %v", is.Cert.URIs, is.Cert.EmailAddresses)
 	}
 }

@@ -53,6 +53,10 @@ const (
 	HandshakeLimit         Code = 131
 	IdentityMismatch       Code = 132
 	CertExpiring           Code = 133
+	CAExpiring             Code = 134
+	CAExpired              Code = 135
+	CRLOlder               Code = 140
+	CRLUnknownSigner       Code = 141
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -80,8 +84,8 @@ var table = map[Code]entry{
 	OK: {"ok", "no problem", ""},
 
 	UnknownCA:              {"unknown-ca", "certificate not signed by a trusted CA", "issue the certificate from the replication CA (`mirrorkv ca issue`), or add its CA to the peer's CA bundle"},
-	CertExpired:            {"cert-expired", "certificate expired", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
-	CertNotYetValid:        {"cert-not-yet-valid", "certificate not yet valid", "check the clocks of both hosts, or wait until the certificate's NotBefore"},
+	CertExpired:            {"cert-expired", "certificate expired", "renew it: `mirrorkv cert renew --cert CERT --key-out NEW.key --csr-out NEW.csr` where it is used, `mirrorkv ca sign --renew --csr NEW.csr` on the CA host (or `mirrorkv ca issue --renew` there), then move the new key and certificate into place; a running member reloads them without a restart"},
+	CertNotYetValid:        {"cert-not-yet-valid", "certificate not yet valid", "check the clocks of both hosts, or wait until the certificate's NotBefore; one issued under a wrong clock is renewed like an expired one (`mirrorkv cert renew --cert CERT`)"},
 	Revoked:                {"revoked", "certificate revoked", "issue a new certificate with `mirrorkv ca issue --renew`; a revoked one never comes back"},
 	MissingClientAuth:      {"missing-client-auth", "certificate lacks the clientAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
 	MissingServerAuth:      {"missing-server-auth", "certificate lacks the serverAuth extended key usage", "reissue it with `mirrorkv ca issue` (member certificates carry serverAuth and clientAuth)"},
@@ -94,7 +98,7 @@ var table = map[Code]entry{
 	WrongMember:            {"wrong-member", "the peer is not the member expected at that address", "check the member address list (`mirrorkv member list`) and the certificate installed on that host"},
 	BadKeyUsage:            {"bad-key-usage", "certificate key usage does not allow this use", "reissue it with `mirrorkv ca issue`; it sets digitalSignature (and keyEncipherment for RSA)"},
 	HandshakeTimeout:       {"handshake-timeout", "TLS handshake timed out", "check the network path and that the peer speaks TLS on this port"},
-	CRLInvalid:             {"crl-invalid", "CRL is unreadable, not signed by the CA, or past its next update", "regenerate it with `mirrorkv ca crl` and copy it to every member"},
+	CRLInvalid:             {"crl-invalid", "CRL is unreadable, not signed by the CA, or past its next update", "regenerate it with `mirrorkv ca crl` and push it to the group with `--push` (or copy it to every member)"},
 	NameMismatch:           {"name-mismatch", "server certificate does not cover the name dialled", "dial a name or IP that is in the certificate's SANs, or reissue it with --dns/--ip"},
 	HandshakeFailed:        {"handshake-failed", "TLS handshake failed", "run `mirrorkv probe HOST:PORT` with the same credentials for details"},
 	BadCredentials:         {"bad-credentials", "certificate, key or CA file unusable", "check that file with `mirrorkv cert lint`"},
@@ -106,13 +110,17 @@ var table = map[Code]entry{
 	NoTLSOffered:           {"no-tls-offered", "the server does not offer TLS on this port", "enable TLS on the server and restart it (MariaDB: ssl_cert, ssl_key and ssl_ca in [mariadb], as `mirrorkv ca issue --profile mariadb` prints them)"},
 	WrongGroup:             {"wrong-group", "member certificate carries no or another group's identity", "issue the member certificate for this group: `mirrorkv ca issue --group GROUP` (the group is serve's --group)"},
 	NoAccess:               {"no-access", "client certificate carries no access level, or an unreadable one", "issue the client certificate with an access level: `mirrorkv ca issue --client --access readonly|readwrite|admin`"},
-	CRLExpired:             {"crl-expired", "CRL is past its next update: the revocations it lists still apply, but newer ones cannot be known", "publish a fresh CRL with `mirrorkv ca crl` and copy it to every member; members reload it without a restart"},
+	CRLExpired:             {"crl-expired", "CRL is past its next update: the revocations it lists still apply, but newer ones cannot be known", "publish a fresh CRL to the group with `mirrorkv ca crl --push`, or copy crl.pem to every member; members use it without a restart"},
 	CRLExpiring:            {"crl-expiring", "CRL reaches its next update soon", "publish a fresh CRL with `mirrorkv ca crl` before it expires"},
 	KeyFileMode:            {"key-file-mode", "private key file is readable by other users", "restrict it to its owner: chmod 600 KEYFILE"},
 	JoinPinMismatch:        {"join-pin-mismatch", "the member at the join address is not the one pinned with --join-pin", "check the join address, and the fingerprint or DN printed by `mirrorkv member add`"},
 	HandshakeLimit:         {"handshake-limit", "too many TLS handshakes in flight from this source or in total", "retry later; a client that opens many connections at once should reuse connections"},
 	IdentityMismatch:       {"identity-mismatch", "a member claimed another member's name or address", "check that each member runs with its own certificate, --name and --member-advertise as recorded by `mirrorkv member add`"},
-	CertExpiring:           {"cert-expiring", "certificate expires soon", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
+	CertExpiring:           {"cert-expiring", "certificate expires soon", "renew it: `mirrorkv cert renew --cert CERT --key-out NEW.key --csr-out NEW.csr` where it is used, `mirrorkv ca sign --renew --csr NEW.csr` on the CA host (or `mirrorkv ca issue --renew` there), then move the new key and certificate into place; members reload them without a restart"},
+	CAExpiring:             {"ca-expiring", "a CA of a trust bundle expires soon: every certificate it signed stops working then", "make a new CA (`mirrorkv ca init`) and rotate to it before then: new CA into every bundle, new certificates, old CA out (docs/tls.md, \"Rotating the CA with no downtime\")"},
+	CAExpired:              {"ca-expired", "a CA of a trust bundle has expired: no certificate it signed is accepted any more", "make a new CA (`mirrorkv ca init`), issue new certificates from it and put it in every bundle in place of the expired one (docs/tls.md, \"Rotating the CA with no downtime\")"},
+	CRLOlder:               {"crl-older", "CRL number is lower than the one in force: an older CRL would lift newer revocations", "push a CRL made now: `mirrorkv ca crl --push` in the CA's directory; never push a saved copy"},
+	CRLUnknownSigner:       {"crl-unknown-signer", "CRL is signed by neither the group's replication CA nor its client CA", "push the CRL of the CA that issued the certificate: run `mirrorkv ca revoke ... --push` or `mirrorkv ca crl --push` with --dir pointing at that CA"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},

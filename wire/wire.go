@@ -55,6 +55,19 @@ type MemberStatus struct {
 	SyncPercent  float64    `json:"syncPercent"`
 	CertNotAfter *time.Time `json:"certNotAfter,omitempty"`
 	Reason       Reason     `json:"reason"`
+	// Expiries lists what in the member's trust material runs out within 30 days or has run
+	// out, earliest first; members of older releases report none.
+	Expiries []Expiry `json:"expiries,omitempty"`
+}
+
+// Expiry is a deadline in a member's trust material that is 30, 7 or 1 day ahead or past:
+// its own certificate, a CA of one of its trust bundles, or the next update of a CRL.
+type Expiry struct {
+	Port     string    `json:"port"`     // the port whose material it is: member or client
+	Material string    `json:"material"` // leaf, ca or crl
+	Subject  string    `json:"subject"`  // the certificate's subject DN; for a CRL, its issuer's
+	At       time.Time `json:"at"`       // its NotAfter, or the CRL's next update
+	Reason   Reason    `json:"reason"`   // cert-expiring, ca-expiring, crl-expired, ...
 }
 
 // Member is an authorised member as recorded in the group's replicated state; the body of
@@ -104,3 +117,18 @@ const (
 	// HeaderServedBy names the member that answered.
 	HeaderServedBy = "X-Mirrorkv-Member"
 )
+
+// CRLPush is the body of POST /v1/crl: one CRL in PEM ("-----BEGIN X509 CRL-----"), as
+// `mirrorkv ca crl` writes crl.pem. The member decides from its signature which port's CA
+// issued it.
+type CRLPush struct {
+	CRL string `json:"crl"`
+}
+
+// CRLPushed is the answer to POST /v1/crl once the group has committed the CRL.
+type CRLPushed struct {
+	Port    string `json:"port"`    // "member" or "client": whose CA signed it
+	Issuer  string `json:"issuer"`  // the issuing CA's subject
+	Number  string `json:"number"`  // the CRL number, decimal
+	Revoked int    `json:"revoked"` // how many certificates it lists
+}

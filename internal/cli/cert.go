@@ -18,9 +18,9 @@ import (
 func newCertCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cert",
-		Short: "certificate files: request, inspect, lint",
+		Short: "certificate files: request, renew, inspect, lint",
 	}
-	cmd.AddCommand(newCertRequestCmd(e), newCertInspectCmd(e), newCertLintCmd(e))
+	cmd.AddCommand(newCertRequestCmd(e), newCertRenewCmd(e), newCertInspectCmd(e), newCertLintCmd(e))
 	return cmd
 }
 

@@ -126,7 +126,7 @@ func TestEnv_BadValueNamesTheVariable(t *testing.T) {
 // TestEnv_CommandLineOnly pins the flags the environment never fills, and that each one
 // the list names exists.
 func TestEnv_CommandLineOnly(t *testing.T) {
-	want := []string{"ca init --insecure-no-passphrase", "ca sign --yes", "cert lint --crl", "cert lint --key", "member add --cert"}
+	want := []string{"ca init --insecure-no-passphrase", "ca sign --yes", "cert lint --crl", "cert lint --key", "cert renew --cert", "member add --cert"}
 	var got []string
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -30,7 +32,9 @@ func newStatusCmd(e *env) *cobra.Command {
 		Long: `Show the group as the first member that answers sees it: one row per member with its
 role (PRIMARY, STANDBY, ASYNC or UNSYNC), whether it votes, its address and certificate DN,
 its log lag, sync percent, last contact with the primary, certificate expiry, and the
-reason code of anything wrong.
+reason code of anything wrong. Under the table, a WARN line for each certificate, CA or
+CRL in the members' trust material that runs out within 30 days (or has), with the
+members that hold it and the command that fixes it.
 
 --json prints the raw GET /v1/status body; --watch redraws every --interval and shows a
 progress bar for members that are catching up.`,
@@ -134,6 +138,7 @@ func renderStatus(w io.Writer, st wire.Status, now time.Time, bars bool) error {
 		return fmt.Errorf("render status: %w", err)
 	}
 	b.WriteString("(* answered this request)\n")
+	writeExpiries(&b, now, st.Members)
 	if bars {
 		writeBars(&b, st.Members)
 	}
@@ -141,6 +146,60 @@ func renderStatus(w io.Writer, st wire.Status, now time.Time, bars bool) error {
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
+}
+
+// writeExpiries writes a WARN line for each certificate, CA or CRL that runs out within 30
+// days (or has) in the members' trust material, naming the members that hold it, and the
+// fix under it. A CA is in every member's bundle: it gets one line, not one per member.
+func writeExpiries(b *bytes.Buffer, now time.Time, members []wire.MemberStatus) {
+	type held struct {
+		x     wire.Expiry
+		names []string
+	}
+	var list []*held
+	byKey := map[string]*held{}
+	for _, m := range members {
+		for _, x := range m.Expiries {
+			key := x.Port + "|" + x.Material + "|" + x.Subject + "|" + x.At.String()
+			h := byKey[key]
+			if h == nil {
+				h = &held{x: x}
+				byKey[key] = h
+				list = append(list, h)
+			}
+			h.names = append(h.names, m.Name)
+		}
+	}
+	if len(list) == 0 {
+		return
+	}
+	slices.SortStableFunc(list, func(a, b *held) int { return a.x.At.Compare(b.x.At) })
+	b.WriteString("\n")
+	for _, h := range list {
+		fmt.Fprintf(b, "WARN %s: %s\n", strings.Join(h.names, ", "), describeExpiry(now, h.x))
+		if fix := reason.Code(h.x.Reason.Code).Fix(); fix != "" {
+			fmt.Fprintf(b, "     fix: %s\n", fix)
+		}
+	}
+}
+
+// describeExpiry says what runs out and when, for a WARN line.
+func describeExpiry(now time.Time, x wire.Expiry) string {
+	what, verb, past := fmt.Sprintf("%s %s", x.Material, x.Subject), "expires", "expired"
+	switch x.Material {
+	case "leaf":
+		what = "certificate " + x.Subject
+	case "ca":
+		what = fmt.Sprintf("CA %s in the %s port's bundle", x.Subject, x.Port)
+	case "crl":
+		what = fmt.Sprintf("CRL of %s on the %s port", x.Subject, x.Port)
+		verb, past = "reaches its next update", "passed its next update"
+	}
+	stamp := x.At.UTC().Format("2006-01-02 15:04 UTC")
+	if d := x.At.Sub(now); d > 0 {
+		return fmt.Sprintf("%s %s %s (in %s)", what, verb, stamp, roughly(d))
+	}
+	return fmt.Sprintf("%s %s %s (%s)", what, past, stamp, ago(now, x.At))
 }
 
 // writeBars draws a progress bar per member that is catching up.

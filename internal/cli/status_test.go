@@ -51,7 +51,7 @@ func at(d time.Duration) *time.Time {
 // catching up, one async member, one refused for its certificate.
 func fixtureStatus() wire.Status {
 	refused := reason.DNNotAuthorised
-	return wire.Status{
+	st := wire.Status{
 		Group: "prod", Node: "m1", Role: wire.RolePrimary, PreviousRole: wire.RoleStandby, Primary: "m1",
 		PrimarySince: at(-3 * time.Hour), ActiveNodes: 4, SyncNodes: 3, SyncPercent: 100,
 		AppliedIndex: 120345, CommitIndex: 120345,
@@ -65,6 +65,20 @@ func fixtureStatus() wire.Status {
 				Reason: wire.Reason{Code: int(refused), Text: refused.Text()}},
 		},
 	}
+	// Every member but m5 (refused) reports the client CA running out in 24 days; m3 its own
+	// certificate in 10 days; dr1 its own certificate and a CRL, both a day past their end.
+	ca := expiryOf("client", "ca", "CN=clients,O=example", 24*24*time.Hour, reason.CAExpiring)
+	for i := range st.Members[:4] {
+		st.Members[i].Expiries = []wire.Expiry{ca}
+	}
+	st.Members[2].Expiries = []wire.Expiry{expiryOf("member", "leaf", "CN=m3,O=example", 10*24*time.Hour, reason.CertExpiring), ca}
+	st.Members[3].Expiries = []wire.Expiry{expiryOf("member", "leaf", "CN=dr1,O=example", -24*time.Hour, reason.CertExpired),
+		expiryOf("member", "crl", "CN=replication,O=example", -24*time.Hour, reason.CRLExpired), ca}
+	return st
+}
+
+func expiryOf(port, material, subject string, in time.Duration, code reason.Code) wire.Expiry {
+	return wire.Expiry{Port: port, Material: material, Subject: subject, At: *at(in), Reason: wire.Reason{Code: int(code), Text: code.Text()}}
 }
 
 func TestRenderStatus(t *testing.T) {
