@@ -99,3 +99,28 @@ func TestCertLint_Profile(t *testing.T) {
 		t.Errorf("--profile with --group: exit %d", r.code)
 	}
 }
+
+func TestCASign_Profile(t *testing.T) {
+	root := t.TempDir()
+	ca, vca, out := filepath.Join(root, "ca"), filepath.Join(root, "vast-ca"), filepath.Join(root, "signed")
+	pkiMust(t, "ca", "init", "--dir", ca, "--name", "Replication-Root-CA", "--insecure-no-passphrase")
+	pkiMust(t, "ca", "init", "--dir", vca, "--name", "Replication-Root-CA", "--insecure-no-passphrase")
+	pkiMust(t, "cert", "request", "--name", "db3", "--out", root)
+	csr := filepath.Join(root, "db3.csr")
+	r := pkiMust(t, "ca", "sign", "--dir", ca, "--csr", csr, "--yes", "--profile", "mariadb", "--primary", "db1:3306", "--out", out)
+	if !strings.Contains(r.stderr, "will sign a mariadb certificate (serverAuth, clientAuth)") || !strings.Contains(r.stdout, "REQUIRE SUBJECT '/CN=db3'") {
+		t.Errorf("ca sign --profile mariadb:\n%s%s", r.stderr, r.stdout)
+	}
+	for _, f := range []string{"ca.pem", "server-cert.pem", "client-cert.pem"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "server-key.pem")); err == nil {
+		t.Error("ca sign wrote a key file: the key stays where the request was made")
+	}
+	r = pkiRun(t, "ca", "sign", "--dir", vca, "--csr", csr, "--yes", "--profile", "vast", "--out", filepath.Join(root, "v"))
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "CN Replication-db3") {
+		t.Errorf("ca sign --profile vast of CN=db3: exit %d %s", r.code, r.stderr)
+	}
+}
