@@ -30,6 +30,9 @@ type ProbeOptions struct {
 	// or the member port's acknowledgement; default 1 s.
 	Wait time.Duration
 	Now  func() time.Time
+	// StartTLS names the plaintext exchange to run before the handshake (StartTLSMySQL);
+	// empty for a port that speaks TLS from the first byte.
+	StartTLS string
 }
 
 // ProbeCert is one certificate the server presented.
@@ -46,6 +49,8 @@ type ProbeCert struct {
 // ProbeReport is what Probe saw. OK says whether mutual TLS fully worked.
 type ProbeReport struct {
 	Addr                string      `json:"addr"`
+	StartTLS            string      `json:"starttls,omitempty"`
+	Server              string      `json:"server,omitempty"` // what the server said before TLS
 	Chain               []ProbeCert `json:"chain"`
 	Version             string      `json:"version,omitempty"`
 	CipherSuite         string      `json:"cipher_suite,omitempty"`
@@ -82,6 +87,12 @@ func Probe(ctx context.Context, addr string, opts ProbeOptions) (*ProbeReport, e
 		return nil, fmt.Errorf("connect to %s: %w; check the address and that the server is up", addr, err)
 	}
 	defer raw.Close()
+	if opts.StartTLS != "" {
+		deadline, _ := ctx.Deadline()
+		if goOn, err := p.startTLS(raw, deadline); !goOn {
+			return p.report, err
+		}
+	}
 	conn := tls.Client(raw, p.config())
 	if err := conn.HandshakeContext(ctx); err != nil {
 		p.fail(err)
@@ -116,6 +127,9 @@ func newProber(addr string, opts ProbeOptions) (*prober, error) {
 			return nil, fmt.Errorf("probe %q: want HOST:PORT: %w", addr, err)
 		}
 		opts.ServerName = host
+	}
+	if err := checkStartTLS(opts.StartTLS); err != nil {
+		return nil, err
 	}
 	p := &prober{opts: opts, report: &ProbeReport{Addr: addr}, verifyOK: errors.New("not verified")}
 	if opts.CAFile != "" {
@@ -268,6 +282,9 @@ func (p *prober) fail(err error) {
 		code = own
 	}
 	r.Code, r.Fix = code, code.Fix()
+	if looksLikeMySQL(err) {
+		r.Fix = "the port speaks the MySQL protocol, which upgrades to TLS in-band: add --starttls mysql"
+	}
 	switch {
 	case p.verifyOK != nil && p.roots != nil && len(r.Chain) > 0 && !r.Handshake:
 		r.Summary = fmt.Sprintf("the server's certificate failed verification: %s (%v)", code.Text(), err)

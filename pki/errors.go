@@ -41,6 +41,11 @@ var (
 	ErrEmptyDN = errors.New("empty distinguished name; give one such as CN=m1,O=Acme")
 	// ErrBadDN is returned by CanonicalDN for text that is not a distinguished name.
 	ErrBadDN = errors.New("malformed distinguished name; write it as CN=m1,O=Acme or /O=Acme/CN=m1")
+	// ErrUnknownProfile is returned by ProfileByName for a name not in the profile table.
+	ErrUnknownProfile = errors.New("unknown profile; 'mirrorkv ca profiles' lists them")
+	// ErrNotDedicated is returned by Issue and Sign for a profile that needs a CA of its own
+	// (VAST) when the CA already issued certificates for something else.
+	ErrNotDedicated = errors.New("this CA already signs other certificates, and every certificate it signs would be accepted for replication; make a CA for this product alone with 'mirrorkv ca init --dir NEWDIR --name Replication-Root-CA'")
 	// errKDFCost is returned by ParsePrivateKey for an encrypted key whose key derivation
 	// costs too much to attempt.
 	errKDFCost = errors.New("encrypted key asks for an unreasonable key-derivation cost; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes256'")

@@ -26,6 +26,10 @@ type IssueRequest struct {
 	Group   string   // for RoleMember: the group it joins; DefaultGroup when empty
 	KeyType KeyType  // KeyECDSAP256 when empty
 	Renew   bool     // allow a second valid certificate for the same subject
+	// Profile, when set, makes a certificate for another product instead of a mirrorkv
+	// member or client: its extensions and CN come from the profile, Kind, Access and
+	// Group are unused.
+	Profile *Profile
 }
 
 // SignOptions says what the CA grants a CSR; the CSR only contributes its subject, its
@@ -38,6 +42,8 @@ type SignOptions struct {
 	Group  string // for RoleMember; DefaultGroup when empty
 	Days   int
 	Renew  bool
+	// Profile, when set, decides the extensions instead of Kind, Access and Group.
+	Profile *Profile
 }
 
 // Issued is a new certificate and, when the CA made the key, the key.
@@ -54,7 +60,11 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 	if err := CheckName(req.Name); err != nil {
 		return nil, err
 	}
-	subject, err := asn1.Marshal(pkix.Name{CommonName: req.Name}.ToRDNSequence())
+	cn := req.Name
+	if req.Profile != nil {
+		cn = req.Profile.CommonName(req.Name)
+	}
+	subject, err := asn1.Marshal(pkix.Name{CommonName: cn}.ToRDNSequence())
 	if err != nil {
 		return nil, fmt.Errorf("encode subject: %w", err)
 	}
@@ -63,7 +73,7 @@ func (ca *CA) Issue(req IssueRequest) (*Issued, error) {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
 	}
 	tmpl := &x509.Certificate{RawSubject: subject, DNSNames: req.DNS, IPAddresses: req.IPs}
-	opts := SignOptions{Kind: req.Kind, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew}
+	opts := SignOptions{Kind: req.Kind, Access: req.Access, Group: req.Group, Days: req.Days, Renew: req.Renew, Profile: req.Profile}
 	cert, err := ca.certify(tmpl, key.Public(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s: %w", req.Name, err)
@@ -84,6 +94,9 @@ func (ca *CA) Sign(csrPEM []byte, opts SignOptions) (*Issued, error) {
 	name := csr.Subject.CommonName
 	if name == "" {
 		return nil, errors.New("sign request: its subject has no CN; make it with 'mirrorkv cert request --name NAME'")
+	}
+	if p := opts.Profile; p != nil && !strings.HasPrefix(name, p.CNPrefix) {
+		return nil, fmt.Errorf("sign request for %s: profile %s names certificates %s<name>; make the request with CN %s", name, p.Name, p.CNPrefix, p.CommonName(name))
 	}
 	if err := checkKeyStrength(csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("sign request for %s: %w", name, err)
@@ -125,6 +138,9 @@ func (ca *CA) certify(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOpt
 	if strings.EqualFold(subject, DNOf(ca.cert)) {
 		return nil, fmt.Errorf("subject %s: %w", subject, ErrSubjectIsCA)
 	}
+	if err := checkDedicated(idx, opts.Profile, now); err != nil {
+		return nil, err
+	}
 	if old := idx.validFor(subject, now); old != nil && !opts.Renew {
 		return nil, fmt.Errorf("%s holds serial %s until %s: %w", subject, old.Serial, old.NotAfter.Format(time.DateOnly), ErrSubjectExists)
 	}
@@ -164,6 +180,11 @@ func (ca *CA) fillLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, opts SignOp
 		tmpl.NotAfter = ca.cert.NotAfter // a leaf must not outlive the CA that vouches for it
 	}
 	tmpl.BasicConstraintsValid = true
+	if opts.Profile != nil {
+		_, rsaKey := pub.(*rsa.PublicKey)
+		tmpl.KeyUsage, tmpl.ExtKeyUsage = opts.Profile.keyUsage(rsaKey), opts.Profile.extKeyUsage()
+		return nil
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	uri, err := grantURI(opts)
 	if err != nil {
@@ -208,6 +229,9 @@ func grantURI(opts SignOptions) (*url.URL, error) {
 }
 
 func kindLabel(opts SignOptions) string {
+	if opts.Profile != nil {
+		return profileKindPrefix + opts.Profile.Name
+	}
 	if opts.Kind != KindClient {
 		return "member"
 	}

@@ -44,6 +44,10 @@ type LintInput struct {
 	// SystemRoots returns the host's trust store; x509.SystemCertPool when nil. A CA found
 	// there is a public or corporate CA, which must not be a replication CA.
 	SystemRoots func() (*x509.CertPool, error)
+	// Profile, when set, checks the certificate against another product's rules instead of
+	// a mirrorkv member's or client's; CertFile is the name it will be installed under.
+	Profile  *Profile
+	CertFile string
 }
 
 // ExpiryWarning is how close to its end a certificate draws a warning.
@@ -107,7 +111,13 @@ func Lint(in LintInput) []Finding {
 		return append(out, f...)
 	}
 	for _, r := range lintRules() {
+		if in.Profile != nil && profileReplaces(r.name) {
+			continue
+		}
 		out = append(out, r.check(c)...)
+	}
+	if in.Profile != nil {
+		out = append(out, lintProfile(c)...)
 	}
 	return out
 }

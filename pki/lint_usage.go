@@ -76,7 +76,7 @@ func checkNetscapeCertType(c *lintCtx) []Finding {
 			return []Finding{{"netscape-cert-type", SeverityWarning, "Netscape cert type extension is malformed",
 				fixReissue(c.in.Kind) + ", which does not set it", 0}}
 		}
-		server, client := needs(c.in.Kind)
+		server, client := c.uses()
 		var missing []string
 		if client && bits.At(0) == 0 {
 			missing = append(missing, "SSL Client")

@@ -43,6 +43,7 @@ const (
 	RefusedByPeer          Code = 122
 	NoCommonCipher         Code = 123
 	ALPNMismatch           Code = 124
+	NoTLSOffered           Code = 150
 	WrongGroup             Code = 125
 	NoAccess               Code = 126
 	CRLExpired             Code = 127
@@ -106,6 +107,7 @@ var table = map[Code]entry{
 	RefusedByPeer:          {"refused-by-peer", "the peer refused this certificate after checking it (not authorised, revoked, or wrong usage)", "the peer's log names the exact reason; run `mirrorkv probe HOST:PORT --cert F --key F --ca F`"},
 	NoCommonCipher:         {"no-common-cipher", "no TLS version or cipher suite in common", "use TLS 1.3; with TLS 1.2 mirrorkv allows only ECDHE suites with AES-GCM or ChaCha20-Poly1305"},
 	ALPNMismatch:           {"alpn-mismatch", "the peer speaks another protocol on this port", "dial the member port for replication and the client port for the HTTP API"},
+	NoTLSOffered:           {"no-tls-offered", "the server does not offer TLS on this port", "enable TLS on the server and restart it (MariaDB: ssl_cert, ssl_key and ssl_ca in [mariadb], as `mirrorkv ca issue --profile mariadb` prints them)"},
 	WrongGroup:             {"wrong-group", "member certificate carries no or another group's identity", "issue the member certificate for this group: `mirrorkv ca issue --group GROUP` (the group is serve's --group)"},
 	NoAccess:               {"no-access", "client certificate carries no access level, or an unreadable one", "issue the client certificate with an access level: `mirrorkv ca issue --client --access readonly|readwrite|admin`"},
 	CRLExpired:             {"crl-expired", "CRL is past its next update: the revocations it lists still apply, but newer ones cannot be known", "publish a fresh CRL to the group with `mirrorkv ca crl --push`, or copy crl.pem to every member; members use it without a restart"},

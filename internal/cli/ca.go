@@ -25,7 +25,7 @@ func newCACmd(e *env) *cobra.Command {
 (ca.key and index.json) on a safe host; copy ca.crt and crl.pem to every member.
 See docs/certificates.md for the whole lifecycle.`,
 	}
-	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e))
+	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e), newCAProfilesCmd(e))
 	return cmd
 }
 
@@ -230,6 +230,7 @@ type caIssueOptions struct {
 	Dir, Name, Out, KeyType, PassphraseFile string
 	IPs, DNS                                []string
 	grantFlags
+	profileFlags
 }
 
 func newCAIssueCmd(e *env) *cobra.Command {
@@ -249,6 +250,7 @@ func newCAIssueCmd(e *env) *cobra.Command {
 	f.StringVar(&o.KeyType, "key-type", string(pki.KeyECDSAP256), "ecdsa-p256, ed25519, rsa-3072 or rsa-4096")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
 	o.grantFlags.bind(cmd)
+	o.profileFlags.bind(f)
 	return cmd
 }
 
@@ -275,6 +277,12 @@ func (o caIssueOptions) request() (pki.IssueRequest, error) {
 }
 
 func runCAIssue(e *env, o caIssueOptions) error {
+	if prof, err := o.profileFlags.resolve("ca issue", &o.grantFlags); err != nil || prof != nil {
+		if err != nil {
+			return err
+		}
+		return runCAIssueProfile(e, o, prof)
+	}
 	req, err := o.request()
 	if err != nil {
 		return err
@@ -312,6 +320,7 @@ type caSignOptions struct {
 	Dir, CSR, Out, PassphraseFile string
 	Yes                           bool
 	grantFlags
+	profileFlags
 }
 
 func newCASignCmd(e *env) *cobra.Command {
@@ -334,10 +343,17 @@ member's --group, a client's --access), then asks "sign? [y/N]" on standard inpu
 	f.BoolVar(&o.Yes, "yes", false, "sign without asking, after checking the request some other way")
 	keepOffEnv(f, "yes")
 	o.grantFlags.bind(cmd)
+	o.profileFlags.bind(f)
 	return cmd
 }
 
 func runCASign(e *env, o caSignOptions) error {
+	if prof, err := o.profileFlags.resolve("ca sign", &o.grantFlags); err != nil || prof != nil {
+		if err != nil {
+			return err
+		}
+		return runCASignProfile(e, o, prof)
+	}
 	if o.Dir == "" || o.CSR == "" {
 		return usagef("ca sign: --dir and --csr are required")
 	}
@@ -393,6 +409,9 @@ func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptio
 	grant := "a member certificate (serverAuth, clientAuth) for group " + opts.Group
 	if opts.Kind == pki.KindClient {
 		grant = "a client certificate (clientAuth) with access " + string(opts.Access)
+	}
+	if p := opts.Profile; p != nil {
+		grant = fmt.Sprintf("a %s certificate (%s)", p.Name, p.Uses())
 	}
 	fmt.Fprintf(w, "will sign %s, valid %d days\n", grant, opts.Days)
 	if o.Yes {

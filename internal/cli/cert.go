@@ -157,6 +157,7 @@ func printCertInfo(w io.Writer, in pki.Info, i, n int) {
 
 type certLintOptions struct {
 	CA, Key, CRL, Kind, Group, PassphraseFile string
+	Profile                                   string
 	JSON                                      bool
 }
 
@@ -178,6 +179,7 @@ use as a member (serverAuth and clientAuth) or a client. Every finding says what
 	f.StringVar(&o.Kind, "kind", "member", "certificate kind: member or client (--role is the older spelling)")
 	f.StringVar(&o.Group, "group", "", "group a member certificate must name (serve's --group); any one group when empty")
 	f.BoolVar(&o.JSON, "json", false, "print the findings as JSON")
+	f.StringVar(&o.Profile, "profile", "", "check against another product's rules instead of mirrorkv's: "+profileNames())
 	f.SetNormalizeFunc(olderSpelling("role", "kind"))
 	// MIRRORKV_KEY and MIRRORKV_CRL name the connection's key and CRL, not the files to lint.
 	keepOffEnv(f, "key", "crl")
@@ -211,7 +213,13 @@ func runCertLint(e *env, o certLintOptions, file string) error {
 			return usagef("cert lint: --group: %w", err)
 		}
 	}
-	in := pki.LintInput{Kind: kind, Group: o.Group, KeyFile: o.Key}
+	in := pki.LintInput{Kind: kind, Group: o.Group, KeyFile: o.Key, CertFile: file}
+	use := kind.String()
+	if in.Profile, err = lintProfileFlag(o); err != nil {
+		return err
+	} else if in.Profile != nil {
+		use = in.Profile.Name
+	}
 	for _, r := range []struct {
 		what, path string
 		dst        *[]byte
@@ -227,7 +235,7 @@ func runCertLint(e *env, o certLintOptions, file string) error {
 		return err
 	}
 	findings := pki.Lint(in)
-	if err := printLintFindings(e.stdout, file, kind, findings, o.JSON); err != nil {
+	if err := printLintFindings(e.stdout, file, use, findings, o.JSON); err != nil {
 		return err
 	}
 	if n := countLintErrors(findings); n > 0 {
@@ -246,7 +254,8 @@ func countLintErrors(fs []pki.Finding) int {
 	return n
 }
 
-func printLintFindings(w io.Writer, file string, kind pki.Kind, fs []pki.Finding, asJSON bool) error {
+// printLintFindings prints the findings of file, checked for use (a kind or a profile).
+func printLintFindings(w io.Writer, file string, use string, fs []pki.Finding, asJSON bool) error {
 	if asJSON {
 		type finding struct {
 			pki.Finding
@@ -261,7 +270,7 @@ func printLintFindings(w io.Writer, file string, kind pki.Kind, fs []pki.Finding
 			Kind     string    `json:"kind"`
 			OK       bool      `json:"ok"`
 			Findings []finding `json:"findings"`
-		}{file, kind.String(), !pki.HasErrors(fs), out})
+		}{file, use, !pki.HasErrors(fs), out})
 	}
 	for _, f := range fs {
 		fmt.Fprintf(w, "%-7s %s: %s\n", f.Severity, f.Rule, f.Message)
@@ -270,7 +279,7 @@ func printLintFindings(w io.Writer, file string, kind pki.Kind, fs []pki.Finding
 		}
 	}
 	if !pki.HasErrors(fs) {
-		fmt.Fprintf(w, "%s: ok for %s use\n", file, kind)
+		fmt.Fprintf(w, "%s: ok for %s use\n", file, use)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 type probeOptions struct {
 	CAFile, CertFile, KeyFile, ServerName string
+	StartTLS                              string
 	JSON                                  bool
 	Timeout, Wait                         time.Duration
 }
@@ -32,7 +33,8 @@ a reason code (docs/reasons.md) and what to do.
 It exits 0 only when the server's chain verified against --ca, the mutual handshake
 succeeded and the server kept the connection. Without --ca the chain is still shown.`,
 		Example: `  mirrorkv probe 10.0.0.1:7000 --ca ca.crt --cert m1.crt --key m1.key
-  mirrorkv probe db.example:8443 --ca ca.crt --cert alice.crt --key alice.key --json`,
+  mirrorkv probe db.example:8443 --ca ca.crt --cert alice.crt --key alice.key --json
+  mirrorkv probe db1:3306 --starttls mysql --ca ca.pem --cert client-cert.pem --key client-key.pem`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, a []string) error { return runProbe(e, o, a[0]) },
 	}
@@ -41,6 +43,7 @@ succeeded and the server kept the connection. Without --ca the chain is still sh
 	f.StringVar(&o.CertFile, "cert", "", "certificate to present (member or client)")
 	f.StringVar(&o.KeyFile, "key", "", "private key of --cert")
 	f.StringVar(&o.ServerName, "server-name", "", "name to verify and send as SNI (default: HOST)")
+	f.StringVar(&o.StartTLS, "starttls", "", "upgrade in-band first, as openssl s_client -starttls: mysql (MySQL, MariaDB)")
 	f.BoolVar(&o.JSON, "json", false, "print the report as JSON")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "connect and handshake timeout")
 	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait after the handshake for a refusal")
@@ -52,7 +55,7 @@ func runProbe(e *env, o probeOptions, addr string) error {
 		return usagef("probe: give both --cert and --key, or neither")
 	}
 	rep, err := mtls.Probe(e.ctx, addr, mtls.ProbeOptions{CAFile: o.CAFile, CertFile: o.CertFile,
-		KeyFile: o.KeyFile, ServerName: o.ServerName, Timeout: o.Timeout, Wait: o.Wait})
+		KeyFile: o.KeyFile, ServerName: o.ServerName, Timeout: o.Timeout, Wait: o.Wait, StartTLS: o.StartTLS})
 	if err != nil {
 		return err
 	}
@@ -77,6 +80,9 @@ func runProbe(e *env, o probeOptions, addr string) error {
 
 func printProbe(w io.Writer, r *mtls.ProbeReport) {
 	fmt.Fprintf(w, "probe %s\n", r.Addr)
+	if r.StartTLS != "" {
+		fmt.Fprintf(w, "starttls:    %s; server: %s\n", r.StartTLS, probeOrNone(r.Server))
+	}
 	if len(r.Chain) == 0 {
 		fmt.Fprintln(w, "certificate chain: none received")
 	} else {
