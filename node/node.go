@@ -43,6 +43,7 @@ type Node struct {
 	http      *http.Server
 	clientLn  net.Listener
 	debug     *debugServer // nil without Config.DebugListen
+	trustMu   sync.Mutex   // one change of the pushed TLS material at a time (tlsstore.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,6 +69,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := claimDir(cfg.Dir, cfg.Name, cfg.Group); err != nil {
 		return nil, err
 	}
+	if cfg, err = usePushedTLS(cfg, log); err != nil {
+		return nil, err
+	}
+	n.cfg = cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tlsMetrics, err := mtls.NewMetrics(reg)
@@ -109,7 +114,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(cfg.apiConfig(), n.cluster, n.store, reg, log.With("component", "api"))
+	apiCfg := cfg.apiConfig()
+	apiCfg.Trust = n
+	apiServer := api.New(apiCfg, n.cluster, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -52,6 +52,11 @@ const (
 	HandshakeLimit         Code = 131
 	IdentityMismatch       Code = 132
 	CertExpiring           Code = 133
+	BadTLSPush             Code = 150
+	NoPendingKey           Code = 151
+	PendingKeyMismatch     Code = 152
+	TrustRefused           Code = 153
+	RotationBlocked        Code = 154
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -111,6 +116,11 @@ var table = map[Code]entry{
 	HandshakeLimit:         {"handshake-limit", "too many TLS handshakes in flight from this source or in total", "retry later; a client that opens many connections at once should reuse connections"},
 	IdentityMismatch:       {"identity-mismatch", "a member claimed another member's name or address", "check that each member runs with its own certificate, --name and --member-advertise as recorded by `mirrorkv member add`"},
 	CertExpiring:           {"cert-expiring", "certificate expires soon", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
+	BadTLSPush:             {"bad-tls-push", "pushed TLS material is not what the route takes: PEM CA certificates (and CRLs) for a trust bundle, PEM certificates with the leaf first for a certificate", "push the ca.crt and crl.pem of each CA to trust, or the certificate signed for the member's CSR, nothing else (`mirrorkv ca rotate apply` does)"},
+	NoPendingKey:           {"no-pending-key", "no key on this member waits for a certificate", "ask the member for a new key and CSR first (POST /v1/tls/csr); `mirrorkv ca rotate apply` does both"},
+	PendingKeyMismatch:     {"pending-key-mismatch", "certificate does not match the key this member made last", "sign the CSR the member handed out last; `mirrorkv ca rotate apply` asks for a fresh one"},
+	TrustRefused:           {"trust-refused", "the member would cut itself off with the pushed material, so it keeps what it has", "the message names the cause; trust the CA of the certificate the member serves, and keep its subject and SANs (`mirrorkv ca rotate plan` shows both)"},
+	RotationBlocked:        {"rotation-blocked", "a CA rotation phase would cut a member off, so it was not started", "bring the member named back (or remove it with `mirrorkv member remove`), then run `mirrorkv ca rotate apply` again"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},

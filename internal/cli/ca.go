@@ -24,7 +24,7 @@ func newCACmd(e *env) *cobra.Command {
 (ca.key and index.json) on a safe host; copy ca.crt and crl.pem to every member.
 See docs/certificates.md for the whole lifecycle.`,
 	}
-	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e))
+	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e), newCARotateCmd(e))
 	return cmd
 }
 
