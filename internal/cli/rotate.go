@@ -47,6 +47,7 @@ The state lives in the CA directory: an interrupted apply resumes with the next 
 abort rolls back while no member serves a certificate of the new CA. Pushes go over the
 admin API to each member directly: give an admin client certificate. docs/rotation.md.`,
 	}
+	cmd.RunE = unknownSubcommand
 	addConnectFlags(cmd, &o.conn)
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.Dir, "dir", "", "directory of the CA being replaced (`ca init --dir`)")
@@ -263,7 +264,8 @@ func (r *rotator) kindName() string {
 
 // blocked is the refusal of a phase that would cut a member off.
 func blocked(p pki.Phase, member, url, what, fix string) error {
-	return reason.Wrap(reason.RotationBlocked, fmt.Errorf("phase %s refused: member %s (%s) %s\nfix: %s", p, member, url, what, fix))
+	code := reason.RotationBlocked
+	return reason.Wrap(code, fmt.Errorf("phase %s: member %s (%s) %s (reason %d %s)\nfix: %s", p, member, url, what, int(code), code.Name(), fix))
 }
 
 // withTimeout bounds one phase's network work.

@@ -42,10 +42,8 @@ func (r *rotator) apply() error {
 func (r *rotator) runPhase(p pki.Phase) error {
 	ctx, cancel := r.withTimeout()
 	defer cancel()
-	if p != pki.PhaseNewCA {
-		if err := r.preflight(ctx, p); err != nil {
-			return err
-		}
+	if err := r.preflight(ctx, p); err != nil {
+		return err
 	}
 	if err := r.state.Begin(p); err != nil {
 		return err
@@ -124,7 +122,7 @@ func (r *rotator) byHand(p pki.Phase, name string) string {
 	fix := fmt.Sprintf("start %s and run `mirrorkv ca rotate apply %s` again, or remove it from the group (`mirrorkv member remove %s`)", name, r.caFlags(), name)
 	file, crl := "ca-both.pem", "crl-both.pem"
 	switch p {
-	case pki.PhaseLeaves:
+	case pki.PhaseNewCA, pki.PhaseLeaves:
 		return fix
 	case pki.PhaseWithdraw:
 		file, crl = "ca-new.pem", "crl-new.pem"

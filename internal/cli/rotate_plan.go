@@ -150,7 +150,7 @@ func (r *rotator) printBlockers() {
 	if r.state != nil {
 		next = r.state.Next()
 	}
-	if next == pki.PhaseNone || next == pki.PhaseNewCA {
+	if next == pki.PhaseNone {
 		fmt.Fprintf(r.e.stdout, "next: mirrorkv ca rotate %s %s\n", map[bool]string{true: "verify", false: "apply"}[next == pki.PhaseNone], r.caFlags())
 		return
 	}
