@@ -32,6 +32,9 @@ import (
 // read DIR/tls and a push is picked up by a reload like any changed file.
 const tlsDir = "tls"
 
+// linkNote says, in a credential error at start, where DIR/tls's files come from.
+const linkNote = "the files in DIR/tls link to those the flags name, unless pushed there by `mirrorkv ca rotate`"
+
 // Files of tlsDir.
 const (
 	fileMemberCA   = "member-ca.pem"
@@ -82,6 +85,9 @@ func usePushedTLS(cfg Config, log *slog.Logger) (Config, error) {
 		target, err := filepath.Abs(*p.path)
 		if err != nil {
 			return cfg, fmt.Errorf("%s %s: %w", p.flag, *p.path, err)
+		}
+		if _, err := os.Stat(target); err != nil {
+			continue // the TLS source refuses it, naming the flag's file rather than a link
 		}
 		if err := linkAtomic(target, path); err != nil {
 			return cfg, err

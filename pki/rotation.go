@@ -138,7 +138,7 @@ func (r *Rotation) Begin(p Phase) error {
 	return nil
 }
 
-// Verified records that phase p, being applied, was verified against the group.
+// Verify records that phase p, being applied, was verified against the group.
 func (r *Rotation) Verify(p Phase) error {
 	if r.Applying != p {
 		return fmt.Errorf("verify phase %s: the phase being applied is %q", p, r.Applying)
