@@ -23,11 +23,15 @@ import (
 // rotateCLI runs `mirrorkv ca rotate ARGS --member --dir CADIR` as the group's admin.
 func rotateCLI(t *testing.T, g *localgroup.Group, args ...string) (string, error) {
 	t.Helper()
-	caDir := filepath.Dir(g.PKI.MemberCA)
+	return runRotateCLI(t, g, append(args, "--member", "--dir", filepath.Dir(g.PKI.MemberCA)), nil)
+}
+
+// runRotateCLI runs `mirrorkv ca rotate ARGS` with the group's environment and env on top.
+func runRotateCLI(t *testing.T, g *localgroup.Group, args, env []string) (string, error) {
+	t.Helper()
 	full := append([]string{"ca", "rotate"}, args...)
-	full = append(full, "--member", "--dir", caDir)
 	cmd := exec.Command(binary, full...)
-	cmd.Env = append(os.Environ(), g.Env()...)
+	cmd.Env = append(append(os.Environ(), g.Env()...), env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("$ mirrorkv %s\n%s", strings.Join(full, " "), out)
 	return string(out), err
@@ -79,11 +83,19 @@ type writers struct {
 }
 
 func (w *writers) start(ctx context.Context, c *client.Client, n int) {
-	for i := range n {
+	var p atomic.Pointer[client.Client]
+	p.Store(c)
+	w.startSwitching(ctx, &p, n, 0)
+}
+
+// startSwitching runs n writers that take the client from p for each write, so that the
+// test can hand them a client with other credentials.
+func (w *writers) startSwitching(ctx context.Context, p *atomic.Pointer[client.Client], n, first int) {
+	for i := first; i < first+n; i++ {
 		w.wg.Go(func() {
 			for seq := 0; ctx.Err() == nil; seq++ {
 				opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				_, err := c.Put(opCtx, fmt.Sprintf("rot/%d/%d", i, seq%50), []byte("v"))
+				_, err := p.Load().Put(opCtx, fmt.Sprintf("rot/%d/%d", i, seq%50), []byte("v"))
 				cancel()
 				switch {
 				case err == nil:
@@ -108,7 +120,7 @@ func cmpErr(first, err error) error {
 }
 
 func TestRotation_MemberCAUnderLoad(t *testing.T) {
-	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	g := startGroup(t, localgroup.Options{Failover: 3, Async: 1, ServeArgs: fastServe})
 	caDir := filepath.Dir(g.PKI.MemberCA)
 	trust := &switchingTrust{}
 	trust.pool.Store(x509.NewCertPool())
@@ -121,7 +133,9 @@ func TestRotation_MemberCAUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		w.start(ctx, c, 2)
+		var p atomic.Pointer[client.Client]
+		p.Store(c)
+		w.startSwitching(ctx, &p, 2, 2*len(access))
 	}
 
 	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "1 new-ca") {
@@ -184,5 +198,92 @@ func TestRotation_RefusedWhileAMemberIsDown(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(g.PKI.MemberCA), pki.RotationNextDir)); err == nil {
 		t.Errorf("the refused apply made the new CA anyway")
+	}
+}
+
+func TestRotation_AbortBeforeLeaves(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	for range 2 { // new-ca, then trust-both
+		if _, err := rotateCLI(t, g, "apply"); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	if out, err := rotateCLI(t, g, "abort"); err != nil || !strings.Contains(out, "aborted") {
+		t.Fatalf("abort: %v", err)
+	}
+	ctx := t.Context()
+	for _, m := range g.Members {
+		info, err := g.Admin().TLSOf(ctx, m.ClientURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.MemberCAs) != 1 || info.MemberCAs[0].Subject != "CN=mirrorkv replication CA" {
+			t.Errorf("%s trusts %+v after the abort, want the old CA alone", m.Name, info.MemberCAs)
+		}
+	}
+	caDir := filepath.Dir(g.PKI.MemberCA)
+	if _, err := os.Stat(filepath.Join(caDir, pki.RotationFile)); err == nil {
+		t.Error("the rotation state is still there after the abort")
+	}
+	// A new rotation starts from the beginning.
+	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "nothing applied yet") {
+		t.Fatalf("plan after the abort: %v", err)
+	}
+}
+
+func TestRotation_ClientCAUnderLoad(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	caDir := filepath.Dir(g.PKI.ClientCA)
+	args := func(a ...string) []string { return append(a, "--client", "--dir", caDir) }
+	ctx, stop := context.WithCancel(t.Context())
+	w := &writers{}
+	var current atomic.Pointer[client.Client]
+	current.Store(clientOf(t, g, g.Members...))
+	w.startSwitching(ctx, &current, 3, 0)
+
+	out, err := runRotateCLI(t, g, args("apply", "--all"), nil)
+	if err != nil || !strings.Contains(out, "phase trust-both verified") || !strings.Contains(out, "mirrorkv ca issue --dir") {
+		t.Fatalf("apply --all up to the reissue: %v", err)
+	}
+	// The operator reissues the client certificates from the new CA; the writers move to one.
+	next := filepath.Join(caDir, pki.RotationNextDir)
+	certs := t.TempDir()
+	for _, name := range []string{"admin2", "writer2"} {
+		cmd := exec.Command(binary, "ca", "issue", "--dir", next, "--client", "--access", "admin", "--name", name, "--out", certs)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("issue %s from the new client CA: %v\n%s", name, err, out)
+		}
+	}
+	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, filepath.Join(certs, "writer2.crt"), filepath.Join(certs, "writer2.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := client.New(client.Config{Endpoints: g.Endpoints(), TLS: tlsCfg, Timeout: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	current.Store(c2)
+	time.Sleep(time.Second) // writes in flight on the old certificate's connections finish
+
+	if _, err := runRotateCLI(t, g, args("apply"), nil); err == nil {
+		t.Fatal("withdraw with the old admin certificate: want a refusal, it would lock the admin out")
+	}
+	newAdmin := []string{"MIRRORKV_CERT=" + filepath.Join(certs, "admin2.crt"), "MIRRORKV_KEY=" + filepath.Join(certs, "admin2.key")}
+	if out, err := runRotateCLI(t, g, args("apply"), newAdmin); err != nil || !strings.Contains(out, "phase withdraw verified") {
+		t.Fatalf("withdraw: %v", err)
+	}
+	if out, err := runRotateCLI(t, g, args("verify"), newAdmin); err != nil || !strings.Contains(out, "rotation verified") {
+		t.Fatalf("verify: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	w.wg.Wait()
+	if w.failed.Load() > 0 || w.ok.Load() == 0 {
+		t.Fatalf("writers: %d ok, %d failed during the rotation; first error: %v", w.ok.Load(), w.failed.Load(), w.firstErr)
+	}
+	old := clientOf(t, g, g.Members[0])
+	if _, err := old.Put(t.Context(), "k", []byte("v")); err == nil {
+		t.Fatal("a client certificate of the old client CA still writes after the rotation")
 	}
 }

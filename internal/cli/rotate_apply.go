@@ -10,6 +10,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -143,8 +144,9 @@ func (r *rotator) checkOwnClientCert() error {
 		return err
 	}
 	if certs[0].CheckSignatureFrom(r.newCA) != nil {
-		return blocked(pki.PhaseWithdraw, "(this command)", r.o.conn.Cert, "is an admin certificate of the old client CA: the withdrawal would lock you out",
-			fmt.Sprintf("issue one from the new CA: mirrorkv ca issue --dir %s --client --access admin --name NAME, and run apply with it", pki.NextCADir(r.o.Dir)))
+		code := reason.RotationBlocked
+		return reason.Wrap(code, fmt.Errorf("phase withdraw: this command's admin certificate %s comes from the old client CA: the withdrawal would lock you out (reason %d %s)\nfix: issue one from the new CA (mirrorkv ca issue --dir %s --client --access admin --name NAME --out DIR) and run apply with --cert and --key of it",
+			r.o.conn.Cert, int(code), code.Name(), pki.NextCADir(r.o.Dir)))
 	}
 	return nil
 }
