@@ -179,6 +179,13 @@ func (n *Node) SetTrust(port wire.TLSPort, ca, crl []byte) error {
 	if _, err := mtls.NewSource(cfg, nil); err != nil {
 		return reason.Wrap(reason.TrustRefused, fmt.Errorf("check the pushed %s port trust: %w", port, err))
 	}
+	memberCA, clientCA := n.cfg.MemberTLS.CAFile, staged[0].tmp
+	if port == wire.TLSPortMember {
+		memberCA, clientCA = staged[0].tmp, n.cfg.ClientTLS.CAFile
+	}
+	if err := mtls.CheckSharedCA(memberCA, clientCA); err != nil {
+		return reason.Wrap(reason.TrustRefused, fmt.Errorf("check the pushed %s port trust: %w", port, err))
+	}
 	if err := commit(staged); err != nil {
 		return err
 	}

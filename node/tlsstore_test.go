@@ -73,6 +73,13 @@ func TestNode_PushedTLS(t *testing.T) {
 			t.Fatalf("DIR/tls/%s after a refused push: %v, %v; want the link to the flag's file", fileMemberCA, fi, err)
 		}
 	})
+	t.Run("the client CA in the member bundle is refused", func(t *testing.T) {
+		withClients := slices.Concat(readFile(t, caFile(oldCA, pki.CACertFile)), readFile(t, caFile(clients, pki.CACertFile)))
+		crls := slices.Concat(readFile(t, caFile(oldCA, pki.CRLFile)), readFile(t, caFile(clients, pki.CRLFile)))
+		if err := n.SetTrust(wire.TLSPortMember, withClients, crls); reason.Of(err, reason.OK) != reason.TrustRefused {
+			t.Fatalf("SetTrust(old + client CA) = %v, want trust-refused", err)
+		}
+	})
 	t.Run("a bundle without a CRL is refused where the port checks one", func(t *testing.T) {
 		if err := n.SetTrust(wire.TLSPortMember, both, nil); reason.Of(err, reason.OK) != reason.BadTLSPush {
 			t.Fatalf("SetTrust without CRL = %v, want bad-tls-push", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -51,7 +52,7 @@ func (r *rotator) plan() error {
 	r.printMembers()
 	fmt.Fprintf(w, "\nphases:\n")
 	for i, p := range pki.Phases(r.kind) {
-		fmt.Fprintf(w, "  %d %-10s %s\n", i+1, p, r.mark(p))
+		fmt.Fprintf(w, "%s\n", strings.TrimRight(fmt.Sprintf("  %d %-10s %s", i+1, p, r.mark(p)), " "))
 		fmt.Fprintf(w, "    changes: %s\n    checks:  %s\n", phaseText[p].changes, phaseText[p].checks)
 	}
 	if r.kind == pki.KindClient {
@@ -141,7 +142,7 @@ func (r *rotator) trustLine(t target) string {
 	if len(parts) == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%v", parts)
+	return strings.Join(parts, "+")
 }
 
 // printBlockers names what would refuse the next phase now.
