@@ -82,12 +82,6 @@ type writers struct {
 	wg         sync.WaitGroup
 }
 
-func (w *writers) start(ctx context.Context, c *client.Client, n int) {
-	var p atomic.Pointer[client.Client]
-	p.Store(c)
-	w.startSwitching(ctx, &p, n, 0)
-}
-
 // startSwitching runs n writers that take the client from p for each write, so that the
 // test can hand them a client with other credentials.
 func (w *writers) startSwitching(ctx context.Context, p *atomic.Pointer[client.Client], n, first int) {
