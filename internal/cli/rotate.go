@@ -166,7 +166,8 @@ func (r *rotator) loadNewCA() error {
 }
 
 // connect builds the client: for a replication CA rotation it trusts the new CA too, since
-// members move to it during the rotation.
+// members move to it during the rotation. The connection flags are checked as every
+// command that talks to a group checks them (a missing one is a usage mistake).
 func (r *rotator) connect() error {
 	c, err := r.o.conn.client()
 	if err != nil {
