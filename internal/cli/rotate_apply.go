@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/client"
+	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
@@ -300,9 +301,44 @@ func (r *rotator) checkMember(ctx context.Context, p pki.Phase, t target) error 
 		return fmt.Errorf("%s still trusts the old CA, or not the new one (old: %t, new: %t)", t.name, oldT, newT)
 	}
 	if r.kind == pki.KindMember && (p == pki.PhaseLeaves || p == pki.PhaseWithdraw) {
-		return r.handshakeNewOnly(ctx, t)
+		return errors.Join(r.handshakeNewOnly(ctx, t), r.probeMemberPort(ctx, t))
 	}
 	return nil
+}
+
+// probeMemberPort probes the member's member port trusting the new CA alone, as `mirrorkv
+// probe` does, and requires the chain it serves there to verify. The probe sends no
+// certificate, so the member refuses it after the handshake and logs that once (reason
+// no-certificate): what is checked is the member's side of the handshake.
+func (r *rotator) probeMemberPort(ctx context.Context, t target) error {
+	addr := ""
+	for _, m := range r.view.Members {
+		if m.Name == t.name {
+			addr = m.MemberAddr
+		}
+	}
+	certs, err := pki.ParseCertificates([]byte(t.info.ChainPEM))
+	if err != nil || addr == "" {
+		return fmt.Errorf("probe the member port of %s: no address or certificate known", t.name)
+	}
+	opts := mtls.ProbeOptions{CAFile: r.rotationFile("ca-new.pem"), ServerName: sanOf(certs[0]), Wait: 100 * time.Millisecond}
+	rep, err := mtls.Probe(ctx, addr, opts)
+	if rep == nil || !rep.Verified {
+		return fmt.Errorf("probe the member port of %s (%s) trusting the new CA alone: its chain does not verify: %w", t.name, addr, err)
+	}
+	return nil
+}
+
+// sanOf is a name the certificate covers, to verify it by: the member port identifies
+// members by DN, so the address dialled need not be in the certificate.
+func sanOf(c *x509.Certificate) string {
+	switch {
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.IPAddresses) > 0:
+		return c.IPAddresses[0].String()
+	}
+	return ""
 }
 
 // waitHealthy waits until every member answers and has a role in sync, re-reading their

@@ -24,7 +24,7 @@ var phaseText = map[pki.Phase]struct{ changes, checks string }{
 	},
 	pki.PhaseLeaves: {
 		"each member makes a new key and CSR; the new CA signs it (same DN and SANs); the member installs it",
-		"every member serves a certificate of the new CA, and a handshake trusting the new CA alone succeeds",
+		"every member serves a certificate of the new CA: its client port and a probe of its member port verify with the new CA alone",
 	},
 	pki.PhaseWithdraw: {
 		"push the new CA alone (and its CRL) to every member",
