@@ -18,7 +18,17 @@ import (
 	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/internal/localgroup"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
+
+func readE2EFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // rotateCLI runs `mirrorkv ca rotate ARGS --member --dir CADIR` as the group's admin.
 func rotateCLI(t *testing.T, g *localgroup.Group, args ...string) (string, error) {
@@ -202,6 +212,16 @@ func TestRotation_AbortBeforeLeaves(t *testing.T) {
 			t.Fatalf("apply: %v", err)
 		}
 	}
+	// m2 loses the new CA (a restore from a backup): the leaves may not move.
+	caDir := filepath.Dir(g.PKI.MemberCA)
+	oldOnly := wire.TrustPush{Port: wire.TLSPortMember, CA: string(readE2EFile(t, g.PKI.MemberCA)), CRL: string(readE2EFile(t, g.PKI.MemberCRL))}
+	if _, err := g.Admin().PushTrust(t.Context(), g.Members[1].ClientURL, oldOnly); err != nil {
+		t.Fatal(err)
+	}
+	out, err := rotateCLI(t, g, "apply")
+	if err == nil || !strings.Contains(out, "phase leaves: member m2") || !strings.Contains(out, "does not trust the new CA") {
+		t.Fatalf("apply with m2 not trusting the new CA: %v, want a refusal naming m2", err)
+	}
 	if out, err := rotateCLI(t, g, "abort"); err != nil || !strings.Contains(out, "aborted") {
 		t.Fatalf("abort: %v", err)
 	}
@@ -215,7 +235,6 @@ func TestRotation_AbortBeforeLeaves(t *testing.T) {
 			t.Errorf("%s trusts %+v after the abort, want the old CA alone", m.Name, info.MemberCAs)
 		}
 	}
-	caDir := filepath.Dir(g.PKI.MemberCA)
 	if _, err := os.Stat(filepath.Join(caDir, pki.RotationFile)); err == nil {
 		t.Error("the rotation state is still there after the abort")
 	}

@@ -111,7 +111,9 @@ func (r *rotator) preflightMember(p pki.Phase, t target) error {
 	switch {
 	case p == pki.PhaseLeaves && !r.trusts(t, r.newCA),
 		p == pki.PhaseWithdraw && !r.trusts(t, r.newCA):
-		return blocked(p, t.name, t.url, "does not trust the new CA", fmt.Sprintf("run `mirrorkv ca rotate abort %s` and apply again from trust-both, or push %s to it by hand", r.caFlags(), r.rotationFile("ca-both.pem")))
+		return blocked(p, t.name, t.url, "does not trust the new CA (restored from a backup, or its DIR/tls changed by hand?)",
+			fmt.Sprintf("on %s, copy %s to DIR/tls/%s-ca.pem and %s to DIR/tls/%s-crl.pem (mode 0600), send it SIGHUP, and run apply again",
+				t.name, r.rotationFile("ca-both.pem"), r.port, r.rotationFile("crl-both.pem"), r.port))
 	case p == pki.PhaseWithdraw && r.kind == pki.KindMember && !servesFrom(t, r.newCA):
 		return blocked(p, t.name, t.url, "still serves a certificate of the old CA", "run `mirrorkv ca rotate apply` for the leaves phase first")
 	}
