@@ -300,3 +300,58 @@ func TestRotation_ClientCAUnderLoad(t *testing.T) {
 		t.Fatal("a client certificate of the old client CA still writes after the rotation")
 	}
 }
+
+// A CA host that dies in the middle of the leaves phase, after m1 got its new certificate:
+// the next apply resumes the open phase, skips m1 and moves the others.
+func TestRotation_ResumesAfterACrash(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	caDir := filepath.Dir(g.PKI.MemberCA)
+	for range 2 { // new-ca, then trust-both
+		if _, err := rotateCLI(t, g, "apply"); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	// What the crashed run did: the leaves phase opened, m1 moved.
+	state, err := pki.LoadRotation(caDir, pki.KindMember)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Begin(pki.PhaseLeaves); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Save(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	next, err := pki.OpenCA(filepath.Join(caDir, pki.RotationNextDir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := g.Members[0].ClientURL
+	csr, err := g.Admin().KeyRequestOf(t.Context(), m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := next.Sign(csr, pki.SignOptions{Kind: pki.KindMember, Renew: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The admin client trusts the old CA only; m1 answers on a connection it already holds.
+	if _, err := g.Admin().PushCert(t.Context(), m1, is.CertPEM); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "leaves applied but not verified") {
+		t.Fatalf("plan after the crash: %v", err)
+	}
+	// m1 serves a certificate of the new CA: trusting the old CA alone would cut it off.
+	if out, err := rotateCLI(t, g, "abort"); err == nil || !strings.Contains(out, "already serve certificates from the new CA") {
+		t.Fatalf("abort after m1 moved: %v, want a refusal", err)
+	}
+	out, err := rotateCLI(t, g, "apply", "--all")
+	if err != nil || !strings.Contains(out, "m1: already serves a certificate of the new CA") || !strings.Contains(out, "phase withdraw verified") {
+		t.Fatalf("apply after the crash: %v", err)
+	}
+	if out, err := rotateCLI(t, g, "verify"); err != nil || !strings.Contains(out, "rotation verified") {
+		t.Fatalf("verify: %v", err)
+	}
+}
