@@ -182,6 +182,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("DELETE /v1/members/{name}", "member", levelAdmin, s.removeMember)
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
+	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
 	s.trustRoutes()
 	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)
 	s.route("GET /metrics", "metrics", levelReadOnly, func(w http.ResponseWriter, r *http.Request) error {

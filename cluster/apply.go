@@ -46,8 +46,8 @@ func newForwarder(cfg Config, r forwardRaft, st staller, fsm applyWaiter, rpc me
 
 // apply commits cmd through the primary; see Cluster.Apply.
 func (f *forwarder) apply(ctx context.Context, cmd store.Command) (store.Result, error) {
-	if cmd.Op == store.OpSetMember || cmd.Op == store.OpRemoveMember {
-		return store.Result{}, reason.Wrap(reason.NotAllowed, fmt.Errorf("apply a membership command: %w", ErrNotAllowed))
+	if cmd.Op == store.OpSetMember || cmd.Op == store.OpRemoveMember || cmd.Op == store.OpSetCRL {
+		return store.Result{}, reason.Wrap(reason.NotAllowed, fmt.Errorf("apply a membership or CRL command: %w", ErrNotAllowed))
 	}
 	return f.applyData(ctx, store.EncodeCommand(cmd))
 }

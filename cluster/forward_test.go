@@ -27,6 +27,7 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 	}{
 		{"raw set-member command", methodApply, store.EncodeCommand(store.Command{Op: store.OpSetMember, Member: intruder}), reason.NotAllowed},
 		{"raw remove-member command", methodApply, store.EncodeCommand(store.Command{Op: store.OpRemoveMember, Member: store.Member{Name: f.name}}), reason.NotAllowed},
+		{"raw set-crl command", methodApply, store.EncodeCommand(store.Command{Op: store.OpSetCRL, Key: store.CRLPortClient, Value: []byte("crl")}), reason.NotAllowed},
 		{"empty command", methodApply, nil, reason.OK},
 		// 5 to 8 once carried admin operations from member to member.
 		{"add member", 5, addEvil.b, reason.NotAllowed},
@@ -57,6 +58,32 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 		_, err := f.c.Apply(testCtx(t), store.Command{Op: store.OpSetMember, Member: intruder})
 		if !errors.Is(err, ErrNotAllowed) || reason.Of(err, reason.OK) != reason.NotAllowed {
 			t.Fatalf("Apply(set member) = %v; want ErrNotAllowed", err)
+		}
+	})
+	t.Run("Apply refuses CRL commands", func(t *testing.T) {
+		_, err := f.c.Apply(testCtx(t), store.Command{Op: store.OpSetCRL, Key: store.CRLPortClient, Value: []byte("crl")})
+		if !errors.Is(err, ErrNotAllowed) {
+			t.Fatalf("Apply(set CRL) = %v; want ErrNotAllowed", err)
+		}
+	})
+	t.Run("a CRL is pushed on the primary only, after its check", func(t *testing.T) {
+		checked := 0
+		check := func([]byte) (string, error) { checked++; return store.CRLPortClient, nil }
+		if _, err := f.c.PushCRL(testCtx(t), []byte("crl"), check); reason.Of(err, reason.OK) != reason.NotPrimary || checked != 0 {
+			t.Fatalf("PushCRL on a follower = %v after %d checks; want NotPrimary before any check", err, checked)
+		}
+		if port, err := l.c.PushCRL(testCtx(t), []byte("crl"), check); err != nil || port != store.CRLPortClient || checked != 1 {
+			t.Fatalf("PushCRL on the primary = %q, %v after %d checks; want the client port after one check", port, err, checked)
+		}
+		refused := func([]byte) (string, error) {
+			return "", reason.Wrap(reason.CRLUnknownSigner, errors.New("no CA of ours"))
+		}
+		before := l.c.st.AppliedIndex()
+		if _, err := l.c.PushCRL(testCtx(t), []byte("crl"), refused); reason.Of(err, reason.OK) != reason.CRLUnknownSigner {
+			t.Fatalf("PushCRL of a refused CRL = %v; want its reason", err)
+		}
+		if after := l.c.st.AppliedIndex(); after != before {
+			t.Fatalf("a refused CRL moved the applied index from %d to %d", before, after)
 		}
 	})
 	t.Run("admin operations run on the primary only", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"time"
 
@@ -76,7 +77,14 @@ type material struct {
 	revoked map[string]bool // revKey(issuer, serial)
 	// crlNext is the earliest NextUpdate of the CRLs in force; zero without a CRL.
 	crlNext time.Time
-	server  *tls.Config // what GetConfigForClient hands out for this snapshot
+	// files is what the snapshot was built from, so that a CRL pushed to the group can be
+	// put in force on the same files (groupcrl.go).
+	files *files
+	// fileCRLs are the CRLs of the CRL file, each signed by a CA of the bundle; numbers is
+	// the number of the CRL in force per issuing CA (pki.CRLIssuerID), from either source.
+	fileCRLs []*x509.RevocationList
+	numbers  map[string]*big.Int
+	server   *tls.Config // what GetConfigForClient hands out for this snapshot
 	// sessions is per snapshot: a session resumed after a rotation would carry a peer
 	// chain the new trust material may refuse, failing a dial that a full handshake passes.
 	sessions tls.ClientSessionCache
@@ -93,7 +101,7 @@ func (m *material) isRevoked(c *x509.Certificate) bool {
 // parseMaterial builds and checks a snapshot from raw files. It never returns a partly
 // checked snapshot: any problem is a CredentialError naming the file.
 func parseMaterial(cfg Config, f *files, now time.Time) (*material, error) {
-	m := &material{sum: f.sum, revoked: map[string]bool{}}
+	m := &material{sum: f.sum, files: f}
 	var err error
 	if m.cas, m.roots, err = parseCAs(cfg.CAFile, f.ca); err != nil {
 		return nil, err
@@ -110,6 +118,7 @@ func parseMaterial(cfg Config, f *files, now time.Time) (*material, error) {
 			return nil, err
 		}
 	}
+	m.enforce(nil)
 	if err := checkOwnLeaf(cfg, m, now); err != nil {
 		return nil, err
 	}
@@ -160,11 +169,9 @@ func parseKeyPair(cfg Config, f *files) (*tls.Certificate, error) {
 	return &pair, nil
 }
 
-// addCRLs accepts only CRLs signed by a CA of the bundle: a CRL nobody vouches for must not
-// decide who is revoked. A CRL past its next update is still used: the revocations it lists
-// stay true, and refusing it would either re-admit them (dropping the CRL) or stop every
-// restarting member of the group on the same day (refusing to start). Source.Health
-// reports it, and Watch warns about it, until a fresh one is in place.
+// addCRLs reads the CRL file, accepting only CRLs signed by a CA of the bundle: a CRL
+// nobody vouches for must not decide who is revoked. enforce then puts them in force, with
+// the CRLs pushed to the group (groupcrl.go).
 func (m *material) addCRLs(path string, data []byte) error {
 	crls, err := ParseCRLs(data)
 	if err != nil {
@@ -174,12 +181,7 @@ func (m *material) addCRLs(path string, data []byte) error {
 		if err := pki.CheckCRLSignature(rl, m.cas); err != nil {
 			return credErr(reason.CRLInvalid, path, "%w", err)
 		}
-		for _, e := range rl.RevokedCertificateEntries {
-			m.revoked[revKey(rl.RawIssuer, e.SerialNumber)] = true
-		}
-		if next := rl.NextUpdate; !next.IsZero() && (m.crlNext.IsZero() || next.Before(m.crlNext)) {
-			m.crlNext = next
-		}
 	}
+	m.fileCRLs = crls
 	return nil
 }

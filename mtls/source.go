@@ -3,6 +3,7 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,9 @@ type Source struct {
 	reloadMu   sync.Mutex // one reload at a time
 	gen        uint64
 	lastFailed [32]byte // the files a reload last refused, so Watch does not retry them
+	// groupCRLs are the CRLs pushed to the group that this port accepted (groupcrl.go);
+	// every snapshot puts them in force where they are newer than the file's.
+	groupCRLs []*x509.RevocationList
 
 	logMu     sync.Mutex
 	logged    map[string]time.Time // host|port|reason|... -> last logged (logDue)
@@ -80,6 +84,9 @@ func (s *Source) check(f *files) (*material, error) {
 	m, err := parseMaterial(s.cfg, f, now)
 	if err != nil {
 		return nil, err
+	}
+	if len(s.groupCRLs) > 0 {
+		m.enforce(s.groupCRLs)
 	}
 	if err := guardPublicCA(s.cfg, m.cas, now); err != nil {
 		return nil, err

@@ -42,8 +42,9 @@ type Node struct {
 	cluster   *cluster.Cluster
 	http      *http.Server
 	clientLn  net.Listener
-	debug     *debugServer // nil without Config.DebugListen
-	trustMu   sync.Mutex   // one change of the pushed TLS material at a time (tlsstore.go)
+	debug     *debugServer  // nil without Config.DebugListen
+	crlKick   chan struct{} // the group's CRLs changed (crl.go)
+	trustMu   sync.Mutex    // one change of the pushed TLS material at a time (tlsstore.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -60,7 +61,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Group = cfg.group()
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, crlKick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -88,9 +89,11 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
+		OnCRL: n.crlChanged,
 	}); err != nil {
 		return nil, err
 	}
+	n.applyGroupCRLs() // before the ports open: a restarted member enforces them at once
 	memberLn, err := net.Listen("tcp", cfg.MemberListen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on member port %s: %w (is another member or process using it?)", cfg.MemberListen, err)
@@ -116,7 +119,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
 	apiCfg := cfg.apiConfig()
 	apiCfg.Trust = n
-	apiServer := api.New(apiCfg, n.cluster, n.store, reg, log.With("component", "api"))
+	apiServer := api.New(apiCfg, apiGroup{n.cluster, n}, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -169,6 +172,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopWatch()
 	go n.memberSrc.Watch(watchCtx, every)
 	go n.clientSrc.Watch(watchCtx, every)
+	go n.followCRLs(watchCtx)
 
 	served := make(chan error, 1)
 	go func() { served <- n.http.Serve(n.clientLn) }()

@@ -1,7 +1,9 @@
 package pki
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -114,4 +116,23 @@ func (ca *CA) makeCRL(idx *index, days int) ([]byte, error) {
 		return nil, fmt.Errorf("sign CRL: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+}
+
+// CRLIssuerID names the CA that issued rl: its subject and key identifier, hashed. Two CAs
+// of one bundle (old and new during a rotation) may share a name, never a key, and each has
+// its own sequence of CRL numbers, so CRLs are ordered per issuer ID.
+func CRLIssuerID(rl *x509.RevocationList) string {
+	h := sha256.New()
+	h.Write(rl.RawIssuer)
+	h.Write([]byte{0})
+	h.Write(rl.AuthorityKeyId)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// CRLNumber is rl's CRL number; 0 for a CRL without one.
+func CRLNumber(rl *x509.RevocationList) *big.Int {
+	if rl.Number == nil {
+		return new(big.Int)
+	}
+	return rl.Number
 }

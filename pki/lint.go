@@ -76,6 +76,7 @@ func lintRules() []rule {
 		{"validity", checkValidity},
 		{"ca-bundle", checkCABundle},
 		{"unknown-ca", checkSignedByCA},
+		{"subject-is-issuer", checkSubjectIsIssuer},
 		{"intermediate", checkIntermediate},
 		{"key", checkKey},
 		{"key-file-mode", checkKeyFile},

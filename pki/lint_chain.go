@@ -98,6 +98,18 @@ func checkSignedByCA(c *lintCtx) []Finding {
 		"issue it from the replication CA ('mirrorkv ca issue'), or give the CA that issued it with --ca", 0}}
 }
 
+// checkSubjectIsIssuer: a leaf named exactly as the CA that signed it looks self-signed:
+// openssl (the peers of MariaDB, Manticore, Amlen) takes it for a root and refuses it,
+// although Go verifies it. Issue and Sign refuse to make one (ErrSubjectIsCA).
+func checkSubjectIsIssuer(c *lintCtx) []Finding {
+	if c.leaf.IsCA || !isSelfSigned(c.leaf) {
+		return nil
+	}
+	return []Finding{{"subject-is-issuer", SeverityError,
+		"the certificate's subject " + DNOf(c.leaf) + " is its issuer's name: openssl takes it for self-signed and refuses it",
+		"reissue it under a name other than the CA's ('mirrorkv ca issue --name')", 0}}
+}
+
 // checkIntermediate: a dedicated replication CA signs leaves directly; an intermediate
 // means the CA also serves other purposes (the VAST seed).
 func checkIntermediate(c *lintCtx) []Finding {

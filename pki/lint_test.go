@@ -221,6 +221,12 @@ func chainCases() []lintCase {
 			in.CA = append(pemCert(fx.ca.cert), pemCert(fx.other.cert)...)
 			return in
 		}, ok: true, absent: []string{"unknown-ca"}},
+		{name: "leaf named as its CA", input: func(t *testing.T, fx *lintFixture) LintInput {
+			tmpl := memberTemplate("m1")
+			tmpl.Subject = fx.ca.cert.Subject
+			_, p := signWith(t, tmpl, fx.ca.cert, fx.key.Public(), fx.ca.key)
+			return fx.input(p)
+		}, want: []Finding{{Rule: "subject-is-issuer", Severity: SeverityError}}},
 		{name: "CA before leaf in the file", input: func(t *testing.T, fx *lintFixture) LintInput {
 			return fx.input(append(pemCert(fx.ca.cert), fx.leaf(t, nil)...))
 		}, want: []Finding{{Rule: "bundle-order", Severity: SeverityError}}},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
@@ -123,4 +124,19 @@ func CheckCRLSignature(rl *x509.RevocationList, cas []*x509.Certificate) error {
 		}
 	}
 	return reason.Wrap(reason.CRLInvalid, fmt.Errorf("CRL issued by %q is not signed by any CA of the bundle", rl.Issuer))
+}
+
+// CheckCRLNumber refuses a CRL whose number is lower than inForce, the number of the CRL of
+// the same CA in force, coded reason.CRLOlder: an older CRL replayed over a newer one would
+// lift every revocation made in between. nil inForce means no CRL of that CA is in force. A
+// CRL without a number counts as number 0. The push route, every member applying a pushed
+// CRL and the store's replicated record all order CRLs with it.
+func CheckCRLNumber(rl *x509.RevocationList, inForce *big.Int) error {
+	if inForce == nil {
+		return nil
+	}
+	if n := CRLNumber(rl); n.Cmp(inForce) < 0 {
+		return reason.Wrap(reason.CRLOlder, fmt.Errorf("CRL number %s of %q is lower than %s, the number in force", n, rl.Issuer, inForce))
+	}
+	return nil
 }

@@ -52,6 +52,8 @@ const (
 	HandshakeLimit         Code = 131
 	IdentityMismatch       Code = 132
 	CertExpiring           Code = 133
+	CRLOlder               Code = 140
+	CRLUnknownSigner       Code = 141
 	BadTLSPush             Code = 150
 	NoPendingKey           Code = 151
 	PendingKeyMismatch     Code = 152
@@ -115,6 +117,8 @@ var table = map[Code]entry{
 	JoinPinMismatch:        {"join-pin-mismatch", "the member at the join address is not the one pinned with --join-pin", "check the join address, and the fingerprint or DN printed by `mirrorkv member add`"},
 	HandshakeLimit:         {"handshake-limit", "too many TLS handshakes in flight from this source or in total", "retry later; a client that opens many connections at once should reuse connections"},
 	IdentityMismatch:       {"identity-mismatch", "a member claimed another member's name or address", "check that each member runs with its own certificate, --name and --member-advertise as recorded by `mirrorkv member add`"},
+	CRLOlder:               {"crl-older", "CRL number is lower than the one in force: an older CRL would lift newer revocations", "push a CRL made now: `mirrorkv ca crl --push` in the CA's directory; never push a saved copy"},
+	CRLUnknownSigner:       {"crl-unknown-signer", "CRL is signed by neither the group's replication CA nor its client CA", "push the CRL of the CA that issued the certificate: run `mirrorkv ca revoke ... --push` or `mirrorkv ca crl --push` with --dir pointing at that CA"},
 	CertExpiring:           {"cert-expiring", "certificate expires soon", "issue a new certificate with `mirrorkv ca issue --renew` and put it in place; members reload it without a restart"},
 	BadTLSPush:             {"bad-tls-push", "pushed TLS material is not what the route takes: PEM CA certificates (and CRLs) for a trust bundle, PEM certificates with the leaf first for a certificate", "push the ca.crt and crl.pem of each CA to trust, or the certificate signed for the member's CSR, nothing else (`mirrorkv ca rotate apply` does)"},
 	NoPendingKey:           {"no-pending-key", "no key on this member waits for a certificate", "ask the member for a new key and CSR first (POST /v1/tls/csr); `mirrorkv ca rotate apply` does both"},

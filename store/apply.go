@@ -157,18 +157,20 @@ func (s *Store) closedResults(work []pending, out []Result) []Result {
 // commit succeeded, so a failed attempt leaves nothing behind and the next one starts over.
 func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	var rev int64
+	var crlChanged bool
 	applied := work[len(work)-1].index
 	err := s.commitTx(func(tx *bolt.Tx) error {
 		b := batch{
 			kv:      tx.Bucket([]byte(bucketKV)),
 			members: tx.Bucket([]byte(bucketMembers)),
+			crls:    tx.Bucket([]byte(bucketCRLs)),
 			rev:     s.revision.Load(),
 			arena:   arena[:0],
 		}
 		for _, p := range work {
 			out[p.at] = b.apply(p)
 		}
-		rev = b.rev
+		rev, crlChanged = b.rev, b.crlChanged
 		return writeMeta(tx, applied, b.rev)
 	})
 	if err != nil {
@@ -176,6 +178,9 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	}
 	s.applied.Store(applied)
 	s.revision.Store(rev)
+	if crlChanged {
+		s.notifyCRL()
+	}
 	return nil
 }
 
@@ -234,9 +239,10 @@ type table interface {
 
 // batch is the state of one apply transaction.
 type batch struct {
-	kv, members table
-	rev         int64  // store revision so far
-	arena       []byte // backing store of the records written; kept until they are committed
+	kv, members, crls table
+	rev               int64  // store revision so far
+	arena             []byte // backing store of the records written; kept until they are committed
+	crlChanged        bool   // a set-crl command applied: Options.OnCRL is due
 }
 
 // apply applies one command. Its outcome depends only on the command and the state, so every
@@ -261,6 +267,8 @@ func (b *batch) apply(p pending) Result {
 		if err := b.members.Delete([]byte(c.Member.Name)); err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("remove member %q: %w", c.Member.Name, err)}
 		}
+	case OpSetCRL:
+		return b.applyCRL(string(p.key), c.Value)
 	}
 	return Result{Revision: b.rev}
 }

@@ -39,6 +39,7 @@ const (
 type overlay struct {
 	kv       map[string][]byte // key -> record; nil: deleted
 	members  map[string][]byte // member name -> JSON; nil: removed
+	crls     map[string][]byte // PORT/ISSUER -> CRL record
 	applied  uint64
 	revision int64
 	dirty    bool // something was applied, if only the index moved
@@ -47,26 +48,33 @@ type overlay struct {
 }
 
 func newOverlay() *overlay {
-	return &overlay{kv: map[string][]byte{}, members: map[string][]byte{}}
+	return &overlay{kv: map[string][]byte{}, members: map[string][]byte{}, crls: map[string][]byte{}}
+}
+
+// table is the map of o that holds bucket's changes.
+func (o *overlay) table(bucket string) map[string][]byte {
+	switch bucket {
+	case bucketMembers:
+		return o.members
+	case bucketCRLs:
+		return o.crls
+	}
+	return o.kv
 }
 
 // layers returns the layers a read looks in, newest first. ovMu must be held.
 func (s *Store) layers() [2]*overlay { return [2]*overlay{s.active, s.flushing} }
 
-// pendingRecord looks key up in memory: rec is the record (nil when the key was deleted) and
-// ok reports whether memory knows the key at all. members looks in the member records.
-func (s *Store) pendingRecord(key string, members bool) (rec []byte, ok bool) {
+// pendingRecord looks key of bucket up in memory: rec is the record (nil when the key was
+// deleted) and ok reports whether memory knows the key at all.
+func (s *Store) pendingRecord(key, bucket string) (rec []byte, ok bool) {
 	s.ovMu.RLock()
 	defer s.ovMu.RUnlock()
 	for _, o := range s.layers() {
 		if o == nil {
 			continue
 		}
-		m := o.kv
-		if members {
-			m = o.members
-		}
-		if rec, ok := m[key]; ok {
+		if rec, ok := o.table(bucket)[key]; ok {
 			return rec, true
 		}
 	}
@@ -98,15 +106,15 @@ type pendingKV struct {
 	rec []byte // nil: deleted
 }
 
-// pendingMembers returns the member changes in memory, newest layer winning. ovMu must be
-// held.
-func (s *Store) pendingMembers() map[string][]byte {
+// pendingTable returns the changes in memory to bucket (members or CRLs), newest layer
+// winning. ovMu must be held.
+func (s *Store) pendingTable(bucket string) map[string][]byte {
 	out := map[string][]byte{}
 	for _, o := range s.layers() {
 		if o == nil {
 			continue
 		}
-		for name, v := range o.members {
+		for name, v := range o.table(bucket) {
 			if _, ok := out[name]; !ok {
 				out[name] = v
 			}
@@ -143,38 +151,27 @@ func (s *Store) viewWithMemory(mem func(), fn func(tx *bolt.Tx) error) error {
 // when the batch ends, so that readers see whole batches as they would see transactions.
 // Only ApplyBatch uses it, holding writeMu, so the layers cannot be swapped under it.
 type memTable struct {
-	s       *Store
-	members bool
-	staged  map[string][]byte
+	s      *Store
+	bucket string
+	staged map[string][]byte
 }
 
-func newMemTable(s *Store, members bool) *memTable {
-	return &memTable{s: s, members: members, staged: map[string][]byte{}}
-}
-
-func (t *memTable) layer(o *overlay) map[string][]byte {
-	if t.members {
-		return o.members
-	}
-	return o.kv
+func newMemTable(s *Store, bucket string) *memTable {
+	return &memTable{s: s, bucket: bucket, staged: map[string][]byte{}}
 }
 
 func (t *memTable) Get(key []byte) []byte {
 	if rec, ok := t.staged[string(key)]; ok {
 		return rec
 	}
-	if rec, ok := t.s.pendingRecord(string(key), t.members); ok {
+	if rec, ok := t.s.pendingRecord(string(key), t.bucket); ok {
 		return rec
 	}
 	// Not in memory, so a flush running now does not touch it: the file has its value.
 	// The transaction starts after the lookup above, so it sees any flush that ended since.
 	var rec []byte
-	bucket := bucketKV
-	if t.members {
-		bucket = bucketMembers
-	}
 	_ = t.s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bucket)).Get(key); v != nil {
+		if v := tx.Bucket([]byte(t.bucket)).Get(key); v != nil {
 			rec = bytes.Clone(v)
 		}
 		return nil
@@ -194,7 +191,7 @@ func (t *memTable) Delete(key []byte) error {
 
 // publish moves the staged changes into the active layer. ovMu must be held.
 func (t *memTable) publish(a *overlay) {
-	m := t.layer(a)
+	m := a.table(t.bucket)
 	for k, v := range t.staged {
 		m[k] = v
 		a.bytes += len(k) + len(v)
@@ -221,8 +218,8 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	if s.closed() {
 		return s.closedResults(work, out)
 	}
-	kv, members := newMemTable(s, false), newMemTable(s, true)
-	b := batch{kv: kv, members: members, rev: s.revision.Load(), arena: arena}
+	kv, members, crls := newMemTable(s, bucketKV), newMemTable(s, bucketMembers), newMemTable(s, bucketCRLs)
+	b := batch{kv: kv, members: members, crls: crls, rev: s.revision.Load(), arena: arena}
 	for _, p := range work {
 		out[p.at] = b.apply(p)
 	}
@@ -231,11 +228,15 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	a := s.active
 	kv.publish(a)
 	members.publish(a)
+	crls.publish(a)
 	a.applied, a.revision, a.dirty = applied, b.rev, true
 	soon := a.bytes >= flushSoonBytes || a.entries >= flushSoonEntries
 	s.ovMu.Unlock()
 	s.applied.Store(applied)
 	s.revision.Store(b.rev)
+	if b.crlChanged {
+		s.notifyCRL()
+	}
 	if soon {
 		s.kickFlush()
 	}
@@ -382,7 +383,7 @@ func (s *Store) commitLayer(o *overlay) error {
 		for _, bm := range []struct {
 			bucket string
 			m      map[string][]byte
-		}{{bucketKV, o.kv}, {bucketMembers, o.members}} {
+		}{{bucketKV, o.kv}, {bucketMembers, o.members}, {bucketCRLs, o.crls}} {
 			b := tx.Bucket([]byte(bm.bucket))
 			for _, k := range slices.Sorted(maps.Keys(bm.m)) {
 				var err error

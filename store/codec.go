@@ -131,6 +131,13 @@ func validate(c Command, key []byte) error {
 		if len(c.Member.Name) > maxKeyBytes {
 			return badCommand("member name of %d bytes exceeds %d", len(c.Member.Name), maxKeyBytes)
 		}
+	case OpSetCRL:
+		if string(key) != CRLPortMember && string(key) != CRLPortClient {
+			return badCommand("CRL for port %q: want %s or %s", key, CRLPortMember, CRLPortClient)
+		}
+		if len(c.Value) == 0 || len(c.Value) > maxCRLBytes {
+			return badCommand("CRL of %d bytes: want 1 to %d", len(c.Value), maxCRLBytes)
+		}
 	case OpNoop:
 	default:
 		return badCommand("unknown op %d", c.Op)

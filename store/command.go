@@ -16,6 +16,7 @@ const (
 	OpSetMember    Op = 3 // authorise or update Member
 	OpRemoveMember Op = 4 // withdraw the authorisation of Member.Name
 	OpNoop         Op = 5 // changes nothing; a barrier
+	OpSetCRL       Op = 6 // put the CRL in Value (DER) in force for the port named by Key
 )
 
 // Command is one replicated change, encoded into one raft log entry by EncodeCommand.
@@ -30,6 +31,12 @@ type Command struct {
 	// Member is the record of OpSetMember and OpRemoveMember.
 	Member Member
 }
+
+// The ports a CRL of OpSetCRL may be for: Key names the port whose CA bundle signs it.
+const (
+	CRLPortMember = "member"
+	CRLPortClient = "client"
+)
 
 // Entry is a committed raft log entry handed to ApplyBatch.
 type Entry struct {

@@ -17,6 +17,7 @@ import (
 //
 //	kv record     revision(8) created(8) crc(4) value; crc of key, the first 16 bytes, value
 //	member record crc(4) json;                        crc of name, json
+//	crl record    crc(4) json;                        crc of PORT/ISSUER, json (crl.go)
 //	meta/sum      crc(4) of applied(8) revision(8), written with them in every commit
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -96,8 +97,15 @@ func verifyRecords(tx *bolt.Tx) error {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
 	}
-	return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
+	err := tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 		_, err := memberJSON(k, v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
+		_, err := crlFromRecord(k, v)
 		return err
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -159,6 +160,7 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	}
 	s.applied.Store(meta.applied)
 	s.revision.Store(meta.revision)
+	s.notifyCRL() // the snapshot may bring other CRLs, or none
 	s.retired.Go(func() {
 		if err := old.Close(); err != nil {
 			s.log.Warn("close the store file replaced by a snapshot", "err", err)
@@ -185,7 +187,7 @@ func (w *restoreWriter) put(bucket string, k, v []byte) error {
 		w.tx = tx
 		// Keys arrive in order, so full pages are right: bbolt would otherwise leave half of
 		// every page empty for inserts that never come.
-		for _, name := range []string{bucketKV, bucketMembers, bucketMeta} {
+		for _, name := range []string{bucketKV, bucketMembers, bucketCRLs, bucketMeta} {
 			tx.Bucket([]byte(name)).FillPercent = 1
 		}
 	}
@@ -238,8 +240,8 @@ func readSnapshot(r io.Reader, w *restoreWriter) (snapMeta, error) {
 		return snapMeta{}, err
 	}
 	var lastKey []byte
-	var lastMember string
-	members := false
+	var lastMember, lastCRL string
+	members, crls := false, false
 	for {
 		sumBefore := d.crc
 		t, err := d.byte("record type")
@@ -248,15 +250,23 @@ func readSnapshot(r io.Reader, w *restoreWriter) (snapMeta, error) {
 		}
 		switch t {
 		case recKV:
-			if members {
-				return snapMeta{}, d.bad("kv record after the member records")
+			if members || crls {
+				return snapMeta{}, d.bad("kv record after the member or CRL records")
 			}
 			if lastKey, err = d.kv(meta, lastKey, w); err != nil {
 				return snapMeta{}, err
 			}
 		case recMember:
+			if crls {
+				return snapMeta{}, d.bad("member record after the CRL records")
+			}
 			members = true
 			if lastMember, err = d.member(lastMember, w); err != nil {
+				return snapMeta{}, err
+			}
+		case recCRL:
+			crls = true
+			if lastCRL, err = d.crl(lastCRL, w); err != nil {
 				return snapMeta{}, err
 			}
 		case recEnd:
@@ -446,6 +456,29 @@ func (d *snapReader) member(last string, w *restoreWriter) (string, error) {
 		return "", fmt.Errorf("encode member %q: %w", m.Name, err)
 	}
 	return m.Name, w.put(bucketMembers, []byte(m.Name), memberRecord(m.Name, v))
+}
+
+// crl reads a CRL record, checks it against the one before it, and writes it. It returns
+// the record's key.
+func (d *snapReader) crl(last string, w *restoreWriter) (string, error) {
+	raw, err := d.field("CRL", maxCRLBytes*2, 0)
+	if err != nil {
+		return "", err
+	}
+	c, err := decodeCRL(raw)
+	if err != nil {
+		return "", fmt.Errorf("at byte %d: CRL record: %w: %w", d.off, ErrBadSnapshot, err)
+	}
+	key := c.key()
+	if last != "" && key <= last {
+		return "", d.bad("CRL %q is not after %q", key, last)
+	}
+	// Stored as this release writes CRLs, so CRLs reads one shape whatever wrote the snapshot.
+	v, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("encode CRL %q: %w", key, err)
+	}
+	return key, w.put(bucketCRLs, []byte(key), crlRecord([]byte(key), v))
 }
 
 // end checks the end record against sum, the CRC of everything before it, and that nothing

@@ -20,11 +20,13 @@ import (
 //	meta   'M' applied(uvarint) revision(uvarint)
 //	kv*    'K' key(uvarint len, bytes) revision(uvarint) created(uvarint) value(uvarint len, bytes)
 //	member 'P' json(uvarint len, bytes)                                   (zero or more)
+//	crl    'R' json(uvarint len, bytes)                                   (zero or more)
 //	end    'E' CRC-32C (Castagnoli) of every byte before the 'E', 4 bytes big-endian
 //
-// Keys come in strictly increasing byte order and members in strictly increasing name order,
-// which is how bbolt iterates them and what Restore checks. Every uvarint is minimal, so the
-// encoding of a state is unique.
+// Keys come in strictly increasing byte order, members in strictly increasing name order and
+// CRLs in strictly increasing PORT/ISSUER order, which is how bbolt iterates them and what
+// Restore checks. Every uvarint is minimal, so the encoding of a state is unique. A stream
+// without CRL records (written before they existed) reads as a group without pushed CRLs.
 const snapshotMagic = "MKVSNAP1"
 
 // Record types of the snapshot stream.
@@ -32,6 +34,7 @@ const (
 	recMeta   = 'M'
 	recKV     = 'K'
 	recMember = 'P'
+	recCRL    = 'R'
 	recEnd    = 'E'
 )
 
@@ -135,7 +138,7 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
+	err = tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 		js, err := memberJSON(k, v)
 		if err != nil {
 			return err
@@ -143,6 +146,18 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 		rec = append(rec[:0], recMember)
 		rec = appendField(rec, js)
 		_, err = bw.Write(rec)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
+		if _, err := crlFromRecord(k, v); err != nil {
+			return err
+		}
+		rec = append(rec[:0], recCRL)
+		rec = appendField(rec, v[4:])
+		_, err := bw.Write(rec)
 		return err
 	})
 }

@@ -191,7 +191,7 @@ func TestRestore_Bad(t *testing.T) {
 		{"key revision above the store's", snapshotOf(metaRec(1, 1), kvRec("a", 2, 1, "")), "key revision is 2, above the limit of 1"},
 		{"created after revision", snapshotOf(metaRec(5, 5), kvRec("a", 2, 3, "")), "creation revision is 3"},
 		{"created at 0", snapshotOf(metaRec(5, 5), kvRec("a", 2, 0, "")), "created at revision 0"},
-		{"kv after members", snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), kvRec("a", 1, 1, "")), "kv record after the member records"},
+		{"kv after members", snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), kvRec("a", 1, 1, "")), "kv record after the member or CRL records"},
 		{"member not JSON", snapshotOf(metaRec(1, 1), memberRec(`{`)), "member record"},
 		{"member without name", snapshotOf(metaRec(1, 1), memberRec(`{"dn":"CN=x"}`)), "member without a name"},
 		{"members out of order", snapshotOf(metaRec(1, 1), memberRec(`{"name":"b"}`), memberRec(`{"name":"a"}`)), `"a" is not after "b"`},
@@ -241,7 +241,8 @@ func FuzzRestore(f *testing.F) {
 	// value populate writes.
 	src := openStore(f, Options{})
 	mustApply(f, src, put("a", "1"), put("b", ""), put("a", "2"), put("c\x00", "xyz"), del("b"),
-		setMember("m1", "10.0.0.1:7000"), setMember("m2", "10.0.0.2:7000"))
+		setMember("m1", "10.0.0.1:7000"), setMember("m2", "10.0.0.2:7000"),
+		setCRL(CRLPortMember, newTestCA(f, "fuzz CA").crl(f, 2, 5)))
 	good := snapshotBytes(f, src)
 	f.Add(good)
 	f.Add(good[:len(good)/3])
@@ -250,6 +251,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(snapshotOf(metaRec(0, 0)))
 	f.Add(snapshotOf(metaRec(3, 2), kvRec("a", 1, 1, "x"), kvRec("b", 2, 2, ""), memberRec(`{"name":"m"}`)))
 	f.Add(snapshotOf(metaRec(1, 1), kvRec("b", 1, 1, ""), kvRec("a", 1, 1, "")))
+	f.Add(snapshotOf(metaRec(1, 1), memberRec(`{"name":"m"}`), appendField([]byte{recCRL}, `{"port":"client","issuer":"i","number":"1","der":"AA=="}`)))
 
 	s := openStore(f, Options{})
 	mustApply(f, s, put("keep", "me"))

@@ -26,6 +26,7 @@ import (
 const (
 	bucketKV      = "kv"      // key -> record (revision, created, value)
 	bucketMembers = "members" // member name -> Member as JSON
+	bucketCRLs    = "crls"    // PORT/ISSUER -> CRL as JSON (crl.go)
 	bucketMeta    = "meta"    // the keys below -> 8-byte big-endian numbers
 
 	metaFormat   = "format"
@@ -61,6 +62,10 @@ type Options struct {
 	// to replay every entry beyond AppliedIndex as of the file, as a raft log does. Zero
 	// commits every ApplyBatch before it returns.
 	FlushInterval time.Duration
+	// OnCRL, when set, is called after an applied command or a restored snapshot changed
+	// the group's CRLs (read them with CRLs). It runs on the apply path: it must return at
+	// once, and not call the store.
+	OnCRL func()
 }
 
 // Store is a member's copy of the replicated state in one bbolt file. Its methods are safe
@@ -69,6 +74,7 @@ type Store struct {
 	path    string
 	log     *slog.Logger
 	noFsync bool
+	onCRL   func()
 
 	// writeMu serialises the writers: ApplyBatch, Restore and Close.
 	writeMu sync.Mutex
@@ -125,7 +131,7 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close() // the remove error is the one to report
 		return nil, fmt.Errorf("remove leftover restore file %s: %w", path+restoreSuffix, err)
 	}
-	s := &Store{path: path, log: log, noFsync: opts.NoFsync, db: db, closing: make(chan struct{})}
+	s := &Store{path: path, log: log, noFsync: opts.NoFsync, onCRL: opts.OnCRL, db: db, closing: make(chan struct{})}
 	if err := s.loadMeta(db); err != nil {
 		_ = db.Close() // the meta error is the one to report
 		return nil, err
@@ -194,7 +200,7 @@ func damaged(path string, err error) error {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range []string{bucketKV, bucketMembers} {
+	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -326,7 +332,7 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 
 // Get returns key with a copy of its value, or ErrNotFound.
 func (s *Store) Get(key string) (KV, error) {
-	if rec, ok := s.pendingRecord(key, false); ok {
+	if rec, ok := s.pendingRecord(key, bucketKV); ok {
 		if rec == nil {
 			return KV{}, ErrNotFound
 		}
@@ -446,7 +452,7 @@ func (s *Store) Members() ([]Member, error) {
 		ms = append(ms, m)
 		return nil
 	}
-	err := s.viewWithMemory(func() { mem = s.pendingMembers() }, func(tx *bolt.Tx) error {
+	err := s.viewWithMemory(func() { mem = s.pendingTable(bucketMembers) }, func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 			if _, ok := mem[string(k)]; ok {
 				return nil

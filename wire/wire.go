@@ -104,3 +104,18 @@ const (
 	// HeaderServedBy names the member that answered.
 	HeaderServedBy = "X-Mirrorkv-Member"
 )
+
+// CRLPush is the body of POST /v1/crl: one CRL in PEM ("-----BEGIN X509 CRL-----"), as
+// `mirrorkv ca crl` writes crl.pem. The member decides from its signature which port's CA
+// issued it.
+type CRLPush struct {
+	CRL string `json:"crl"`
+}
+
+// CRLPushed is the answer to POST /v1/crl once the group has committed the CRL.
+type CRLPushed struct {
+	Port    string `json:"port"`    // "member" or "client": whose CA signed it
+	Issuer  string `json:"issuer"`  // the issuing CA's subject
+	Number  string `json:"number"`  // the CRL number, decimal
+	Revoked int    `json:"revoked"` // how many certificates it lists
+}

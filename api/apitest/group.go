@@ -23,6 +23,8 @@ type Group struct {
 	calls   map[string]int
 	// primaryURL is what PrimaryURL answers.
 	primaryURL string
+	crlCheck   func(der []byte) (string, error)
+	crls       [][]byte
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -212,4 +214,36 @@ func (g *Group) Revision() int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.rev
+}
+
+// SetCRLCheck sets what PushCRL answers for a CRL: the port it is for, or the refusal.
+// Without it every CRL is taken for the client port.
+func (g *Group) SetCRLCheck(check func(der []byte) (string, error)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.crlCheck = check
+}
+
+// PushCRL checks der with the function SetCRLCheck gave and records it as the group's CRL.
+func (g *Group) PushCRL(_ context.Context, der []byte) (string, error) {
+	defer g.mu.Unlock()
+	if err := g.enter("PushCRL"); err != nil {
+		return "", err
+	}
+	port := "client"
+	if g.crlCheck != nil {
+		var err error
+		if port, err = g.crlCheck(der); err != nil {
+			return "", err
+		}
+	}
+	g.crls = append(g.crls, der)
+	return port, nil
+}
+
+// CRLs returns the CRLs pushed so far, DER, oldest first.
+func (g *Group) CRLs() [][]byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.crls)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/pki"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -401,17 +402,27 @@ func confirmSign(e *env, o caSignOptions, in pki.RequestInfo, opts pki.SignOptio
 type caRevokeOptions struct {
 	Dir, Serial, Reason, PassphraseFile string
 	CRLDays                             int
+	Push                                bool
 }
 
 func newCARevokeCmd(e *env) *cobra.Command {
 	var o caRevokeOptions
+	var conn connectOptions
 	cmd := &cobra.Command{
-		Use:   "revoke --dir DIR (CERTFILE | --serial HEX)",
-		Short: "revoke a certificate and rewrite DIR/crl.pem",
-		Args:  args(cobra.MaximumNArgs(1)),
-		RunE:  func(_ *cobra.Command, a []string) error { return runCARevoke(e, o, a) },
+		Use:   "revoke --dir DIR (CERTFILE | --serial HEX) [--push --endpoints URLS ...]",
+		Short: "revoke a certificate and rewrite DIR/crl.pem; --push sends it to the group",
+		Long: `Revoke a certificate and rewrite DIR/crl.pem. With --push the new CRL also goes to the
+group over the admin API (an admin client certificate; the connection flags as for kv and
+member): every member checks it against its CA bundles, puts it in force and closes the
+revoked certificate's live connections. Without --push, copy crl.pem to every member.`,
+		Example: `  mirrorkv ca revoke --dir client-ca alice.crt --push --endpoints https://10.0.0.1:8001 \
+    --cacert ca.crt --cert admin.crt --key admin.key`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(_ *cobra.Command, a []string) error { return runCARevoke(e, o, &conn, a) },
 	}
+	addConnectFlags(cmd, &conn)
 	f := cmd.Flags()
+	f.BoolVar(&o.Push, "push", false, "send the new CRL to the group (needs --endpoints, --cacert, --cert and --key of an admin)")
 	f.StringVar(&o.Dir, "dir", "", "CA directory")
 	f.StringVar(&o.Serial, "serial", "", "serial number in hex, as 'mirrorkv cert inspect' prints it")
 	f.StringVar(&o.Reason, "reason", "unspecified", "unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn")
@@ -420,7 +431,7 @@ func newCARevokeCmd(e *env) *cobra.Command {
 	return cmd
 }
 
-func runCARevoke(e *env, o caRevokeOptions, a []string) error {
+func runCARevoke(e *env, o caRevokeOptions, conn *connectOptions, a []string) error {
 	if o.Dir == "" || (len(a) == 1) == (o.Serial != "") {
 		return usagef("ca revoke: give --dir and either a certificate file or --serial")
 	}
@@ -432,6 +443,15 @@ func runCARevoke(e *env, o caRevokeOptions, a []string) error {
 	if err != nil {
 		return err
 	}
+	// The connection is checked before anything is revoked, so that a mistyped flag does not
+	// leave a revocation that reached no member.
+	var c *client.Client
+	if o.Push {
+		if c, err = conn.client(); err != nil {
+			return err
+		}
+		defer c.Close()
+	}
 	ca, err := openCADir(o.Dir, o.PassphraseFile)
 	if err != nil {
 		return err
@@ -440,7 +460,11 @@ func runCARevoke(e *env, o caRevokeOptions, a []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "revoked serial %s\n", serial.Text(16))
-	return writeCRLFile(e, ca, o.CRLDays)
+	crl, err := writeCRLFile(e, ca, o.CRLDays, !o.Push)
+	if err != nil || !o.Push {
+		return err
+	}
+	return pushCRL(e, c, crl)
 }
 
 func revokeSerial(flag string, a []string) (*big.Int, error) {
@@ -462,47 +486,79 @@ func revokeSerial(flag string, a []string) (*big.Int, error) {
 	return certs[0].SerialNumber, nil
 }
 
-func writeCRLFile(e *env, ca *pki.CA, days int) error {
+// writeCRLFile writes a new DIR/crl.pem and returns it (PEM). copyHint says to copy it by
+// hand, when it is not pushed.
+func writeCRLFile(e *env, ca *pki.CA, days int, copyHint bool) ([]byte, error) {
 	if days <= 0 {
-		return usagef("--days must be positive")
+		return nil, usagef("--days must be positive")
 	}
 	b, err := ca.CRL(days)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	crl, err := pki.ParseCRL(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: CRL number %s, %d revoked, next update %s\n",
 		filepath.Join(ca.Dir(), pki.CRLFile), crl.Number, len(crl.RevokedCertificateEntries), caDay(crl.NextUpdate))
-	fmt.Fprintln(e.stdout, "copy it to every member; they reload it without a restart")
+	if copyHint {
+		fmt.Fprintln(e.stdout, "copy it to every member (or run mirrorkv ca crl --push); they reload it without a restart")
+	}
+	return b, nil
+}
+
+// pushCRL sends crl (PEM) to the group. Once it returns, the group has committed the CRL;
+// every member then puts it in force and closes the revoked certificates' connections.
+func pushCRL(e *env, c *client.Client, crl []byte) error {
+	got, err := c.PushCRL(e.ctx, crl)
+	if err != nil {
+		return fmt.Errorf("%w\nthe CRL is written but not in force on the group: fix the cause and run mirrorkv ca crl --push, or copy crl.pem to every member", serverError(err))
+	}
+	fmt.Fprintf(e.stdout, "pushed CRL number %s of %s to the group for the %s port: %d revoked; members close the revoked certificates' connections now\n",
+		got.Number, got.Issuer, got.Port, got.Revoked)
 	return nil
 }
 
 type caCRLOptions struct {
 	Dir, PassphraseFile string
 	Days                int
+	Push                bool
 }
 
 func newCACRLCmd(e *env) *cobra.Command {
 	var o caCRLOptions
+	var conn connectOptions
 	cmd := &cobra.Command{
-		Use:   "crl --dir DIR",
-		Short: "rewrite DIR/crl.pem (run it before the current CRL's next update)",
+		Use:   "crl --dir DIR [--push --endpoints URLS ...]",
+		Short: "rewrite DIR/crl.pem (run it before the current CRL's next update); --push sends it to the group",
 		Args:  args(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			if o.Dir == "" {
 				return usagef("ca crl: --dir is required")
 			}
+			var c *client.Client
+			if o.Push {
+				var err error
+				if c, err = conn.client(); err != nil {
+					return err
+				}
+				defer c.Close()
+			}
 			ca, err := openCADir(o.Dir, o.PassphraseFile)
 			if err != nil {
 				return err
 			}
-			return writeCRLFile(e, ca, o.Days)
+			crl, err := writeCRLFile(e, ca, o.Days, !o.Push)
+			if err != nil || !o.Push {
+				return err
+			}
+			return pushCRL(e, c, crl)
 		},
 	}
+	addConnectFlags(cmd, &conn)
 	f := cmd.Flags()
+	f.BoolVar(&o.Push, "push", false, "send the new CRL to the group (needs --endpoints, --cacert, --cert and --key of an admin)")
 	f.StringVar(&o.Dir, "dir", "", "CA directory")
 	f.IntVar(&o.Days, "days", pki.DefaultCRLDays, "days until the CRL's next update")
 	f.StringVar(&o.PassphraseFile, "passphrase-file", "", "file holding the CA key's passphrase")
