@@ -92,6 +92,9 @@ type Config struct {
 	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
 	// keep the read's bytes for as long as it likes.
 	LargeReadTimeout time.Duration
+	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
+	// leaves those routes out.
+	Trust Trust
 }
 
 func (c Config) withDefaults() Config {
@@ -189,6 +192,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
 	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
+	s.trustRoutes()
 	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)
 	s.route("GET /metrics", "metrics", levelReadOnly, func(w http.ResponseWriter, r *http.Request) error {
 		metricsHandler.ServeHTTP(w, r)

@@ -87,6 +87,9 @@ func openToOthers(root string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			return nil // DIR/tls links to the flags' files; a link's own mode grants nothing
+		}
 		if mode := info.Mode().Perm(); mode&0o077 != 0 {
 			open = append(open, fmt.Sprintf("%s (mode %#o)", path, mode))
 		}

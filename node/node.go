@@ -46,6 +46,7 @@ type Node struct {
 	clientLn  net.Listener
 	debug     *debugServer  // nil without Config.DebugListen
 	crlKick   chan struct{} // the group's CRLs changed (crl.go)
+	trustMu   sync.Mutex    // one change of the pushed TLS material at a time (tlsstore.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -71,6 +72,10 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err := claimDir(cfg.Dir, cfg.Name, cfg.Group); err != nil {
 		return nil, err
 	}
+	if cfg, err = usePushedTLS(cfg, log); err != nil {
+		return nil, err
+	}
+	n.cfg = cfg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tlsMetrics, err := mtls.NewMetrics(reg)
@@ -115,7 +120,9 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		return nil, fmt.Errorf("listen on client port %s: %w (is another member or process using it?)", cfg.ClientListen, err)
 	}
 	n.clientLn = n.clientSrc.HTTPSListener(clientLn)
-	apiServer := api.New(cfg.apiConfig(), apiGroup{n.cluster, n}, n.store, reg, log.With("component", "api"))
+	apiCfg := cfg.apiConfig()
+	apiCfg.Trust = n
+	apiServer := api.New(apiCfg, apiGroup{n.cluster, n}, n.store, reg, log.With("component", "api"))
 	n.http = &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -148,11 +155,11 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	var err error
 	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
 	if err != nil {
-		return fmt.Errorf("member port credentials: %w", err)
+		return fmt.Errorf("member port credentials (%s): %w", linkNote, err)
 	}
 	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
 	if err != nil {
-		return fmt.Errorf("client port credentials: %w", err)
+		return fmt.Errorf("client port credentials (%s): %w", linkNote, err)
 	}
 	return nil
 }

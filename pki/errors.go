@@ -59,3 +59,17 @@ var (
 	// such a certificate grants nothing.
 	ErrNoAccess = errors.New("client certificate carries no access level; reissue it with 'mirrorkv ca issue --client --access admin|readwrite|readonly'")
 )
+
+// Sentinel errors of a CA rotation (rotation.go).
+var (
+	// ErrNoRotation is returned by LoadRotation when the CA directory holds no rotation.
+	ErrNoRotation = errors.New("no CA rotation in progress here; start one with 'mirrorkv ca rotate apply'")
+	// ErrRotationDone is returned by Rotation.Begin once every phase is verified.
+	ErrRotationDone = errors.New("every phase of this rotation is verified; run 'mirrorkv ca rotate verify' to finish it")
+	// ErrRotationKind is returned by LoadRotation when the rotation in the directory is of the
+	// other kind of CA.
+	ErrRotationKind = errors.New("a rotation of the other CA kind is in progress in this directory")
+	// ErrAbortTooLate is returned by Rotation.AbortTo once members serve certificates from
+	// the new CA: trusting the old CA alone would cut them off.
+	ErrAbortTooLate = errors.New("members already serve certificates from the new CA, so the old CA alone cannot be trusted again; finish with 'mirrorkv ca rotate apply'")
+)

@@ -57,6 +57,11 @@ const (
 	CAExpired              Code = 135
 	CRLOlder               Code = 140
 	CRLUnknownSigner       Code = 141
+	BadTLSPush             Code = 160
+	NoPendingKey           Code = 161
+	PendingKeyMismatch     Code = 162
+	TrustRefused           Code = 163
+	RotationBlocked        Code = 164
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -121,6 +126,11 @@ var table = map[Code]entry{
 	CAExpired:              {"ca-expired", "a CA of a trust bundle has expired: no certificate it signed is accepted any more", "make a new CA (`mirrorkv ca init`), issue new certificates from it and put it in every bundle in place of the expired one (docs/tls.md, \"Rotating the CA with no downtime\")"},
 	CRLOlder:               {"crl-older", "CRL number is lower than the one in force: an older CRL would lift newer revocations", "push a CRL made now: `mirrorkv ca crl --push` in the CA's directory; never push a saved copy"},
 	CRLUnknownSigner:       {"crl-unknown-signer", "CRL is signed by neither the group's replication CA nor its client CA", "push the CRL of the CA that issued the certificate: run `mirrorkv ca revoke ... --push` or `mirrorkv ca crl --push` with --dir pointing at that CA"},
+	BadTLSPush:             {"bad-tls-push", "pushed TLS material is not what the route takes: PEM CA certificates (and CRLs) for a trust bundle, PEM certificates with the leaf first for a certificate", "push the ca.crt and crl.pem of each CA to trust, or the certificate signed for the member's CSR, nothing else (`mirrorkv ca rotate apply` does)"},
+	NoPendingKey:           {"no-pending-key", "no key on this member waits for a certificate", "ask the member for a new key and CSR first (POST /v1/tls/csr); `mirrorkv ca rotate apply` does both"},
+	PendingKeyMismatch:     {"pending-key-mismatch", "certificate does not match the key this member made last", "sign the CSR the member handed out last; `mirrorkv ca rotate apply` asks for a fresh one"},
+	TrustRefused:           {"trust-refused", "the member would cut itself off with the pushed material, so it keeps what it has", "the message names the cause; trust the CA of the certificate the member serves, and keep its subject and SANs (`mirrorkv ca rotate plan` shows both)"},
+	RotationBlocked:        {"rotation-blocked", "a CA rotation phase would cut a member off, so it was not started", "bring the member named back (or remove it with `mirrorkv member remove`), then run `mirrorkv ca rotate apply` again"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},

@@ -25,7 +25,7 @@ func newCACmd(e *env) *cobra.Command {
 (ca.key and index.json) on a safe host; copy ca.crt and crl.pem to every member.
 See docs/certificates.md for the whole lifecycle.`,
 	}
-	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e), newCAProfilesCmd(e))
+	cmd.AddCommand(newCAInitCmd(e), newCAIssueCmd(e), newCASignCmd(e), newCARevokeCmd(e), newCACRLCmd(e), newCAProfilesCmd(e), newCARotateCmd(e))
 	return cmd
 }
 
