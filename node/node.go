@@ -155,11 +155,11 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	var err error
 	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
 	if err != nil {
-		return fmt.Errorf("member port credentials (%s): %w", linkNote, err)
+		return fmt.Errorf("member port credentials: %w", flagFile(err))
 	}
 	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
 	if err != nil {
-		return fmt.Errorf("client port credentials (%s): %w", linkNote, err)
+		return fmt.Errorf("client port credentials: %w", flagFile(err))
 	}
 	return nil
 }

@@ -32,9 +32,6 @@ import (
 // read DIR/tls and a push is picked up by a reload like any changed file.
 const tlsDir = "tls"
 
-// linkNote says, in a credential error at start, where DIR/tls's files come from.
-const linkNote = "the files in DIR/tls link to those the flags name, unless pushed there by `mirrorkv ca rotate`"
-
 // Files of tlsDir.
 const (
 	fileMemberCA   = "member-ca.pem"
@@ -95,6 +92,26 @@ func usePushedTLS(cfg Config, log *slog.Logger) (Config, error) {
 		*p.path = path
 	}
 	return cfg, nil
+}
+
+// flagFile makes a credential error name the file the operator gave rather than its link in
+// DIR/tls, and says so when the file at fault was pushed to this member.
+func flagFile(err error) error {
+	ce, ok := errors.AsType[*mtls.CredentialError](err)
+	if !ok || ce.File == "" {
+		return err
+	}
+	fi, lerr := os.Lstat(ce.File)
+	switch {
+	case lerr != nil:
+		return err
+	case fi.Mode()&os.ModeSymlink != 0:
+		if target, rerr := os.Readlink(ce.File); rerr == nil {
+			ce.File = target
+		}
+		return err
+	}
+	return fmt.Errorf("%w (a file pushed to this member by `mirrorkv ca rotate`, in force instead of the flag's; remove it to go back to the flag's file)", err)
 }
 
 // linkAtomic makes path a symbolic link to target, replacing what is there in one rename.
