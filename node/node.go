@@ -206,7 +206,10 @@ func (n *Node) Close() error {
 				errs = append(errs, fmt.Errorf("shut down client port: %w", err))
 			}
 			cancel()
-		} else if n.clientLn != nil {
+		}
+		if n.clientLn != nil {
+			// Shutdown closes only the listeners Serve was given: a member closed before
+			// Run would keep its client port otherwise.
 			n.clientLn.Close()
 		}
 		if n.cluster != nil {

@@ -310,3 +310,25 @@ func TestConfig_SubConfigs(t *testing.T) {
 		t.Errorf("clientTLS = %+v", cl)
 	}
 }
+
+// TestNode_CloseBeforeRun frees both ports of a member that never ran, so that it can start
+// again at once.
+func TestNode_CloseBeforeRun(t *testing.T) {
+	rca, cca := pkitest.NewCA(t, "replication"), pkitest.NewCA(t, "clients")
+	cfg := testMember(t, rca, cca, rca.Member("m1"))
+	cfg.Cluster.Bootstrap = true
+	n, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{cfg.ClientListen, cfg.MemberListen} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("after Close, %s is still taken: %v", addr, err)
+		}
+		ln.Close()
+	}
+}
