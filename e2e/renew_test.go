@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -116,4 +117,55 @@ func readCertificate(t *testing.T, path string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return certs[0]
+}
+
+// `member renew --all` renews every member's certificate from the CA host over the admin
+// API: each member makes its own key, serves the new certificate at once, keeps its DN and
+// its place in the group, and is not restarted.
+func TestRenewal_MembersOverTheAdminAPI(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	pids := map[string]int{}
+	for _, m := range g.Members {
+		pids[m.Name] = m.Pid()
+	}
+	out, err := runCLI(g, "member", "renew", "--all", "--ca-dir", filepath.Join(g.PKI.Dir, "member-ca"), "--days", "100")
+	if err != nil {
+		t.Fatalf("member renew --all: %v\n%s", err, out)
+	}
+	tlsCfg, err := client.LoadTLS(g.PKI.MemberCA, g.PKI.AdminCert, g.PKI.AdminKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range g.Members {
+		old := readCertificate(t, m.CertFile)
+		conn, err := tls.Dial("tcp", m.ClientAddr, tlsCfg)
+		if err != nil {
+			t.Fatalf("%s after the renewal: %v", m.Name, err)
+		}
+		served := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		switch {
+		case served.SerialNumber.Cmp(old.SerialNumber) == 0:
+			t.Errorf("%s still serves its old certificate", m.Name)
+		case pki.DNOf(served) != pki.DNOf(old):
+			t.Errorf("%s serves %s, want its DN %s kept", m.Name, pki.DNOf(served), pki.DNOf(old))
+		case served.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.PublicKey):
+			t.Errorf("%s's renewed certificate carries its old key", m.Name)
+		case served.NotAfter.Sub(served.NotBefore) > 101*24*time.Hour:
+			t.Errorf("%s's renewed certificate lasts %s, want the 100 days asked", m.Name, served.NotAfter.Sub(served.NotBefore))
+		}
+		if !strings.Contains(out, m.Name+": serves "+pki.DNOf(old)) {
+			t.Errorf("member renew did not report %s:\n%s", m.Name, out)
+		}
+		if m.Pid() != pids[m.Name] {
+			t.Errorf("%s restarted; a renewal needs no restart", m.Name)
+		}
+	}
+	c := clientOf(t, g, g.Members...)
+	if _, err := c.Put(t.Context(), "after-renewal", []byte("ok")); err != nil {
+		t.Fatalf("write after the renewal: %v", err)
+	}
+	if err := g.WaitInSync(t.Context()); err != nil {
+		t.Fatalf("the group after the renewal: %v", err)
+	}
 }

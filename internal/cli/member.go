@@ -17,7 +17,7 @@ func newMemberCmd(e *env) *cobra.Command {
 	var conn connectOptions
 	cmd := &cobra.Command{
 		Use:   "member",
-		Short: "add, remove, list and promote members; transfer the primary role",
+		Short: "add, remove, list, promote and renew members; transfer the primary role",
 		Long: `Change the group's membership. Every command but list needs a client certificate
 with the admin access level (mirrorkv ca issue --client --access admin).
 
@@ -28,7 +28,8 @@ starting it, then start it with --join and --join-pin as member add prints them.
 	cmd.AddCommand(newMemberAddCmd(e, &conn), newMemberListCmd(e, &conn),
 		newMemberOpCmd(e, &conn, "remove", "remove a member and withdraw its DN's authorisation", "removed"),
 		newMemberOpCmd(e, &conn, "promote", "make an async member a failover member (a voter)", "promoted"),
-		newMemberOpCmd(e, &conn, "transfer", "make NAME the primary (leadership transfer)", "is now the primary"))
+		newMemberOpCmd(e, &conn, "transfer", "make NAME the primary (leadership transfer)", "is now the primary"),
+		newMemberRenewCmd(e, &conn))
 	return cmd
 }
 

@@ -235,21 +235,9 @@ func (r *rotator) moveLeaves(ctx context.Context) error {
 }
 
 func (r *rotator) moveLeaf(ctx context.Context, ca *pki.CA, t target) error {
-	csr, err := r.c.KeyRequestOf(ctx, t.url)
+	is, err := renewMemberCert(ctx, r.c, ca, t.url, r.o.LeafDays)
 	if err != nil {
-		return serverError(fmt.Errorf("ask %s for a key request: %w", t.name, err))
-	}
-	leaf, _ := pki.ParseCertificates([]byte(t.info.ChainPEM))
-	group, err := pki.GroupOf(leaf[0])
-	if err != nil {
-		return fmt.Errorf("read the group of %s's certificate: %w", t.name, err)
-	}
-	is, err := ca.Sign(csr, pki.SignOptions{Kind: pki.KindMember, Group: group, Days: r.o.LeafDays, Renew: true})
-	if err != nil {
-		return fmt.Errorf("sign %s's request: %w", t.name, err)
-	}
-	if _, err := r.c.PushCert(ctx, t.url, is.CertPEM); err != nil {
-		return serverError(fmt.Errorf("install the new certificate on %s: %w", t.name, err))
+		return fmt.Errorf("move %s to the new CA: %w", t.name, err)
 	}
 	if err := r.handshakeNewOnly(ctx, t); err != nil {
 		return err
