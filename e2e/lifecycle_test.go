@@ -23,6 +23,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/internal/localgroup"
 	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -216,6 +217,7 @@ func trustingClient(t *testing.T, g *localgroup.Group, trust *switchingTrust, ce
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -247,13 +249,14 @@ func TestLifecycle_UnderLoad(t *testing.T) {
 	}
 	done()
 	done = l.enter(t, phaseRenewal)
-	superseded := make(map[*localgroup.Member]string)
+	var superseded []string
 	for _, m := range g.Members {
-		superseded[m] = renewPushedCertificate(t, g, m)
+		superseded = append(superseded, renewPushedCertificate(t, g, m))
 	}
+	revokeSuperseded(t, g, superseded)
 	done()
 	done = l.enter(t, phaseRevocation)
-	revokeAsyncMember(t, g, superseded)
+	revokeAsyncMember(t, g)
 	time.Sleep(time.Second) // the clients go on after the revocation for a moment
 	done()
 	l.finish()
@@ -430,33 +433,18 @@ func holdMemberPort(t *testing.T, m *localgroup.Member, certFile, keyFile string
 	return lc
 }
 
-// revokeAsyncMember revokes the async member's certificates of the new CA, the one its
-// renewal superseded and then the renewed one with `ca revoke --push`, and checks that
-// every failover member closes the member-port connection it holds from it, and that the
-// primary then reports it out of sync. Both must go: a connection opened before the renewal
-// still runs on the superseded certificate, and the primary's replication link to the
-// async member is one.
-func revokeAsyncMember(t *testing.T, g *localgroup.Group, superseded map[*localgroup.Member]string) {
+// revokeAsyncMember revokes the async member's renewed certificate with `ca revoke --push`
+// and checks that every failover member closes the member-port connection it holds from
+// it, and that the primary then reports it out of sync.
+func revokeAsyncMember(t *testing.T, g *localgroup.Group) {
 	t.Helper()
-	var async *localgroup.Member
-	var failover []*localgroup.Member
-	for _, m := range g.Members {
-		if m.Async {
-			async = m
-		} else {
-			failover = append(failover, m)
-		}
-	}
+	async, failover := splitMembers(g)
 	certFile, keyFile := filepath.Join(async.Dir, "tls", "member.crt"), filepath.Join(async.Dir, "tls", "member.key")
 	var live []*liveConn
 	for _, m := range failover {
 		live = append(live, holdMemberPort(t, m, certFile, keyFile))
 	}
-	caDir := filepath.Dir(g.PKI.MemberCA)
-	if out, err := runCLI(g, "ca", "revoke", "--dir", caDir, "--serial", superseded[async], "--reason", "superseded"); err != nil {
-		t.Fatalf("revoke the async member's superseded certificate: %v\n%s", err, out)
-	}
-	acked, out, err := revokeAndPush(t, g, filepath.Base(caDir), "--serial", serialOf(t, certFile))
+	acked, out, err := revokeAndPush(t, g, filepath.Base(filepath.Dir(g.PKI.MemberCA)), "--serial", serialOf(t, certFile))
 	if err != nil || acked.IsZero() {
 		t.Fatalf("push the async member's revocation: %v\n%s", err, out)
 	}
@@ -475,21 +463,83 @@ func revokeAsyncMember(t *testing.T, g *localgroup.Group, superseded map[*localg
 	}
 	t.Logf("the last of %d member-port connections closed %s after the push was acknowledged (negative: before the CLI printed the acknowledgement)",
 		len(live), last.Round(time.Millisecond))
-	admin := clientOf(t, g, failover...)
 	eventually(t, 30*time.Second, "the primary reports the revoked async member out of sync", func() error {
-		for _, m := range failover {
-			st, err := admin.StatusOf(t.Context(), m.ClientURL)
-			if err != nil || st.Role != wire.RolePrimary {
-				continue
-			}
-			for _, ms := range st.Members {
-				if ms.Name == async.Name && ms.Role != wire.RoleAsync {
-					return nil
-				}
-			}
-			return fmt.Errorf("%s still reports %s in sync", m.Name, async.Name)
+		if inSync(t, g)[async.Name] {
+			return fmt.Errorf("%s is still in sync", async.Name)
 		}
-		return errors.New("no failover member reports itself primary")
+		return nil
+	})
+}
+
+// splitMembers returns the group's async member and its failover members.
+func splitMembers(g *localgroup.Group) (async *localgroup.Member, failover []*localgroup.Member) {
+	for _, m := range g.Members {
+		if m.Async {
+			async = m
+		} else {
+			failover = append(failover, m)
+		}
+	}
+	return async, failover
+}
+
+// inSync is which members the primary reports in sync (PRIMARY, STANDBY or ASYNC); it
+// is empty while no failover member reports itself primary.
+func inSync(t *testing.T, g *localgroup.Group) map[string]bool {
+	t.Helper()
+	_, failover := splitMembers(g)
+	admin := clientOf(t, g, failover...)
+	out := make(map[string]bool)
+	for _, m := range failover {
+		st, err := admin.StatusOf(t.Context(), m.ClientURL)
+		if err != nil || st.Role != wire.RolePrimary {
+			continue
+		}
+		out[m.Name] = true
+		for _, ms := range st.Members {
+			out[ms.Name] = ms.Role == wire.RoleStandby || ms.Role == wire.RoleAsync || ms.Role == wire.RolePrimary
+		}
+		return out
+	}
+	return out
+}
+
+// revokeSuperseded revokes the certificates the renewal superseded, as docs/operations.md
+// says to, and pushes the CRL once: the connections opened before the renewal, which still
+// run on them, close, and the members open new ones on their renewed certificates. The
+// whole group must then be in sync again.
+func revokeSuperseded(t *testing.T, g *localgroup.Group, serials []string) {
+	t.Helper()
+	caDir := filepath.Dir(g.PKI.MemberCA)
+	for _, serial := range serials {
+		if out, err := runCLI(g, "ca", "revoke", "--dir", caDir, "--serial", serial, "--reason", "superseded"); err != nil {
+			t.Fatalf("revoke the superseded certificate %s: %v\n%s", serial, err, out)
+		}
+	}
+	before := revokedRefusals(t, g)
+	_, out, err := pushWithCLI(g, "ca", "crl", "--dir", caDir, "--push")
+	if err != nil && strings.Contains(out, fmt.Sprintf("reason %d", int(reason.NotPrimary))) {
+		t.Logf("ca crl --push met a change of primary; pushing again:\n%s", out)
+		_, out, err = pushWithCLI(g, "ca", "crl", "--dir", caDir, "--push")
+	}
+	if err != nil {
+		t.Fatalf("push the CRL of the superseded certificates: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "the connections on superseded certificates cut", func() error {
+		if n := revokedRefusals(t, g) - before; n == 0 {
+			return errors.New("no member-port connection cut as revoked")
+		}
+		return nil
+	})
+	t.Logf("member-port connections on superseded certificates cut or refused: %d", revokedRefusals(t, g)-before)
+	eventually(t, 30*time.Second, "every member in sync on its renewed certificate", func() error {
+		in := inSync(t, g)
+		for _, m := range g.Members {
+			if !in[m.Name] {
+				return fmt.Errorf("%s is not in sync", m.Name)
+			}
+		}
+		return nil
 	})
 }
 
@@ -548,4 +598,19 @@ func checkLifecycle(t *testing.T, l *lifecycleLoad, c *client.Client) {
 		}
 		t.Errorf("the history is not linearizable (undecided: %v); porcupine's report: %s", res.Unknown, path)
 	}
+}
+
+// revokedRefusals is how many member-port peers the members cut off or refused as revoked,
+// all members together.
+func revokedRefusals(t *testing.T, g *localgroup.Group) int {
+	t.Helper()
+	total := 0
+	for _, m := range g.Members {
+		n, err := memberRefusals(t, g, m)
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", m.Name, err)
+		}
+		total += n
+	}
+	return total
 }
