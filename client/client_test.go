@@ -250,6 +250,29 @@ func TestClient_OutcomeUnknown(t *testing.T) {
 	}
 }
 
+// A linearizable read whose read index timed out or met a lost leadership changed nothing:
+// it goes to the next member, where a write with that outcome would not.
+func TestClient_ReadAfterLostLeadership(t *testing.T) {
+	pki := apitest.NewPKI(t)
+	sick := apitest.Start(t, api.Config{Node: "m1"}, pki)
+	healthy := apitest.Start(t, api.Config{Node: "m2"}, pki)
+	sick.Group.Fail(reason.Wrap(reason.LeadershipLost, errors.New("stepped down")))
+	if _, err := newClient(t, pki, "", healthy.URL).Put(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, pki, "", sick.URL, healthy.URL)
+	if v, _, err := c.Get(t.Context(), "k"); err != nil || string(v) != "v" {
+		t.Fatalf("Get across a member that lost leadership and a healthy one: %q, %v", v, err)
+	}
+	if sick.Group.Calls("ReadIndex") != 1 {
+		t.Errorf("the member that lost leadership saw %d read indexes, want 1", sick.Group.Calls("ReadIndex"))
+	}
+	applied := healthy.Group.Calls("Apply")
+	if _, err := newClient(t, pki, "", sick.URL, healthy.URL).Put(t.Context(), "k2", []byte("v")); !client.IsOutcomeUnknown(err) || healthy.Group.Calls("Apply") != applied {
+		t.Errorf("Put on the member that lost leadership: %v; want outcome unknown, not sent to the next member", err)
+	}
+}
+
 func TestNew(t *testing.T) {
 	pki := apitest.NewPKI(t)
 	cases := []struct {

@@ -125,6 +125,9 @@ func retryable(err error, idempotent bool) bool {
 			return e.Status == http.StatusServiceUnavailable
 		case reason.Unreachable:
 			return e.Status == http.StatusBadGateway
+		case reason.Timeout, reason.LeadershipLost:
+			// A write's outcome is unknown then; a read changed nothing and may go again.
+			return idempotent && e.Status == http.StatusGatewayTimeout
 		}
 		return false
 	}

@@ -24,10 +24,15 @@ const (
 	// refuses every append for good once a segment rotation failed on a full disk (the
 	// member then falls silently behind); the copy in internal/raftwal retries the
 	// rotation (TestWALLogStore_RotationFailsThenRecovers, e2e TestFault_DiskFull).
-	DefaultLogStore           = LogStoreWAL
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultLogStore         = LogStoreWAL
+	DefaultHeartbeatTimeout = 500 * time.Millisecond
+	DefaultElectionTimeout  = 500 * time.Millisecond
+	// DefaultLeaderLeaseTimeout is the heartbeat timeout's: a primary steps down only when
+	// a follower would start an election anyway. A shorter lease made primaries on a loaded
+	// host (scheduling delays of a few hundred milliseconds) step down with nothing wrong,
+	// each time failing the writes in flight with an unknown outcome; reads never rely on
+	// the lease (they confirm leadership with a read index).
+	DefaultLeaderLeaseTimeout = DefaultHeartbeatTimeout
 	DefaultCommitTimeout      = 20 * time.Millisecond
 	DefaultApplyTimeout       = 10 * time.Second
 	DefaultSnapshotThreshold  = 8192
@@ -165,7 +170,7 @@ func (c Config) checkRaftTimeouts() []error {
 func (c Config) withDefaults() Config {
 	c.HeartbeatTimeout = orDefault(c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	c.ElectionTimeout = orDefault(c.ElectionTimeout, max(DefaultElectionTimeout, c.HeartbeatTimeout))
-	c.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, min(DefaultLeaderLeaseTimeout, c.HeartbeatTimeout))
+	c.LeaderLeaseTimeout = orDefault(c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	c.CommitTimeout = orDefault(c.CommitTimeout, DefaultCommitTimeout)
 	c.ApplyTimeout = orDefault(c.ApplyTimeout, DefaultApplyTimeout)
 	c.StatusTimeout = orDefault(c.StatusTimeout, DefaultStatusTimeout)
