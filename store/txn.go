@@ -226,8 +226,8 @@ func checkKey(k string) error {
 	return nil
 }
 
-// holds evaluates c against a key's current revision (0: absent) and value.
-func (c Compare) holds(rev int64, value []byte) bool {
+// Holds evaluates c against a key's current revision (0: absent) and value.
+func (c Compare) Holds(rev int64, value []byte) bool {
 	switch c.Target {
 	case TargetExists:
 		return (rev != 0) == (c.Cmp == CmpEqual)
@@ -256,7 +256,7 @@ func (b *batch) applyTxn(t *Txn) Result {
 		if err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("txn compare on key %q: %w", c.Key, err)}
 		}
-		if !c.holds(rev, value) {
+		if !c.Holds(rev, value) {
 			ok = false
 			break
 		}

@@ -147,7 +147,7 @@ func TestCompare_Holds(t *testing.T) {
 		{"absent-present", Compare{Target: TargetExists, Cmp: CmpNotEqual}, 5, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.c.holds(tc.rev, []byte(tc.value)); got != tc.want {
+			if got := tc.c.Holds(tc.rev, []byte(tc.value)); got != tc.want {
 				t.Errorf("%+v holds for revision %d value %q = %v, want %v", tc.c, tc.rev, tc.value, got, tc.want)
 			}
 		})
