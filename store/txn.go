@@ -66,8 +66,8 @@ type OpResult struct {
 	Revision int64
 }
 
-// Bounds of a Txn, checked at decode time. MaxTxnOps bounds the compares and each branch
-// alike; the API enforces its own, lower limit (--max-txn-ops) before a txn gets here.
+// MaxTxnOps bounds the compares of a Txn, and the writes of each branch, at decode time; the
+// API enforces its own, lower limit (--max-txn-ops) before a txn gets here.
 const MaxTxnOps = 4096
 
 // encodeTxn encodes t for the value field of an OpTxn command:
