@@ -90,10 +90,13 @@ func parseTxn(body []byte, lim txnLimits) (*store.Txn, error) {
 	if dec.More() {
 		return nil, badTxn("transaction body has data after its JSON object")
 	}
-	for name, n := range map[string]int{"compare": len(wt.Compare), "then": len(wt.Then), "else": len(wt.Else)} {
-		if n > lim.ops {
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"compare", len(wt.Compare)}, {"then", len(wt.Then)}, {"else", len(wt.Else)}} {
+		if l.n > lim.ops {
 			return nil, &Error{Status: http.StatusBadRequest, Reason: reason.TxnTooManyOps,
-				Msg: fmt.Sprintf("%d entries in %q, more than the limit of %d", n, name, lim.ops)}
+				Msg: fmt.Sprintf("%d entries in %q, more than the limit of %d", l.n, l.name, lim.ops)}
 		}
 	}
 	t := &store.Txn{}
@@ -128,7 +131,7 @@ func jsonProblem(err error) string {
 	return err.Error()
 }
 
-var compareOps = map[string]store.Cmp{"": store.CmpEqual, "=": store.CmpEqual, "==": store.CmpEqual,
+var compareOps = map[string]store.Cmp{"": store.CmpEqual, "=": store.CmpEqual,
 	"!=": store.CmpNotEqual, "<": store.CmpLess, ">": store.CmpGreater}
 
 func parseCompare(c wire.Compare, lim txnLimits) (store.Compare, error) {

@@ -235,10 +235,12 @@ func (b *bank) verify(startRev int64) {
 			seen[k] = i
 		}
 	}
+	began := time.Now()
 	res, err := history.CheckTxn(ops, startRev, checkTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("bank: %d ops checked in %v", res.Ops, time.Since(began).Round(time.Millisecond))
 	if !res.Linearizable {
 		path := failureDir(t) + "/txn-bank.html"
 		if err := res.WriteHTML(path); err != nil {
