@@ -103,6 +103,16 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 	t.Run("writes still forward", func(t *testing.T) {
 		put(t, g.followers()[0].c, "k", "v")
 	})
+	t.Run("a raw txn command passes the member channel", func(t *testing.T) {
+		data := store.EncodeCommand(store.Command{Op: store.OpTxn, Txn: &store.Txn{Then: []store.TxnOp{{Op: store.OpPut, Key: "raw", Value: []byte("1")}}}})
+		p, err := g.followers()[0].c.fwd.call(testCtx(t), g.leader(t).cfg.Advertise, methodApply, data, false)
+		if err != nil {
+			t.Fatalf("the primary refused a forwarded txn: %v", err)
+		}
+		if res, err := decodeResult(p); err != nil || res.Txn == nil || !res.Txn.Succeeded {
+			t.Fatalf("forwarded txn result = %+v, %v", res, err)
+		}
+	})
 	t.Run("a txn forwards with its result", func(t *testing.T) {
 		txn := &store.Txn{
 			Compares: []store.Compare{{Key: "k", Target: store.TargetValue, Cmp: store.CmpEqual, Value: []byte("v")}},
