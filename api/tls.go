@@ -20,8 +20,9 @@ import (
 type Trust interface {
 	TLSInfo() wire.TLSInfo
 	// SetTrust makes ca (PEM CA certificates) the port's bundle and crl its CRLs, once the
-	// member has checked that it keeps working with them.
-	SetTrust(port wire.TLSPort, ca, crl []byte) error
+	// member has checked that it keeps working with them and that a CA it trusts now
+	// endorses each CA added (endorsements, PEM cross-certificates).
+	SetTrust(port wire.TLSPort, ca, crl, endorsements []byte) error
 	// NewKeyRequest makes a new key, kept on the member as pending, and returns a CSR for
 	// it with the subject and SANs of the certificate the member serves.
 	NewKeyRequest() (csr []byte, err error)
@@ -68,7 +69,11 @@ func (s *Server) setTrust(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Trust.SetTrust(in.Port, ca, crl); err != nil {
+	endorsements, err := checkEndorsements(in.Endorsements)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Trust.SetTrust(in.Port, ca, crl, endorsements); err != nil {
 		return trustError(err)
 	}
 	info := s.cfg.Trust.TLSInfo()
@@ -166,6 +171,28 @@ func checkTrustPush(in wire.TrustPush) (ca, crl []byte, err error) {
 	return []byte(in.CA), []byte(in.CRL), nil
 }
 
+// checkEndorsements checks that the endorsements of a trust push are well-formed CA
+// certificates; whether they endorse what the push adds is the member's own check.
+func checkEndorsements(in string) ([]byte, error) {
+	if in == "" {
+		return nil, nil
+	}
+	blocks, err := pemBlocks([]byte(in), "CERTIFICATE", 2*maxBundleCAs)
+	if err != nil {
+		return nil, badPush("endorsements: %s", err.Error())
+	}
+	for i, b := range blocks {
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, badPush("endorsements: certificate %d: %s", i+1, err.Error())
+		}
+		if !c.IsCA {
+			return nil, badPush("endorsements: certificate %d (%s) is not a CA certificate", i+1, c.Subject)
+		}
+	}
+	return []byte(in), nil
+}
+
 // checkCertPush checks that a certificate push is a leaf, optionally followed by
 // intermediates, all well-formed.
 func checkCertPush(in wire.CertPush) ([]byte, error) {
@@ -222,6 +249,8 @@ func trustError(err error) error {
 	switch code := reason.Of(err, reason.OK); code {
 	case reason.NoPendingKey, reason.PendingKeyMismatch, reason.TrustRefused:
 		return &Error{Status: http.StatusConflict, Reason: code, Msg: err.Error(), Err: err}
+	case reason.CANotEndorsed:
+		return &Error{Status: http.StatusForbidden, Reason: code, Msg: err.Error(), Err: err}
 	}
 	return err
 }

@@ -29,7 +29,7 @@ type fakeTrust struct {
 }
 
 func (f *fakeTrust) TLSInfo() wire.TLSInfo { return wire.TLSInfo{Member: "m1", Pushed: []string{}} }
-func (f *fakeTrust) SetTrust(wire.TLSPort, []byte, []byte) error {
+func (f *fakeTrust) SetTrust(wire.TLSPort, []byte, []byte, []byte) error {
 	f.pushes++
 	return f.refuse
 }
@@ -124,6 +124,8 @@ func TestTLSRoutes_Refusals(t *testing.T) {
 		{"trust: text after the bundle", "/v1/tls/trust", jsonBody(t, wire.TrustPush{Port: "member", CA: f.caPEM + "trailing"}), 400, reason.BadTLSPush},
 		{"trust: a key in the bundle", "/v1/tls/trust", jsonBody(t, wire.TrustPush{Port: "member", CA: f.caPEM + "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"}), 400, reason.BadTLSPush},
 		{"trust: garbage CRL", "/v1/tls/trust", jsonBody(t, wire.TrustPush{Port: "client", CA: f.caPEM, CRL: garbage}), 400, reason.BadTLSPush},
+		{"trust: garbage endorsement", "/v1/tls/trust", jsonBody(t, wire.TrustPush{Port: "member", CA: f.caPEM, Endorsements: garbage}), 400, reason.BadTLSPush},
+		{"trust: a leaf as endorsement", "/v1/tls/trust", jsonBody(t, wire.TrustPush{Port: "member", CA: f.caPEM, Endorsements: f.leafPEM}), 400, reason.BadTLSPush},
 		{"cert: a CA first", "/v1/tls/cert", jsonBody(t, wire.CertPush{Cert: f.caPEM}), 400, reason.BadTLSPush},
 		{"cert: garbage", "/v1/tls/cert", jsonBody(t, wire.CertPush{Cert: "hello"}), 400, reason.BadTLSPush},
 		{"cert: too many", "/v1/tls/cert", jsonBody(t, wire.CertPush{Cert: strings.Repeat(f.leafPEM, 5)}), 400, reason.BadTLSPush},
@@ -164,6 +166,15 @@ func TestTLSRoutes_MemberRefusals(t *testing.T) {
 	}
 }
 
+func TestTLSRoutes_UnendorsedCA(t *testing.T) {
+	f := newTLSFixture(t)
+	f.trust.refuse = reason.Wrap(reason.CANotEndorsed, pki.ErrNotEndorsed)
+	rec := f.do("POST", "/v1/tls/trust", f.admin, jsonBody(t, wire.TrustPush{Port: "member", CA: f.caPEM}))
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"code":`+strconv.Itoa(int(reason.CANotEndorsed))) {
+		t.Fatalf("%d %s, want 403 with reason %d", rec.Code, rec.Body, reason.CANotEndorsed)
+	}
+}
+
 // FuzzTrustPush and FuzzCertPush feed any body to the push routes: the member may only ever
 // receive well-formed PEM of the kind the route takes, and nothing ends in a 500.
 func FuzzTrustPush(f *testing.F) {
@@ -172,6 +183,7 @@ func FuzzTrustPush(f *testing.F) {
 	f.Add(jsonBody(f, wire.TrustPush{Port: "client", CA: fx.caPEM + fx.leafPEM, CRL: "x"}))
 	f.Add([]byte(`{"port":"member","ca":"-----BEGIN CERTIFICATE-----\n\n-----END CERTIFICATE-----"}`))
 	f.Add([]byte(`{}`))
+	f.Add(jsonBody(f, wire.TrustPush{Port: "member", CA: fx.caPEM, Endorsements: fx.caPEM}))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := fx.trust.pushes
 		rec := fx.do("POST", "/v1/tls/trust", fx.admin, body)

@@ -74,30 +74,37 @@ type primary struct{ addr, id string }
 
 // onPrimary runs do against the primary this member knows of. When that attempt certainly
 // did not take effect because the member was no longer the primary, or could not be
-// reached, do runs once more: on the primary the refusing member named, or else on the
-// next primary this member learns of, so that the retry does not hit the same stale one.
+// reached, do runs again: on the primary the refusing member named, or else on the next
+// primary this member learns of, so that the retry does not hit the same stale one.
 func (f *forwarder) onPrimary(ctx context.Context, do func(context.Context, primary) error) error {
 	p, err := f.waitLeader(ctx, "")
 	if err != nil {
 		return err
 	}
-	return f.retryOnce(ctx, p, do)
+	return f.retry(ctx, p, do)
 }
 
-// retryOnce runs do on p, then once more as onPrimary describes.
-func (f *forwarder) retryOnce(ctx context.Context, p primary, do func(context.Context, primary) error) error {
-	err := do(ctx, p)
-	if err == nil || !retryable(err) {
-		return err
-	}
-	next, ok := hintOf(err)
-	if !ok || next.id == p.id {
-		var werr error
-		if next, werr = f.waitLeader(ctx, p.id); werr != nil {
-			return werr
+// maxAttempts bounds the attempts of one operation on a primary. One failover needs two;
+// the third covers a leadership that moves again while an election settles (pre-votes on
+// a loaded machine), and every refused attempt certainly did not take effect.
+const maxAttempts = 3
+
+// retry runs do on p, then again as onPrimary describes, at most maxAttempts times.
+func (f *forwarder) retry(ctx context.Context, p primary, do func(context.Context, primary) error) error {
+	for attempt := 1; ; attempt++ {
+		err := do(ctx, p)
+		if err == nil || !retryable(err) || attempt == maxAttempts {
+			return err
 		}
+		next, ok := hintOf(err)
+		if !ok || next.id == p.id {
+			var werr error
+			if next, werr = f.waitLeader(ctx, p.id); werr != nil {
+				return werr
+			}
+		}
+		p = next
 	}
-	return do(ctx, next)
 }
 
 // waitLeader returns the current primary, waiting while an election runs, up to the time

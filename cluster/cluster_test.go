@@ -161,7 +161,7 @@ func TestCluster_ForwardToStalePrimary(t *testing.T) {
 	f, stale := fs[0], primary{addr: fs[1].cfg.Advertise, id: fs[1].name}
 	var res store.Result
 	data := store.EncodeCommand(store.Command{Op: store.OpPut, Key: "stale", Value: []byte("x")})
-	err = f.c.fwd.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
+	err = f.c.fwd.retry(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
 		res, err = f.c.fwd.applyOn(ctx, p, data)
 		return err
 	})
@@ -169,7 +169,7 @@ func TestCluster_ForwardToStalePrimary(t *testing.T) {
 		t.Fatalf("apply from %s via stale primary %s: %v, %v", f.name, stale.id, err, res.Err)
 	}
 	var idx uint64
-	err = f.c.fwd.retryOnce(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
+	err = f.c.fwd.retry(testCtx(t), stale, func(ctx context.Context, p primary) (err error) {
 		idx, err = f.c.fwd.readIndexOn(ctx, p)
 		return err
 	})

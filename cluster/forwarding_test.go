@@ -30,7 +30,7 @@ func TestForwarder_RetriesOnTheNamedPrimary(t *testing.T) {
 		f, stale := ms[1], primary{addr: addrOf("m2"), id: "m2"}
 		data := store.EncodeCommand(store.Command{Op: store.OpPut, Key: "stale", Value: []byte("x")})
 		var res store.Result
-		err := f.fwd.retryOnce(t.Context(), stale, func(ctx context.Context, p primary) (err error) {
+		err := f.fwd.retry(t.Context(), stale, func(ctx context.Context, p primary) (err error) {
 			res, err = f.fwd.applyOn(ctx, p, data)
 			return err
 		})
@@ -41,7 +41,7 @@ func TestForwarder_RetriesOnTheNamedPrimary(t *testing.T) {
 			t.Errorf("primary's store holds %q (present %v), want x", kv.Value, ok)
 		}
 		var idx uint64
-		err = f.fwd.retryOnce(t.Context(), stale, func(ctx context.Context, p primary) (err error) {
+		err = f.fwd.retry(t.Context(), stale, func(ctx context.Context, p primary) (err error) {
 			idx, err = f.fwd.readIndexOn(ctx, p)
 			return err
 		})
@@ -170,6 +170,32 @@ func TestForwarder_ReadIndexOnThePrimary(t *testing.T) {
 		p.raft.mu.Unlock()
 		if _, err := p.fwd.readIndexOn(t.Context(), primary{id: "m0"}); !errors.Is(err, ErrLeadershipLost) {
 			t.Fatalf("read index when leadership is not confirmed: %v, want ErrLeadershipLost", err)
+		}
+	})
+}
+
+// A write that meets a leadership moving twice (each refusal naming the primary its member
+// knew of, one of them stale too) follows the names to the primary within maxAttempts.
+func TestForwarder_FollowsLeadershipThatMovesTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ch, ms := fakeTrio(t)
+		ch.lead("m1")
+		ms[2].raft.follow("m0", addrOf("m0")) // m2 has not heard of the second move yet
+		f, stale := ms[1], primary{addr: addrOf("m2"), id: "m2"}
+		data := store.EncodeCommand(store.Command{Op: store.OpPut, Key: "moved", Value: []byte("x")})
+		var res store.Result
+		err := f.fwd.retry(t.Context(), stale, func(ctx context.Context, p primary) (err error) {
+			res, err = f.fwd.applyOn(ctx, p, data)
+			return err
+		})
+		if err != nil || res.Err != nil {
+			t.Fatalf("apply from m1 via m2 and m0, both stale: %v, %v", err, res.Err)
+		}
+		if kv, ok := ms[1].st.get("moved"); !ok || string(kv.Value) != "x" {
+			t.Errorf("the primary m1 holds %q (present %v), want x", kv.Value, ok)
+		}
+		if got, want := ch.sentTo(), []string{addrOf("m2"), addrOf("m0")}; !slices.Equal(got, want) {
+			t.Errorf("calls went to %v, want %v, then m1's own apply", got, want)
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/pki"
@@ -169,7 +170,7 @@ func pemOf(certs []*x509.Certificate) []byte {
 // beside their targets and checked as the port would load them, with this member's own
 // certificate: a bundle that no longer holds the CA of the certificate this member serves,
 // or a CRL no CA of the bundle signed, is refused here and nothing changes.
-func (n *Node) SetTrust(port wire.TLSPort, ca, crl []byte) error {
+func (n *Node) SetTrust(port wire.TLSPort, ca, crl, endorsements []byte) error {
 	n.trustMu.Lock()
 	defer n.trustMu.Unlock()
 	caFile, crlFile, src := fileMemberCA, fileMemberCRL, n.memberSrc
@@ -177,6 +178,9 @@ func (n *Node) SetTrust(port wire.TLSPort, ca, crl []byte) error {
 	if port == wire.TLSPortClient {
 		caFile, crlFile, src = fileClientCA, fileClientCRL, n.clientSrc
 		cfg = n.cfg.clientTLS(nil)
+	}
+	if err := checkAdded(ca, endorsements, src.CAs()); err != nil {
+		return reason.Wrap(reason.CANotEndorsed, fmt.Errorf("check the pushed %s port trust: %w", port, err))
 	}
 	staged := []stagedFile{{target: n.tlsPath(caFile), data: ca, mode: 0o600}}
 	switch {
@@ -208,6 +212,31 @@ func (n *Node) SetTrust(port wire.TLSPort, ca, crl []byte) error {
 	}
 	n.log.Info("trust pushed over the admin API installed", "port", port, "file", staged[0].target)
 	return src.Reload()
+}
+
+// checkAdded requires an endorsement by a CA in force (inForce) for every CA of the pushed
+// bundle that is not in force already: an admin certificate may reorder, keep or withdraw the
+// CAs a member trusts, but only a holder of a trusted CA's key can add one.
+func checkAdded(bundle, endorsements []byte, inForce []*x509.Certificate) error {
+	pushed, err := pki.ParseCertificates(bundle)
+	if err != nil {
+		return err
+	}
+	var proofs []*x509.Certificate
+	if len(endorsements) > 0 {
+		if proofs, err = pki.ParseCertificates(endorsements); err != nil {
+			return fmt.Errorf("endorsements: %w", err)
+		}
+	}
+	for _, c := range pushed {
+		if slices.ContainsFunc(inForce, func(f *x509.Certificate) bool { return f.Equal(c) }) {
+			continue
+		}
+		if err := pki.CheckEndorsed(c, proofs, inForce, time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewKeyRequest makes a key of the type this member's key has, keeps it as the pending key

@@ -63,9 +63,18 @@ func TestNode_PushedTLS(t *testing.T) {
 	both := slices.Concat(readFile(t, caFile(oldCA, pki.CACertFile)), readFile(t, caFile(newCA, pki.CACertFile)))
 	bothCRL := slices.Concat(readFile(t, caFile(oldCA, pki.CRLFile)), readFile(t, caFile(newCA, pki.CRLFile)))
 	newOnly, newCRL := readFile(t, caFile(newCA, pki.CACertFile)), readFile(t, caFile(newCA, pki.CRLFile))
+	endorse := func(by, of *pki.CA) []byte {
+		t.Helper()
+		e, err := by.Endorse(of.Certificate())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	newByOld := endorse(oldCA, newCA)
 
 	t.Run("a bundle without the CA of the served certificate is refused", func(t *testing.T) {
-		err := n.SetTrust(wire.TLSPortMember, newOnly, newCRL)
+		err := n.SetTrust(wire.TLSPortMember, newOnly, newCRL, newByOld)
 		if reason.Of(err, reason.OK) != reason.TrustRefused {
 			t.Fatalf("SetTrust(new CA only) = %v, want trust-refused", err)
 		}
@@ -76,17 +85,32 @@ func TestNode_PushedTLS(t *testing.T) {
 	t.Run("the client CA in the member bundle is refused", func(t *testing.T) {
 		withClients := slices.Concat(readFile(t, caFile(oldCA, pki.CACertFile)), readFile(t, caFile(clients, pki.CACertFile)))
 		crls := slices.Concat(readFile(t, caFile(oldCA, pki.CRLFile)), readFile(t, caFile(clients, pki.CRLFile)))
-		if err := n.SetTrust(wire.TLSPortMember, withClients, crls); reason.Of(err, reason.OK) != reason.TrustRefused {
+		if err := n.SetTrust(wire.TLSPortMember, withClients, crls, endorse(oldCA, clients)); reason.Of(err, reason.OK) != reason.TrustRefused {
 			t.Fatalf("SetTrust(old + client CA) = %v, want trust-refused", err)
 		}
 	})
 	t.Run("a bundle without a CRL is refused where the port checks one", func(t *testing.T) {
-		if err := n.SetTrust(wire.TLSPortMember, both, nil); reason.Of(err, reason.OK) != reason.BadTLSPush {
+		if err := n.SetTrust(wire.TLSPortMember, both, nil, newByOld); reason.Of(err, reason.OK) != reason.BadTLSPush {
 			t.Fatalf("SetTrust without CRL = %v, want bad-tls-push", err)
 		}
 	})
+	t.Run("a CA is added only with an endorsement by a CA in force", func(t *testing.T) {
+		impostor := newTestCA(t, "old") // the old CA's name, another key
+		for name, endorsements := range map[string][]byte{
+			"none":                     nil,
+			"by a CA of the same name": endorse(impostor, newCA),
+			"by the CA added itself":   endorse(newCA, newCA),
+		} {
+			if err := n.SetTrust(wire.TLSPortMember, both, bothCRL, endorsements); reason.Of(err, reason.OK) != reason.CANotEndorsed {
+				t.Errorf("SetTrust(old + new), endorsed %s = %v, want ca-not-endorsed", name, err)
+			}
+		}
+		if got := len(n.TLSInfo().MemberCAs); got != 1 {
+			t.Fatalf("member CAs in force after the refusals: %d, want 1", got)
+		}
+	})
 	t.Run("old and new trusted", func(t *testing.T) {
-		if err := n.SetTrust(wire.TLSPortMember, both, bothCRL); err != nil {
+		if err := n.SetTrust(wire.TLSPortMember, both, bothCRL, newByOld); err != nil {
 			t.Fatal(err)
 		}
 		if got := len(n.TLSInfo().MemberCAs); got != 2 {
@@ -127,7 +151,7 @@ func TestNode_PushedTLS(t *testing.T) {
 		}
 	})
 	t.Run("withdrawing the old CA", func(t *testing.T) {
-		if err := n.SetTrust(wire.TLSPortMember, newOnly, newCRL); err != nil {
+		if err := n.SetTrust(wire.TLSPortMember, newOnly, newCRL, nil); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -62,6 +62,7 @@ const (
 	PendingKeyMismatch     Code = 162
 	TrustRefused           Code = 163
 	RotationBlocked        Code = 164
+	CANotEndorsed          Code = 165
 
 	CatchingUp     Code = 201
 	NoPrimary      Code = 202
@@ -135,6 +136,7 @@ var table = map[Code]entry{
 	PendingKeyMismatch:     {"pending-key-mismatch", "certificate does not match the key this member made last", "sign the CSR the member handed out last; `mirrorkv ca rotate apply` asks for a fresh one"},
 	TrustRefused:           {"trust-refused", "the member would cut itself off with the pushed material, so it keeps what it has", "the message names the cause; trust the CA of the certificate the member serves, and keep its subject and SANs (`mirrorkv ca rotate plan` shows both)"},
 	RotationBlocked:        {"rotation-blocked", "a CA rotation phase would cut a member off, so it was not started", "bring the member named back (or remove it with `mirrorkv member remove`), then run `mirrorkv ca rotate apply` again"},
+	CANotEndorsed:          {"ca-not-endorsed", "the push adds a CA that no CA this member trusts has endorsed: an admin certificate alone cannot add a CA", "add a CA with `mirrorkv ca rotate apply`, which endorses the new CA with the key of the CA in force; or copy the bundle into the member's DIR/tls by hand"},
 
 	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
 	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},

@@ -46,6 +46,9 @@ type TrustPush struct {
 	Port TLSPort `json:"port"`
 	CA   string  `json:"ca"`
 	CRL  string  `json:"crl,omitempty"`
+	// Endorsements are cross-certificates (PEM) by which a CA the member trusts now
+	// certifies each CA the push adds (pki.CA.Endorse): without one, a CA is not added.
+	Endorsements string `json:"endorsements,omitempty"`
 }
 
 // KeyRequest is the body of the answer to POST /v1/tls/csr: a CSR for a key the member made

@@ -204,13 +204,47 @@ func keyTypeOf(ca *x509.Certificate) pki.KeyType {
 
 // pushAll pushes a trust bundle to every member, one at a time.
 func (r *rotator) pushAll(ctx context.Context, p pki.Phase, ca, crl []byte) error {
+	push, err := r.trustPush(ca, crl)
+	if err != nil {
+		return err
+	}
 	for _, t := range r.members {
-		if _, err := r.c.PushTrust(ctx, t.url, wire.TrustPush{Port: r.port, CA: string(ca), CRL: string(crl)}); err != nil {
+		if _, err := r.c.PushTrust(ctx, t.url, push); err != nil {
 			return serverError(fmt.Errorf("push the %s bundle to %s: %w", p, t.name, err))
 		}
 		fmt.Fprintf(r.e.stdout, "  %s: %s port trust replaced\n", t.name, r.port)
 	}
 	return nil
+}
+
+// trustPush is the push of bundle ca with its CRLs, and the endorsements a member needs to
+// add a CA it does not trust yet: the old CA endorses the new one and the new CA the old one
+// (for a rollback after the old was withdrawn), each with its own key, which only this host
+// holds. A member refuses to add a CA without one, so that an admin certificate alone
+// cannot make it trust a CA.
+func (r *rotator) trustPush(ca, crl []byte) (wire.TrustPush, error) {
+	push := wire.TrustPush{Port: r.port, CA: string(ca), CRL: string(crl)}
+	if r.newCA == nil {
+		return push, nil
+	}
+	oldCA, err := pki.OpenCA(r.o.Dir, r.pass)
+	if err != nil {
+		return push, fmt.Errorf("open the old CA to endorse the new one: %w", err)
+	}
+	newCA, err := pki.OpenCA(pki.NextCADir(r.o.Dir), r.pass)
+	if err != nil {
+		return push, fmt.Errorf("open the new CA to endorse the old one: %w", err)
+	}
+	byOld, err := oldCA.Endorse(r.newCA)
+	if err != nil {
+		return push, err
+	}
+	byNew, err := newCA.Endorse(r.oldCA)
+	if err != nil {
+		return push, err
+	}
+	push.Endorsements = string(byOld) + string(byNew)
+	return push, nil
 }
 
 // moveLeaves gives each member that still serves a certificate of the old CA one of the new

@@ -258,12 +258,16 @@ func (r *rotator) abort() error {
 
 func (r *rotator) pushReachable(ctx context.Context, ca, crl []byte) []string {
 	var missed []string
+	push, err := r.trustPush(ca, crl)
 	for _, t := range r.members {
-		if t.err != nil {
+		if t.err != nil || err != nil {
+			if err != nil {
+				fmt.Fprintf(r.e.stderr, "  %s: %v\n", t.name, err)
+			}
 			missed = append(missed, t.name)
 			continue
 		}
-		if _, err := r.c.PushTrust(ctx, t.url, wire.TrustPush{Port: r.port, CA: string(ca), CRL: string(crl)}); err != nil {
+		if _, err := r.c.PushTrust(ctx, t.url, push); err != nil {
 			fmt.Fprintf(r.e.stderr, "  %s: %v\n", t.name, err)
 			missed = append(missed, t.name)
 			continue
