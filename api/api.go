@@ -54,6 +54,10 @@ const (
 	DefaultHealthTimeout = 2 * time.Second
 	// DefaultMaxListBytes bounds the keys and values of one listing response.
 	DefaultMaxListBytes = 4 << 20
+	// DefaultMaxTxnOps bounds the compares, and the writes of each branch, of a transaction.
+	DefaultMaxTxnOps = 128
+	// DefaultMaxTxnBytes bounds the body of a transaction.
+	DefaultMaxTxnBytes = 4 << 20
 	// DefaultMaxReadBytesInFlight bounds the bytes all listings and large values being
 	// served hold at once: 16 full listings.
 	DefaultMaxReadBytesInFlight = 64 << 20
@@ -92,6 +96,12 @@ type Config struct {
 	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
 	// keep the read's bytes for as long as it likes.
 	LargeReadTimeout time.Duration
+	// MaxTxnOps bounds the compares, and the writes of each branch, of one POST /v1/txn
+	// (default 128); more gets 400 with reason TxnTooManyOps.
+	MaxTxnOps int
+	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
+	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
+	MaxTxnBytes int64
 	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
 	// leaves those routes out.
 	Trust Trust
@@ -103,6 +113,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxValueBytes <= 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxTxnOps <= 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.MaxTxnBytes <= 0 {
+		c.MaxTxnBytes = DefaultMaxTxnBytes
 	}
 	if c.MaxListLimit <= 0 {
 		c.MaxListLimit = DefaultMaxListLimit
@@ -185,6 +201,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("GET /v1/kv/{key...}", "kv", levelReadOnly, s.getKV)
 	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
+	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)
 	s.route("GET /v1/members", "members", levelReadOnly, s.members)
 	s.route("POST /v1/members", "members", levelAdmin, s.addMember)

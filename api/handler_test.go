@@ -46,6 +46,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/v1/members/m1/transfer", "", "", []byte{})
 	f.Add("PATCH", "/v1/kv/%2e%2e", "If-Match", "W/x", bytes.Repeat([]byte("x"), 2000))
 	f.Add("GET", "/healthz", "", "", []byte{})
+	f.Add("POST", "/v1/txn", "Content-Type", "application/json", []byte(`{"compare":[{"key":"a","target":"revision","op":"<","revision":3},{"key":"b","target":"absent"}],"then":[{"op":"put","key":"a","value":"1"}],"else":[{"op":"delete","key":"b"}]}`))
+	f.Add("POST", "/v1/txn", "Content-Length", "1", []byte(`{"then":[{"op":"put","key":"k"},{"op":"put","key":"k"}]}`))
 	h, _, leaf := direct(f)
 	f.Fuzz(func(t *testing.T, method, target, hk, hv string, body []byte) {
 		req, err := http.NewRequest(method, "https://m1"+target, bytes.NewReader(body))

@@ -6,6 +6,7 @@ import (
 	"log"
 
 	"github.com/mirrorkv/mirrorkv/client"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 func Example() {
@@ -62,4 +63,27 @@ func ExampleClient_ListAll() {
 		}
 		fmt.Printf("%s at revision %d\n", kv.Key, kv.Revision)
 	}
+}
+
+// A transfer between two accounts: both keys change together, and only if neither changed
+// since they were read.
+func ExampleClient_Txn() {
+	var c *client.Client // from client.New
+	ctx := context.Background()
+	_, ra, err := c.Get(ctx, "acct/alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, rb, err := c.Get(ctx, "acct/bob")
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := c.Txn(ctx, client.Txn{
+		Compare: []wire.Compare{client.CompareRevision("acct/alice", "=", ra), client.CompareRevision("acct/bob", "=", rb)},
+		Then:    []wire.TxnOp{client.TxnPut("acct/alice", []byte("70")), client.TxnPut("acct/bob", []byte("30"))},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("applied:", res.Succeeded, "at revision", res.Revision)
 }

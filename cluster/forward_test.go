@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -102,4 +103,44 @@ func TestMemberChannel_LeastPrivilege(t *testing.T) {
 	t.Run("writes still forward", func(t *testing.T) {
 		put(t, g.followers()[0].c, "k", "v")
 	})
+	t.Run("a raw txn command passes the member channel", func(t *testing.T) {
+		data := store.EncodeCommand(store.Command{Op: store.OpTxn, Txn: &store.Txn{Then: []store.TxnOp{{Op: store.OpPut, Key: "raw", Value: []byte("1")}}}})
+		p, err := g.followers()[0].c.fwd.call(testCtx(t), g.leader(t).cfg.Advertise, methodApply, data, false)
+		if err != nil {
+			t.Fatalf("the primary refused a forwarded txn: %v", err)
+		}
+		if res, err := decodeResult(p); err != nil || res.Txn == nil || !res.Txn.Succeeded {
+			t.Fatalf("forwarded txn result = %+v, %v", res, err)
+		}
+	})
+	t.Run("a txn forwards with its result", func(t *testing.T) {
+		txn := &store.Txn{
+			Compares: []store.Compare{{Key: "k", Target: store.TargetValue, Cmp: store.CmpEqual, Value: []byte("v")}},
+			Then:     []store.TxnOp{{Op: store.OpPut, Key: "k", Value: []byte("w")}, {Op: store.OpDelete, Key: "absent"}},
+		}
+		res, err := g.followers()[0].c.Apply(testCtx(t), store.Command{Op: store.OpTxn, Txn: txn})
+		if err != nil || res.Err != nil {
+			t.Fatalf("forwarded txn = %v, %v", err, res.Err)
+		}
+		want := &store.TxnResult{Succeeded: true, Ops: []store.OpResult{{Revision: res.Revision}, {}}}
+		if !reflect.DeepEqual(res.Txn, want) {
+			t.Fatalf("forwarded txn result = %+v (%+v), want %+v", res.Txn, res, want)
+		}
+	})
+}
+
+func TestResult_RoundTrip(t *testing.T) {
+	for _, r := range []store.Result{
+		{Revision: 7},
+		{Revision: 9, Txn: &store.TxnResult{Succeeded: true, Ops: []store.OpResult{{Revision: 9}, {}}}},
+		{Revision: 9, Txn: &store.TxnResult{Ops: []store.OpResult{}}},
+	} {
+		got, err := decodeResult(encodeResult(r))
+		if err != nil || !reflect.DeepEqual(got, r) {
+			t.Errorf("decodeResult(encodeResult(%+v)) = %+v, %v", r, got, err)
+		}
+	}
+	if _, err := decodeResult(append(encodeResult(store.Result{}), 1, 200)); err == nil {
+		t.Error("a txn result counting more ops than it holds decoded")
+	}
 }

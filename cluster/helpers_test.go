@@ -113,8 +113,35 @@ func (s *memStore) apply(cmd store.Command) store.Result {
 		s.Mems[cmd.Member.Name] = cmd.Member
 	case store.OpRemoveMember:
 		delete(s.Mems, cmd.Member.Name)
+	case store.OpTxn:
+		return s.applyTxn(cmd.Txn)
 	}
 	return store.Result{Revision: s.Rev}
+}
+
+// applyTxn runs the Then branch whatever the compares say: the cluster carries a txn and
+// its result, and the store's own tests check how it is evaluated.
+func (s *memStore) applyTxn(t *store.Txn) store.Result {
+	res := &store.TxnResult{Succeeded: true, Ops: make([]store.OpResult, len(t.Then))}
+	rev := s.Rev + 1
+	for i, o := range t.Then {
+		cur, ok := s.KVs[o.Key]
+		switch {
+		case o.Op == store.OpPut:
+			created := cur.Created
+			if !ok {
+				created = rev
+			}
+			s.KVs[o.Key] = store.KV{Key: o.Key, Value: o.Value, Revision: rev, Created: created}
+		case ok:
+			delete(s.KVs, o.Key)
+		default:
+			continue
+		}
+		res.Ops[i].Revision = rev
+		s.Rev = rev
+	}
+	return store.Result{Revision: s.Rev, Txn: res}
 }
 
 func (s *memStore) AppliedIndex() uint64 {

@@ -275,6 +275,9 @@ func encodeResult(r store.Result) []byte {
 	switch {
 	case r.Err == nil:
 		e.b = append(e.b, resultOK)
+		if r.Txn != nil {
+			encodeTxnResult(&e, r.Txn)
+		}
 	case errors.As(r.Err, &pe):
 		e.b = append(e.b, resultPrecondition)
 		e.str(pe.Key)
@@ -302,6 +305,9 @@ func decodeResult(p []byte) (store.Result, error) {
 		d.b = d.b[1:]
 		switch kind {
 		case resultOK:
+			if d.err == nil && len(d.b) > 0 {
+				res.Txn = decodeTxnResult(&d)
+			}
 		case resultNotFound:
 			res.Err = store.ErrNotFound
 		case resultPrecondition:
@@ -318,6 +324,26 @@ func decodeResult(p []byte) (store.Result, error) {
 		return store.Result{}, fmt.Errorf("decode result: %w", err)
 	}
 	return res, nil
+}
+
+// encodeTxnResult appends what a transaction did after resultOK. Only a txn's result carries
+// it, and only a member that forwards txns asks for one, so older decoders never see it.
+func encodeTxnResult(e *enc, t *store.TxnResult) {
+	e.bool(t.Succeeded)
+	e.uvarint(uint64(len(t.Ops)))
+	for _, o := range t.Ops {
+		e.varint(o.Revision)
+	}
+}
+
+func decodeTxnResult(d *dec) *store.TxnResult {
+	t := &store.TxnResult{Succeeded: d.bool()}
+	n := d.count(1)
+	t.Ops = make([]store.OpResult, 0, n)
+	for range n {
+		t.Ops = append(t.Ops, store.OpResult{Revision: d.varint()})
+	}
+	return t
 }
 
 // selfInfo is a member's own view, answered by the Self RPC.

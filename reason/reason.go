@@ -15,7 +15,7 @@ import (
 type Code int
 
 // Codes 0-99 describe a healthy state, 100-199 a certificate or TLS cause, 200-299 a
-// cluster cause, 300-399 a storage cause.
+// cluster cause, 300-399 a storage cause, 400-499 a request the API refuses.
 const (
 	OK Code = 0
 
@@ -80,6 +80,10 @@ const (
 	Corrupt     Code = 302
 	StorageFail Code = 303
 	DirMode     Code = 304
+
+	TxnTooManyOps Code = 401
+	TxnTooLarge   Code = 402
+	BadTxn        Code = 403
 )
 
 type entry struct {
@@ -150,6 +154,10 @@ var table = map[Code]entry{
 	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both): it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
+
+	TxnTooManyOps: {"txn-too-many-ops", "a transaction has more compares, or more writes in a branch, than the member allows", "split it into smaller transactions, or raise --max-txn-ops on every member"},
+	TxnTooLarge:   {"txn-too-large", "a transaction's body is larger than the member allows", "keep large values out of transactions (a plain PUT takes up to --max-value-bytes), or split the transaction"},
+	BadTxn:        {"bad-txn", "a transaction's body is not a valid transaction", "send JSON as docs/api.md describes: compare, then and else lists, keys not empty, each key written once per branch"},
 }
 
 // Name is the short stable identifier of the code, for logs and metric labels.

@@ -21,7 +21,8 @@ func render() string {
 Every refused connection, refused member or unhealthy state in mirrorkv carries one of these
 numbers. The same code appears in handshake errors, ` + "`mirrorkv probe`" + `, the status API, the
 logs (attribute ` + "`reason`" + `) and the metrics (label ` + "`reason`" + `). Codes are stable; scripts may
-match on them. 0-99: healthy, 100-199: certificate or TLS, 200-299: cluster, 300-399: storage.
+match on them. 0-99: healthy, 100-199: certificate or TLS, 200-299: cluster, 300-399: storage,
+400-499: a request the API refuses.
 
 This file is generated from ` + "`reason/reason.go`" + ` by ` + "`go test ./reason -update`" + `.
 

@@ -142,6 +142,9 @@ func (s *Store) decodeBatch(entries []Entry) (work []pending, arena []byte) {
 		if err == nil && cmd.Op == OpPut {
 			size += recordHeader + len(cmd.Value)
 		}
+		if err == nil && cmd.Op == OpTxn {
+			size += cmd.Txn.recordBytes()
+		}
 	}
 	return work, make([]byte, 0, size)
 }
@@ -269,6 +272,8 @@ func (b *batch) apply(p pending) Result {
 		}
 	case OpSetCRL:
 		return b.applyCRL(string(p.key), c.Value)
+	case OpTxn:
+		return b.applyTxn(c.Txn)
 	}
 	return Result{Revision: b.rev}
 }

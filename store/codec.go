@@ -33,13 +33,17 @@ const (
 // It does not validate c; DecodeCommand does, on every member.
 func EncodeCommand(c Command) []byte {
 	m := c.Member
-	n := 2 + lenField(len(c.Key)) + lenField(len(c.Value)) + 1 + varintLen(c.IfRevision) +
+	value := c.Value
+	if c.Op == OpTxn && c.Txn != nil {
+		value = encodeTxn(c.Txn)
+	}
+	n := 2 + lenField(len(c.Key)) + lenField(len(value)) + 1 + varintLen(c.IfRevision) +
 		lenField(len(m.Name)) + lenField(len(m.MemberAddr)) + lenField(len(m.ClientURL)) +
 		lenField(len(m.DN)) + 1
 	b := make([]byte, 0, n)
 	b = append(b, commandVersion, byte(c.Op))
 	b = appendField(b, c.Key)
-	b = appendField(b, c.Value)
+	b = appendField(b, value)
 	var flags byte
 	if c.HasIf {
 		flags |= flagHasIf
@@ -101,6 +105,13 @@ func decodeCommand(b []byte, owned bool) (Command, []byte, error) {
 	if err := validate(c, key); err != nil {
 		return Command{}, nil, err
 	}
+	if c.Op == OpTxn {
+		t, err := decodeTxn(c.Value)
+		if err != nil {
+			return Command{}, nil, err
+		}
+		c.Txn, c.Value = t, nil
+	}
 	if owned {
 		c.Key = string(key)
 		if c.Value != nil {
@@ -137,6 +148,10 @@ func validate(c Command, key []byte) error {
 		}
 		if len(c.Value) == 0 || len(c.Value) > maxCRLBytes {
 			return badCommand("CRL of %d bytes: want 1 to %d", len(c.Value), maxCRLBytes)
+		}
+	case OpTxn:
+		if len(key) != 0 {
+			return badCommand("txn with a key")
 		}
 	case OpNoop:
 	default:

@@ -76,7 +76,8 @@ func TestDecodeCommand_Errors(t *testing.T) {
 		{"version 0", with(0, 0), "version 0"},
 		{"version 2", with(0, 2), "version 2"},
 		{"op 0", with(1, 0), "unknown op 0"},
-		{"op 7", with(1, 7), "unknown op 7"},
+		{"op 8", with(1, 8), "unknown op 8"},
+		{"txn with a key", with(1, 7), "txn with a key"},
 		{"crl for no port", with(1, 6), "CRL for port \"a\""},
 		{"key longer than buffer", with(2, 100), "longer than"},
 		{"bad key length", append([]byte{1, 1}, bytes.Repeat([]byte{0xff}, 11)...), "bad length of key"},
@@ -118,6 +119,8 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{1})
 	f.Add([]byte{1, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
 	f.Add(EncodeCommand(setCRL(CRLPortClient, newTestCA(f, "fuzz CA").crl(f, 3, 1))))
+	f.Add(EncodeCommand(Command{Op: OpTxn, Txn: &goldenTxn}))
+	f.Add(EncodeCommand(Command{Op: OpTxn, Txn: &Txn{}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeCommand(b)
 		if err != nil {

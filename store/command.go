@@ -17,6 +17,7 @@ const (
 	OpRemoveMember Op = 4 // withdraw the authorisation of Member.Name
 	OpNoop         Op = 5 // changes nothing; a barrier
 	OpSetCRL       Op = 6 // put the CRL in Value (DER) in force for the port named by Key
+	OpTxn          Op = 7 // apply Txn: compares, then one of two lists of writes
 )
 
 // Command is one replicated change, encoded into one raft log entry by EncodeCommand.
@@ -30,6 +31,8 @@ type Command struct {
 	IfRevision int64
 	// Member is the record of OpSetMember and OpRemoveMember.
 	Member Member
+	// Txn is the body of OpTxn, carried in the value field of the encoding.
+	Txn *Txn
 }
 
 // The ports a CRL of OpSetCRL may be for: Key names the port whose CA bundle signs it.
@@ -51,6 +54,8 @@ type Result struct {
 	// Err is nil, ErrNotFound (delete of a missing key), a *PreconditionError (a failed
 	// compare-and-set), or an error wrapping ErrBadCommand.
 	Err error
+	// Txn is what an OpTxn did; nil for every other op, and when Err is set.
+	Txn *TxnResult
 }
 
 // KV is a stored key with its value and revisions.

@@ -49,6 +49,22 @@ var (
 	goldenMinimal = Member{Name: "m2", MemberAddr: "10.0.0.2:7001", DN: "CN=m2"}
 )
 
+// goldenTxn has a compare of every target and relation and a write of every kind.
+var goldenTxn = Txn{
+	Compares: []Compare{
+		{Key: "acct/a", Target: TargetRevision, Cmp: CmpEqual, Revision: 12},
+		{Key: "acct/b", Target: TargetRevision, Cmp: CmpNotEqual, Revision: 3},
+		{Key: "acct/c", Target: TargetRevision, Cmp: CmpLess, Revision: 100},
+		{Key: "acct/d", Target: TargetRevision, Cmp: CmpGreater, Revision: -1},
+		{Key: "flag", Target: TargetValue, Cmp: CmpEqual, Value: []byte("on\x00")},
+		{Key: "flag2", Target: TargetValue, Cmp: CmpNotEqual},
+		{Key: "lock", Target: TargetExists, Cmp: CmpNotEqual},
+		{Key: "owner", Target: TargetExists, Cmp: CmpEqual},
+	},
+	Then: []TxnOp{{Op: OpPut, Key: "acct/a", Value: []byte("90")}, {Op: OpDelete, Key: "lock"}},
+	Else: []TxnOp{{Op: OpPut, Key: "failed", Value: []byte("1")}},
+}
+
 // TestSchema_Command decodes a raft log command of every op written by commandVersion 1, and
 // checks that today's encoder still writes the same bytes for it.
 func TestSchema_Command(t *testing.T) {
@@ -63,6 +79,8 @@ func TestSchema_Command(t *testing.T) {
 		{"set-member-minimal", Command{Op: OpSetMember, Member: goldenMinimal}},
 		{"remove-member", Command{Op: OpRemoveMember, Member: Member{Name: "m2"}}},
 		{"noop", Command{Op: OpNoop}},
+		{"txn", Command{Op: OpTxn, Txn: &goldenTxn}},
+		{"txn-empty", Command{Op: OpTxn, Txn: &Txn{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := golden(t, "command-v1-"+tc.name+".bin", func() []byte { return EncodeCommand(tc.cmd) })

@@ -132,3 +132,61 @@ type CRLPushed struct {
 	Number  string `json:"number"`  // the CRL number, decimal
 	Revoked int    `json:"revoked"` // how many certificates it lists
 }
+
+// Txn is the body of POST /v1/txn: when every compare holds, the writes of Then are applied,
+// otherwise those of Else, atomically and at one new revision.
+type Txn struct {
+	Compare []Compare `json:"compare,omitempty"`
+	Then    []TxnOp   `json:"then,omitempty"`
+	Else    []TxnOp   `json:"else,omitempty"`
+}
+
+// Targets of a Compare.
+const (
+	TargetRevision = "revision" // the key's revision, 0 when it does not exist
+	TargetValue    = "value"    // the key's value; a missing key matches no value
+	TargetExists   = "exists"   // the key exists
+	TargetAbsent   = "absent"   // the key does not exist
+)
+
+// Compare is one condition of a Txn. Op is "=" (the default), "!=", "<" or ">"; "<" and ">"
+// apply to revisions only. A value is given as text in Value or as bytes in ValueBase64.
+type Compare struct {
+	Key         string `json:"key"`
+	Target      string `json:"target"`
+	Op          string `json:"op,omitempty"`
+	Revision    int64  `json:"revision,omitempty"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 []byte `json:"value_base64,omitempty"`
+}
+
+// Ops of a TxnOp.
+const (
+	OpPut    = "put"
+	OpDelete = "delete"
+)
+
+// TxnOp is a write of a Txn: a put of Value (text) or ValueBase64 (bytes), or a delete.
+type TxnOp struct {
+	Op          string `json:"op"`
+	Key         string `json:"key"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 []byte `json:"value_base64,omitempty"`
+}
+
+// TxnResult is the answer to POST /v1/txn.
+type TxnResult struct {
+	Succeeded bool       `json:"succeeded"` // the compares held and Then ran; else Else ran
+	Revision  int64      `json:"revision"`  // the store's revision after the transaction
+	Results   []OpResult `json:"results"`   // one per write of the branch that ran
+}
+
+// OpResult is the outcome of one write of a Txn. Revision is the key's new revision, shared
+// by all the writes of the transaction; a delete of a key that did not exist has Revision 0
+// and Deleted false.
+type OpResult struct {
+	Op       string `json:"op"`
+	Key      string `json:"key"`
+	Revision int64  `json:"revision,omitempty"`
+	Deleted  bool   `json:"deleted,omitempty"`
+}

@@ -91,8 +91,43 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 		}
 		g.rev++
 		delete(g.kvs, cmd.Key)
+	case store.OpTxn:
+		return g.applyTxn(cmd.Txn), nil
 	}
 	return store.Result{Revision: g.rev}, nil
+}
+
+// applyTxn evaluates t as the store does, with store.Compare.Holds, and applies its branch
+// at one new revision.
+func (g *Group) applyTxn(t *store.Txn) store.Result {
+	ok := true
+	for _, c := range t.Compares {
+		cur := g.kvs[c.Key]
+		ok = ok && c.Holds(cur.Revision, cur.Value)
+	}
+	ops := t.Then
+	if !ok {
+		ops = t.Else
+	}
+	res := &store.TxnResult{Succeeded: ok, Ops: make([]store.OpResult, len(ops))}
+	rev := g.rev + 1
+	for i, o := range ops {
+		cur, found := g.kvs[o.Key]
+		switch {
+		case o.Op == store.OpPut:
+			if !found {
+				cur.Created = rev
+			}
+			g.kvs[o.Key] = store.KV{Key: o.Key, Value: o.Value, Revision: rev, Created: cur.Created}
+		case found:
+			delete(g.kvs, o.Key)
+		default:
+			continue
+		}
+		res.Ops[i].Revision = rev
+		g.rev = rev
+	}
+	return store.Result{Revision: g.rev, Txn: res}
 }
 
 // ReadIndex succeeds at once unless the group was told to fail.

@@ -20,7 +20,8 @@ type Result struct {
 	Dropped int // operations left out because they constrain nothing (see Check)
 	Keys    int // distinct keys, one partition each
 
-	info porcupine.LinearizationInfo
+	info  porcupine.LinearizationInfo
+	model porcupine.Model // the model checked; kvModel's when unset
 }
 
 // Check reports whether ops are linearizable against a key-value store in which each key is
@@ -114,7 +115,11 @@ func (r Result) WriteHTML(path string) error {
 	if err != nil {
 		return fmt.Errorf("write linearizability report: %w", err)
 	}
-	if err := porcupine.Visualize(kvModel(), r.info, f); err != nil {
+	model := r.model
+	if model.Step == nil {
+		model = kvModel()
+	}
+	if err := porcupine.Visualize(model, r.info, f); err != nil {
 		_ = f.Close() // the write error is the one worth reporting
 		return fmt.Errorf("write linearizability report %s: %w", path, err)
 	}

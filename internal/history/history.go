@@ -3,7 +3,8 @@
 //
 // A Recorder timestamps each operation's call and return; Check partitions the history by
 // key and searches for a sequential order, consistent with real time, in which every key
-// behaves like a single register that may be absent.
+// behaves like a single register that may be absent. Transactions span keys: a
+// TxnRecorder and CheckTxn check them against one model of the whole store (txn.go).
 //
 // Outcomes must be recorded honestly for the check to mean anything:
 //   - A write the server acknowledged has OK set.
