@@ -144,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	cfg := n.cfg
 	if err := mtls.CheckSharedCA(cfg.MemberTLS.CAFile, cfg.ClientTLS.CAFile); err != nil {
-		return err
+		return flagFile(err, filepath.Join(cfg.Dir, tlsDir))
 	}
 	for port, none := range map[string]bool{"member": cfg.NoMemberCRL, "client": cfg.NoClientCRL} {
 		if none {
@@ -155,11 +155,11 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 	var err error
 	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
 	if err != nil {
-		return fmt.Errorf("member port credentials: %w", flagFile(err))
+		return fmt.Errorf("member port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}
 	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
 	if err != nil {
-		return fmt.Errorf("client port credentials: %w", flagFile(err))
+		return fmt.Errorf("client port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}
 	return nil
 }

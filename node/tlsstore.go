@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mirrorkv/mirrorkv/mtls"
@@ -95,25 +96,35 @@ func usePushedTLS(cfg Config, log *slog.Logger) (Config, error) {
 	return cfg, nil
 }
 
-// flagFile makes a credential error name the file the operator gave rather than its link in
-// DIR/tls, and says so when the file at fault was pushed to this member.
-func flagFile(err error) error {
-	ce, ok := errors.AsType[*mtls.CredentialError](err)
-	if !ok || ce.File == "" {
-		return err
+// flagFile makes a credential error name the files the operator gave rather than their
+// links in dir (DIR/tls), and says so when the file at fault was pushed to this member.
+func flagFile(err error, dir string) error {
+	msg := err.Error()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		link := filepath.Join(dir, e.Name())
+		if target, rerr := os.Readlink(link); rerr == nil {
+			msg = strings.ReplaceAll(msg, link, target)
+		}
 	}
-	fi, lerr := os.Lstat(ce.File)
-	switch {
-	case lerr != nil:
-		return err
-	case fi.Mode()&os.ModeSymlink != 0:
+	if ce, ok := errors.AsType[*mtls.CredentialError](err); ok && ce.File != "" {
 		if target, rerr := os.Readlink(ce.File); rerr == nil {
 			ce.File = target
+		} else if fi, lerr := os.Lstat(ce.File); lerr == nil && fi.Mode().IsRegular() && filepath.Dir(ce.File) == dir {
+			msg += " (a file pushed to this member by `mirrorkv ca rotate`, in force instead of the flag's; remove it to go back to the flag's file)"
 		}
-		return err
 	}
-	return fmt.Errorf("%w (a file pushed to this member by `mirrorkv ca rotate`, in force instead of the flag's; remove it to go back to the flag's file)", err)
+	return &renamedError{msg: msg, err: err}
 }
+
+// renamedError is err with another message, for errors.Is and errors.As as before.
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
 
 // linkAtomic makes path a symbolic link to target, replacing what is there in one rename.
 func linkAtomic(target, path string) error {
