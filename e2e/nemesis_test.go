@@ -19,6 +19,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/internal/history"
 	"github.com/mirrorkv/mirrorkv/internal/localgroup"
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // The combined nemesis: one seeded random schedule that mixes every fault the harness can
@@ -330,6 +331,11 @@ func (n *nemesis) bridge(d time.Duration) {
 	n.network(err, d)
 }
 
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 func names(ms []*localgroup.Member) string {
 	s := make([]string, len(ms))
 	for i, m := range ms {
@@ -359,11 +365,8 @@ func (n *nemesis) removeReadd(d time.Duration) {
 	h, t := n.h, n.h.t
 	m := n.victim(false)
 	n.logf("inject remove %s, its process left running for %s", m.Name, d)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	if err := h.g.Admin().RemoveMember(ctx, m.Name); err != nil {
-		t.Fatalf("remove %s: %v", m.Name, err)
-	}
+	n.membership("remove "+m.Name, func(ctx context.Context) error { return h.g.Admin().RemoveMember(ctx, m.Name) },
+		func(ms []wire.Member) bool { return !listed(ms, m.Name, false) })
 	hold(d)
 	n.logf("heal: kill -9 %s, wipe %s, join and add it again", m.Name, m.Dir)
 	if err := m.Kill(); err != nil {
@@ -376,10 +379,45 @@ func (n *nemesis) removeReadd(d time.Duration) {
 	if err := h.g.Start(m, "--join", p.Advertise(), "--join-pin", p.DN); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.g.AddMember(ctx, m); err != nil {
-		t.Fatalf("add %s again: %v", m.Name, err)
-	}
+	n.add(m)
 	n.logf("%s added again", m.Name)
+}
+
+// add authorises m and adds it to the group, as localgroup does, until it is listed.
+func (n *nemesis) add(m *localgroup.Member) {
+	want := wire.Member{Name: m.Name, MemberAddr: m.Advertise(), ClientURL: m.ClientURL, DN: m.DN, Async: m.Async}
+	n.membership("add "+m.Name, func(ctx context.Context) error { return n.h.g.Admin().AddMember(ctx, want) },
+		func(ms []wire.Member) bool { return listed(ms, m.Name, m.Async) })
+}
+
+// membership runs a membership change until the group's member list shows done. A change
+// whose answer was lost (504: the primary lost leadership before it committed; a timeout)
+// may or may not have applied, as the API says: the member list decides, as an operator
+// would check it, and the change is sent again if it did not apply.
+func (n *nemesis) membership(what string, change func(context.Context) error, done func([]wire.Member) bool) {
+	t := n.h.t
+	eventually(t, 90*time.Second, what, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		if ms, err := n.h.g.Admin().Members(ctx); err == nil && done(ms) {
+			return nil
+		}
+		if err := change(ctx); err != nil {
+			n.logf("%s: %v; retrying once the member list says it did not apply", what, err)
+			return err
+		}
+		return nil
+	})
+}
+
+// listed reports whether ms holds a member called name, async or not as asked.
+func listed(ms []wire.Member, name string, async bool) bool {
+	for _, m := range ms {
+		if m.Name == name {
+			return m.Async == async
+		}
+	}
+	return false
 }
 
 // grow adds an async member, waits until it is in sync and promotes it to failover.
@@ -388,18 +426,25 @@ func (n *nemesis) grow() {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	n.logf("inject grow: add an async member")
+	before := len(h.g.Members)
 	m, err := h.g.Grow(ctx, true)
 	if err != nil {
-		t.Fatalf("grow the group: %v", err)
+		// Grow appends the member before it starts it; a member that started but whose
+		// addition had a lost answer is added the way every other change here is.
+		if len(h.g.Members) == before || !h.g.Members[before].Running() {
+			t.Fatalf("grow the group: %v", err)
+		}
+		m = h.g.Members[before]
+		n.logf("grow: %s started, its addition not confirmed: %s", m.Name, firstLine(err.Error()))
+		n.add(m)
 	}
 	n.grown = append(n.grown, m)
 	n.logf("%s added as an async member; promoting it", m.Name)
 	if err := h.g.WaitInSync(ctx); err != nil {
 		t.Fatalf("%s does not catch up: %v", m.Name, err)
 	}
-	if err := h.g.Admin().Promote(ctx, m.Name); err != nil {
-		t.Fatalf("promote %s: %v", m.Name, err)
-	}
+	n.membership("promote "+m.Name, func(ctx context.Context) error { return h.g.Admin().Promote(ctx, m.Name) },
+		func(ms []wire.Member) bool { return listed(ms, m.Name, false) })
 	m.Async = false
 	n.logf("%s promoted to failover", m.Name)
 }
