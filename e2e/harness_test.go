@@ -71,13 +71,21 @@ type harness struct {
 	rng *rand.Rand
 	// clients talks to every member, member i first; pinned talks to member i only.
 	clients, pinned []*client.Client
-	raw             *http.Client // for headers the Go client does not expose
-	tls             *tls.Config  // the admin client's
+	// staleFrom, when set, turns the workload's linearizable gets into ?stale=true reads
+	// from these members, recorded as linearizable: the wrong read path that a checker
+	// with teeth must reject.
+	staleFrom []*localgroup.Member
+	raw       *http.Client // for headers the Go client does not expose
+	tls       *tls.Config  // the admin client's
 }
 
 type harnessOptions struct {
 	failover, async int
 	serveArgs       []string
+	// seed seeds the harness's random choices; 0 picks one from the clock.
+	seed uint64
+	// spare is how many more loopback addresses to set aside for members grown later.
+	spare int
 	// beforeStart runs after the proxies are set up and before any member starts.
 	beforeStart func(*localgroup.Group) error
 }
@@ -87,7 +95,7 @@ type harnessOptions struct {
 func startHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	n := o.failover + o.async
-	hosts := make([]string, n)
+	hosts := make([]string, n+o.spare)
 	for i := range hosts {
 		hosts[i] = fmt.Sprintf("127.0.0.%d", i+1)
 	}
@@ -97,9 +105,12 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 			t.Errorf("close fault proxies: %v", err)
 		}
 	})
-	seed := time.Now().UnixNano()
+	seed := o.seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
 	t.Logf("harness seed %d", seed)
-	h := &harness{t: t, net: fn, rng: rand.New(rand.NewPCG(uint64(seed), 0))}
+	h := &harness{t: t, net: fn, rng: rand.New(rand.NewPCG(seed, 0))}
 	args := o.serveArgs
 	if args == nil {
 		args = faultServe
@@ -117,6 +128,14 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 			if o.beforeStart != nil {
 				return o.beforeStart(g)
 			}
+			return nil
+		},
+		BeforeGrow: func(m *localgroup.Member) error {
+			p, err := fn.Add(m.Name, net.JoinHostPort(m.Host, "0"), m.MemberAddr, m.Host)
+			if err != nil {
+				return err
+			}
+			m.AdvertiseAddr = p.Addr()
 			return nil
 		},
 	})
@@ -330,6 +349,9 @@ func (w *workload) opCtx() (context.Context, context.CancelFunc) {
 
 // get is a linearizable read, recorded.
 func (w *workload) get(c *client.Client, id int, key string) (string, int64, error) {
+	if w.h.staleFrom != nil {
+		return w.staleAsLinearizable(id, key)
+	}
 	ctx, cancel := w.opCtx()
 	defer cancel()
 	p := w.rec.Begin(id, history.Get, key, "", "")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // Net is a full mesh of proxies, one in front of each member, that turns partitions between
@@ -106,6 +107,25 @@ func (n *Net) OneWay(from, to string) error {
 	mt.proxy.Blackhole(mf.ip, ToTarget)
 	// to dialed from's proxy: from is the target, its bytes flow back to the dialer.
 	mf.proxy.Blackhole(mt.ip, FromTarget)
+	return nil
+}
+
+// Slow delays every chunk on every link between name and the members added so far by d, in
+// both directions, whichever side dialed: a member on a slow network. Heal lifts it.
+func (n *Net) Slow(name string, d time.Duration) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m, err := n.lookup(name)
+	if err != nil {
+		return fmt.Errorf("slow: %w", err)
+	}
+	for other, o := range n.members {
+		if other == name {
+			continue
+		}
+		o.proxy.Delay(m.ip, d)
+		m.proxy.Delay(o.ip, d)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/internal/faultnet"
 )
@@ -134,6 +135,31 @@ func TestNet(t *testing.T) {
 		write(t, aIn, "after2")
 		expectRead(t, bIn, "after1")
 		expectRead(t, bOut, "after2")
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		const delay = 100 * time.Millisecond
+		m := newMesh(t)
+		// a dials b, and c dials a: both links carry the delay, each way.
+		abClient, abServer := m.dial(t, "a", "b")
+		caClient, caServer := m.dial(t, "c", "a")
+		if err := m.net.Slow("a", delay); err != nil {
+			t.Fatal(err)
+		}
+		for name, conn := range map[string][2]net.Conn{"a->b": {abClient, abServer}, "c->a": {caClient, caServer}} {
+			start := time.Now()
+			ping(t, conn[0], conn[1])
+			if got := time.Since(start); got < 2*delay {
+				t.Errorf("round trip on %s took %v, want at least %v", name, got, 2*delay)
+			}
+		}
+		m.reachable(t, "b", "c")
+
+		m.net.Heal()
+		ping(t, abClient, abServer)
+		if err := m.net.Slow("nobody", delay); !errors.Is(err, faultnet.ErrUnknownMember) {
+			t.Errorf("Slow(nobody) = %v, want ErrUnknownMember", err)
+		}
 	})
 
 	t.Run("errors", func(t *testing.T) {

@@ -35,6 +35,9 @@ type Options struct {
 	// BeforeStart, when set, runs once the members are planned and their certificates
 	// issued, before any starts: a test sets AdvertiseAddr and starts its proxies there.
 	BeforeStart func(*Group) error
+	// BeforeGrow, when set, runs for each member Grow adds, once it is planned and its
+	// certificate issued, before it starts: a test puts the new member behind its proxy there.
+	BeforeGrow func(*Member) error
 }
 
 // Group is a running local group.
@@ -137,6 +140,11 @@ func (g *Group) Grow(ctx context.Context, async bool) (*Member, error) {
 	}
 	if err := g.PKI.IssueMember(m); err != nil {
 		return nil, err
+	}
+	if g.opts.BeforeGrow != nil {
+		if err := g.opts.BeforeGrow(m); err != nil {
+			return nil, err
+		}
 	}
 	g.Members = append(g.Members, m)
 	if err := g.startNew(ctx, m, "--join", g.Members[0].Advertise(), "--join-pin", g.Members[0].DN); err != nil {
