@@ -22,17 +22,18 @@ import (
 type fakeRaft struct {
 	st *memStore
 
-	mu        sync.Mutex
-	self      raft.ServerID
-	state     raft.RaftState
-	leader    raft.ServerID
-	addr      raft.ServerAddress
-	servers   []raft.Server
-	term      uint64
-	last      uint64
-	commit    uint64
-	verifyErr error
-	changes   []string // configuration changes, transfers and member records applied, in order
+	mu          sync.Mutex
+	self        raft.ServerID
+	state       raft.RaftState
+	leader      raft.ServerID
+	addr        raft.ServerAddress
+	servers     []raft.Server
+	term        uint64
+	last        uint64
+	commit      uint64
+	verifyErr   error
+	transferErr error    // what a leadership transfer fails with, as raft's when the target does not win
+	changes     []string // configuration changes, transfers and member records applied, in order
 }
 
 func newFakeRaft(self string, st *memStore) *fakeRaft {
@@ -162,7 +163,7 @@ func (r *fakeRaft) LeadershipTransferToServer(id raft.ServerID, _ raft.ServerAdd
 		return fakeFuture{err: raft.ErrNotLeader}
 	}
 	r.changes = append(r.changes, "transfer to "+string(id))
-	return fakeFuture{}
+	return fakeFuture{err: r.transferErr}
 }
 
 // fakeFuture is every kind of raft future, complete from the start.

@@ -299,9 +299,22 @@ func (m *membership) transferLocal(ctx context.Context, to string) error {
 		f = m.raft.LeadershipTransferToServer(s.ID, s.Address)
 	}
 	if err := m.life.waitFuture(ctx, f, "wait for raft"); err != nil {
+		if _, coded := errors.AsType[*reason.Error](err); !coded {
+			// raft gives up when the target has not won an election in time (its error,
+			// "leadership transfer timeout", has no value to test for); this member stays
+			// the primary, and the transfer may be asked again.
+			err = reason.Wrap(reason.Timeout, fmt.Errorf("%w; check that %s is up and in sync (mirrorkv status), then ask again", err, orAny(to)))
+		}
 		return fmt.Errorf("transfer leadership to %q: %w", to, err)
 	}
 	return nil
+}
+
+func orAny(to string) string {
+	if to == "" {
+		return "another failover member"
+	}
+	return to
 }
 
 // adminOnPrimary runs an admin operation on the primary only. Elsewhere it refuses with

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -177,6 +178,14 @@ func TestMembership_Transfer(t *testing.T) {
 		}
 		if got, want := p.raft.changeLog(), []string{"transfer to m1", "transfer to "}; !slices.Equal(got, want) {
 			t.Errorf("transfers ran %q, want %q", got, want)
+		}
+		// raft's own give-up has no value to test for; it is a timeout the admin may retry,
+		// not an internal error.
+		p.raft.mu.Lock()
+		p.raft.transferErr = errors.New("leadership transfer timeout")
+		p.raft.mu.Unlock()
+		if err := p.mem.transfer(t.Context(), "m1"); reason.Of(err, reason.OK) != reason.Timeout || !strings.Contains(err.Error(), "m1 is up and in sync") {
+			t.Errorf("transfer that raft gave up on: %v, want reason Timeout naming m1", err)
 		}
 	})
 }
