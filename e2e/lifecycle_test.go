@@ -269,21 +269,8 @@ func TestLifecycle_UnderLoad(t *testing.T) {
 // take the new CA into their bundle before the members' certificates move.
 func rotateMemberCAUnderLoad(t *testing.T, g *localgroup.Group, trust *switchingTrust) {
 	t.Helper()
-	caDir := filepath.Dir(g.PKI.MemberCA)
-	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "1 new-ca") {
-		t.Fatalf("plan: %v", err)
-	}
-	if out, err := rotateCLI(t, g, "apply"); err != nil || !strings.Contains(out, "phase new-ca verified") {
-		t.Fatalf("apply new-ca: %v", err)
-	}
-	trust.add(t, filepath.Join(caDir, pki.RotationNextDir, pki.CACertFile))
-	if out, err := rotateCLI(t, g, "apply", "--all"); err != nil || !strings.Contains(out, "phase withdraw verified") {
-		t.Fatalf("apply --all: %v", err)
-	}
-	if out, err := rotateCLI(t, g, "verify"); err != nil || !strings.Contains(out, "rotation verified") {
-		t.Fatalf("verify: %v", err)
-	}
-	checkRotatedMembers(t, g, caDir)
+	rotateMemberCA(t, g, trust)
+	checkRotatedMembers(t, g, filepath.Dir(g.PKI.MemberCA))
 }
 
 // rotateClientCAUnderLoad runs a client CA rotation up to trust-both, reissues the clients'

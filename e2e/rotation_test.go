@@ -142,20 +142,7 @@ func TestRotation_MemberCAUnderLoad(t *testing.T) {
 		w.startSwitching(ctx, &p, 2, 2*len(access))
 	}
 
-	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "1 new-ca") {
-		t.Fatalf("plan: %v", err)
-	}
-	if out, err := rotateCLI(t, g, "apply"); err != nil || !strings.Contains(out, "phase new-ca verified") {
-		t.Fatalf("apply new-ca: %v", err)
-	}
-	// The clients take the new CA into their bundle before the members' certificates move.
-	trust.add(t, filepath.Join(caDir, pki.RotationNextDir, pki.CACertFile))
-	if out, err := rotateCLI(t, g, "apply", "--all"); err != nil || !strings.Contains(out, "phase withdraw verified") {
-		t.Fatalf("apply --all: %v", err)
-	}
-	if out, err := rotateCLI(t, g, "verify"); err != nil || !strings.Contains(out, "rotation verified") {
-		t.Fatalf("verify: %v", err)
-	}
+	rotateMemberCA(t, g, trust)
 	time.Sleep(time.Second) // the writers go on against the new trust for a moment
 	stop()
 	w.wg.Wait()
@@ -164,6 +151,27 @@ func TestRotation_MemberCAUnderLoad(t *testing.T) {
 	}
 	t.Logf("writers: %d writes, none failed", w.ok.Load())
 	checkRotatedMembers(t, g, caDir)
+}
+
+// rotateMemberCA rotates the group's replication CA with the CLI: plan, the first phase,
+// the clients' bundle taking the new CA before the members' certificates move, the other
+// phases, verify.
+func rotateMemberCA(t *testing.T, g *localgroup.Group, trust *switchingTrust) {
+	t.Helper()
+	caDir := filepath.Dir(g.PKI.MemberCA)
+	if out, err := rotateCLI(t, g, "plan"); err != nil || !strings.Contains(out, "1 new-ca") {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	if out, err := rotateCLI(t, g, "apply"); err != nil || !strings.Contains(out, "phase new-ca verified") {
+		t.Fatalf("apply new-ca: %v\n%s", err, out)
+	}
+	trust.add(t, filepath.Join(caDir, pki.RotationNextDir, pki.CACertFile))
+	if out, err := rotateCLI(t, g, "apply", "--all"); err != nil || !strings.Contains(out, "phase withdraw verified") {
+		t.Fatalf("apply --all: %v\n%s", err, out)
+	}
+	if out, err := rotateCLI(t, g, "verify"); err != nil || !strings.Contains(out, "rotation verified") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
 }
 
 // checkRotatedMembers checks that each member port serves a chain of the new CA (now the CA
