@@ -438,7 +438,16 @@ func (s *Store) List(r Range) (kvs []KV, more bool, err error) {
 
 // Members returns the authorised members, sorted by name.
 func (s *Store) Members() ([]Member, error) {
+	ms, _, err := s.MembersAt()
+	return ms, err
+}
+
+// MembersAt returns the authorised members, sorted by name, and the raft index of the state
+// they were read from: a member that joins through this one trusts this list only until its
+// own store has applied that index, and its own list from then on.
+func (s *Store) MembersAt() ([]Member, uint64, error) {
 	var mem map[string][]byte
+	var memApplied, fileApplied uint64
 	ms := []Member{}
 	add := func(name string, rec []byte) error {
 		v, err := memberJSON([]byte(name), rec)
@@ -452,7 +461,19 @@ func (s *Store) Members() ([]Member, error) {
 		ms = append(ms, m)
 		return nil
 	}
-	err := s.viewWithMemory(func() { mem = s.pendingTable(bucketMembers) }, func(tx *bolt.Tx) error {
+	read := func() {
+		mem = s.pendingTable(bucketMembers)
+		for _, o := range s.layers() {
+			if o != nil {
+				memApplied = max(memApplied, o.applied)
+			}
+		}
+	}
+	err := s.viewWithMemory(read, func(tx *bolt.Tx) error {
+		var err error
+		if fileApplied, _, err = readMeta(tx); err != nil {
+			return err
+		}
 		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 			if _, ok := mem[string(k)]; ok {
 				return nil
@@ -466,10 +487,10 @@ func (s *Store) Members() ([]Member, error) {
 		}
 	}
 	if err != nil {
-		return nil, s.readErr(fmt.Errorf("list members: %w", err))
+		return nil, 0, s.readErr(fmt.Errorf("list members: %w", err))
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	return ms, nil
+	return ms, max(memApplied, fileApplied), nil
 }
 
 // readErr codes a read that found damage (a checksum that does not match) as a damaged
