@@ -153,11 +153,11 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 		}
 	}
 	var err error
-	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
+	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}
-	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
+	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}
