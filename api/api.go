@@ -36,6 +36,9 @@ type Group interface {
 	RemoveMember(ctx context.Context, name string) error
 	Promote(ctx context.Context, name string) error
 	TransferLeadership(ctx context.Context, to string) error
+	// Backup takes a consistent copy of the store on the primary, once every write
+	// committed before the call is applied; elsewhere it fails with reason NotPrimary.
+	Backup(ctx context.Context) (store.Snapshot, error)
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.
@@ -73,6 +76,7 @@ const (
 // Config tunes the API. The zero value of every field but Node is a safe default.
 type Config struct {
 	Node          string        // this member's name, sent as X-Mirrorkv-Member
+	Group         string        // the group's name, sent with a backup as X-Mirrorkv-Group
 	MaxKeyBytes   int           // longest key in bytes (default 1 KiB)
 	MaxValueBytes int64         // largest value in bytes (default 1 MiB); larger gets 413
 	ListLimit     int           // keys per listing when ?limit is absent (default 100)
@@ -209,6 +213,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
 	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
+	s.route("GET /v1/backup", "backup", levelAdmin, s.backup)
 	s.trustRoutes()
 	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)
 	s.route("GET /metrics", "metrics", levelReadOnly, func(w http.ResponseWriter, r *http.Request) error {

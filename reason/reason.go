@@ -80,6 +80,7 @@ const (
 	Corrupt     Code = 302
 	StorageFail Code = 303
 	DirMode     Code = 304
+	BadBackup   Code = 305
 
 	TxnTooManyOps Code = 401
 	TxnTooLarge   Code = 402
@@ -154,6 +155,7 @@ var table = map[Code]entry{
 	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both): it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
+	BadBackup:   {"bad-backup", "backup file damaged, truncated or not a mirrorkv backup", "use another copy of the backup, or take a new one from the group with `mirrorkv snapshot save FILE`; `mirrorkv snapshot inspect FILE` checks a file without restoring it"},
 
 	TxnTooManyOps: {"txn-too-many-ops", "a transaction has more compares, or more writes in a branch, than the member allows", "split it into smaller transactions, or raise --max-txn-ops on every member"},
 	TxnTooLarge:   {"txn-too-large", "a transaction's body is larger than the member allows", "keep large values out of transactions (a plain PUT takes up to --max-value-bytes), or split the transaction"},

@@ -116,6 +116,8 @@ const (
 	HeaderPrimary = "X-Mirrorkv-Primary"
 	// HeaderServedBy names the member that answered.
 	HeaderServedBy = "X-Mirrorkv-Member"
+	// HeaderGroup names the group, on a backup stream (GET /v1/backup).
+	HeaderGroup = "X-Mirrorkv-Group"
 )
 
 // CRLPush is the body of POST /v1/crl: one CRL in PEM ("-----BEGIN X509 CRL-----"), as

@@ -2,6 +2,8 @@ package apitest
 
 import (
 	"context"
+	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,8 @@ type Group struct {
 	primaryURL string
 	crlCheck   func(der []byte) (string, error)
 	crls       [][]byte
+	backup     []byte
+	backupCut  bool
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -203,6 +207,37 @@ func (g *Group) TransferLeadership(_ context.Context, to string) error {
 	g.status.Primary = to
 	return nil
 }
+
+// SetBackup sets the bytes Backup streams; cut makes the stream fail after them.
+func (g *Group) SetBackup(data []byte, cut bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.backup, g.backupCut = data, cut
+}
+
+// Backup streams what SetBackup set.
+func (g *Group) Backup(context.Context) (store.Snapshot, error) {
+	defer g.mu.Unlock()
+	if err := g.enter("Backup"); err != nil {
+		return nil, err
+	}
+	return &fixedSnapshot{data: g.backup, cut: g.backupCut}, nil
+}
+
+type fixedSnapshot struct {
+	data []byte
+	cut  bool
+}
+
+func (f *fixedSnapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(f.data)
+	if err == nil && f.cut {
+		err = errors.New("disk read failed")
+	}
+	return int64(n), err
+}
+
+func (*fixedSnapshot) Release() {}
 
 // Get reads a key.
 func (g *Group) Get(key string) (store.KV, error) {
