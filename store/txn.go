@@ -305,7 +305,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 		if err := b.kv.Delete(key); err != nil {
 			return fmt.Errorf("txn delete key %q: %w", key, err)
 		}
-		return nil
+		return b.detach(key)
 	}
 	if cur == 0 {
 		created = rev
@@ -315,7 +315,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return fmt.Errorf("txn put key %q: %w", key, err)
 	}
-	return nil
+	return b.detach(key) // a put without a lease, as in etcd
 }
 
 // current returns key's revision (0: absent) and value.
