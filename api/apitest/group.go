@@ -25,6 +25,7 @@ type Group struct {
 	primaryURL string
 	crlCheck   func(der []byte) (string, error)
 	crls       [][]byte
+	leaseTable leaseTable // lease.go
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -73,6 +74,9 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 	if err := g.enter("Apply"); err != nil {
 		return store.Result{}, err
 	}
+	if res, ok := g.applyLease(cmd); ok {
+		return res, nil
+	}
 	cur := g.kvs[cmd.Key]
 	if cmd.HasIf && cur.Revision != cmd.IfRevision {
 		return store.Result{Revision: g.rev, Err: &store.PreconditionError{Key: cmd.Key, Want: cmd.IfRevision, Current: cur.Revision}}, nil
@@ -85,12 +89,14 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 			created = g.rev
 		}
 		g.kvs[cmd.Key] = store.KV{Key: cmd.Key, Value: cmd.Value, Revision: g.rev, Created: created}
+		g.attachLease(cmd.Key, cmd.Lease)
 	case store.OpDelete:
 		if cur.Revision == 0 {
 			return store.Result{Revision: g.rev, Err: store.ErrNotFound}, nil
 		}
 		g.rev++
 		delete(g.kvs, cmd.Key)
+		g.attachLease(cmd.Key, 0)
 	case store.OpTxn:
 		return g.applyTxn(cmd.Txn), nil
 	}
