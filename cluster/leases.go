@@ -79,7 +79,7 @@ func (k *leaseKeeper) expire(ctx context.Context, start time.Time) {
 			}
 			continue
 		}
-		k.log.Debug("lease expired", "lease", l.ID, "ttl_seconds", l.TTL)
+		k.log.Info("lease expired; its keys are deleted", "lease", l.ID, "ttl_seconds", l.TTL)
 	}
 }
 
@@ -127,16 +127,38 @@ func (c *Cluster) startLeases(term uint64) {
 	})
 }
 
-// Lease results on the member channel, after the result kind resultLease.
+// maxLeaseKeyBytes bounds the keys a forwarded revoke's result carries back, well within
+// maxFrame; past it the result carries none.
+const maxLeaseKeyBytes = 16 << 20
+
+// Lease results on the member channel: the result kind resultLease, the lease's ID, TTL
+// and touched index, and the keys a revoke deleted.
 func encodeLeaseResult(e *enc, l *store.Lease) {
 	e.b = append(e.b, resultLease)
 	e.varint(l.ID)
 	e.varint(l.TTL)
 	e.varint(l.Touched)
+	size := 0
+	for _, k := range l.Keys {
+		size += len(k)
+	}
+	if size > maxLeaseKeyBytes {
+		e.uvarint(0)
+		return
+	}
+	e.uvarint(uint64(len(l.Keys)))
+	for _, k := range l.Keys {
+		e.str(k)
+	}
 }
 
 func decodeLeaseResult(d *dec) *store.Lease {
-	return &store.Lease{ID: d.varint(), TTL: d.varint(), Touched: d.varint()}
+	l := &store.Lease{ID: d.varint(), TTL: d.varint(), Touched: d.varint()}
+	n := d.count(1)
+	for range n {
+		l.Keys = append(l.Keys, d.str())
+	}
+	return l
 }
 
 // leaseErrs are the lease errors a forwarded result carries, by result kind.

@@ -173,6 +173,7 @@ func TestLeaseKeeper(t *testing.T) {
 func TestResult_Lease(t *testing.T) {
 	for _, r := range []store.Result{
 		{Revision: 4, Lease: &store.Lease{ID: 9, TTL: 60, Touched: 12}},
+		{Revision: 5, Lease: &store.Lease{ID: 9, TTL: 60, Touched: 12, Keys: []string{"a", "b/c"}}},
 		{Revision: 4, Err: fmt.Errorf("lease 9: %w", store.ErrLeaseNotFound)},
 		{Revision: 4, Err: store.ErrTooManyLeases},
 		{Revision: 4, Err: store.ErrLeaseFull},

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mirrorkv/mirrorkv/client"
+	"github.com/mirrorkv/mirrorkv/internal/localgroup"
+)
+
+// heartbeat is the heartbeat timeout of fastServe: the primary checks lease deadlines every
+// half of it, so an expiry lands within one heartbeat of the TTL.
+const heartbeat = 500 * time.Millisecond
+
+// TestLease_ExpiresAfterTTL grants a lease, attaches two keys and lets it lapse: the keys go
+// no sooner than the TTL after the grant was sent, no later than a heartbeat (plus the
+// commit and the polling) after the grant was answered, and both at one revision.
+func TestLease_ExpiresAfterTTL(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	ctx := t.Context()
+	c := clientOf(t, g, g.Members...)
+	sent := time.Now()
+	l, err := c.Grant(ctx, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := time.Now()
+	if _, err := c.PutWithLease(ctx, "eph/a", []byte("1"), l.ID); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := c.PutWithLease(ctx, "eph/b", []byte("1"), l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone time.Time
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, _, err := c.Get(ctx, "eph/b") // linearizable: a stale miss may be a member behind
+		if client.IsNotFound(err) {
+			gone = time.Now()
+			break
+		}
+	}
+	if gone.IsZero() {
+		t.Fatal("the keys of a 2s lease were still there after 10s")
+	}
+	const slack = 300 * time.Millisecond // the revoke's commit under -race, and the polling
+	if early, late := gone.Sub(sent), gone.Sub(granted); early < 2*time.Second || late > 2*time.Second+heartbeat+slack {
+		t.Fatalf("keys went %s after the grant was sent, %s after it was answered; want after 2s and within 2s+%s+%s", early, late, heartbeat, slack)
+	}
+	if _, _, err := c.Get(ctx, "eph/a"); !client.IsNotFound(err) {
+		t.Fatalf("eph/a after expiry: %v, want not found", err)
+	}
+	// The expiry took one revision for both keys.
+	next, err := c.Put(ctx, "after", []byte("x"))
+	if err != nil || next != rev+2 {
+		t.Fatalf("put after the expiry = %d, %v; want revision %d (one revision for the expiry)", next, err, rev+2)
+	}
+	if _, err := c.KeepAlive(ctx, l.ID); !client.IsLeaseNotFound(err) {
+		t.Fatalf("keep-alive of the expired lease = %v, want lease-not-found", err)
+	}
+}
+
+// TestLease_KeepAliveAcrossFailover keeps a lease alive while its primary is killed with
+// SIGKILL: the new primary gives the lease a fresh TTL, the keep-alives reach it, and the
+// key stays for several TTLs. Once the keep-alives stop, the key goes.
+func TestLease_KeepAliveAcrossFailover(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	ctx := t.Context()
+	c := clientOf(t, g, g.Members...)
+	l, err := c.Grant(ctx, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutWithLease(ctx, "svc/web", []byte("up"), l.ID); err != nil {
+		t.Fatal(err)
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := c.KeepAliveInBackground(kctx, l)
+
+	old := primaryOf(t, g)
+	if err := old.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	survivors := clientOf(t, g, others(g, old)...)
+	for end := time.Now().Add(4 * time.Duration(l.TTL) * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		// Linearizable: a stale miss may be a member behind. During the election reads fail,
+		// which says nothing about the key.
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, _, err := survivors.Get(rctx, "svc/web")
+		cancel()
+		if client.IsNotFound(err) {
+			t.Fatalf("the key of a lease kept alive went during the failover from %s", old.Name)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("keep-alive ended during the failover: %v", err)
+		default:
+		}
+	}
+	if next := primaryOf(t, g); next == old {
+		t.Fatalf("killed member %s still counted as primary", old.Name)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("keep-alive ended with %v", err)
+	}
+	eventually(t, 3*time.Duration(l.TTL)*time.Second, "the key goes once the keep-alives stop", func() error {
+		if _, _, err := survivors.Get(ctx, "svc/web"); !client.IsNotFound(err) {
+			return fmt.Errorf("svc/web: %v", err)
+		}
+		return nil
+	})
+}
+
+// TestLease_RevokeDeletesKeysInOneRevision revokes a lease with three keys through a
+// member that is not the primary: all three go at the revision the revoke reports, the
+// one after the last put, and a key of no lease stays.
+func TestLease_RevokeDeletesKeysInOneRevision(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: fastServe})
+	ctx := t.Context()
+	p := primaryOf(t, g)
+	c := clientOf(t, g, others(g, p)[0])
+	l, err := c.Grant(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"job/1", "job/2", "job/3"}
+	var last int64
+	for _, k := range keys {
+		if last, err = c.PutWithLease(ctx, k, []byte("run"), l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Put(ctx, "job/keep", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Revoke(ctx, l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != last+2 || !reflect.DeepEqual(got.Keys, keys) {
+		t.Fatalf("revoke = revision %d keys %q; want revision %d and %q", got.Revision, got.Keys, last+2, keys)
+	}
+	list, err := c.List(ctx, "job/", "", 0)
+	if err != nil || len(list.KVs) != 1 || list.KVs[0].Key != "job/keep" {
+		t.Fatalf("job/ after revoke = %+v, %v; want only job/keep", list, err)
+	}
+	if _, err := c.PutWithLease(ctx, "job/4", nil, l.ID); !client.IsLeaseNotFound(err) {
+		t.Fatalf("put with the revoked lease = %v, want lease-not-found", err)
+	}
+}
+
+// TestLease_RestoredFromSnapshot grows a member that can only catch up from a snapshot,
+// then reads the lease through it and revokes it there: the lease, its TTL and its keys
+// came with the snapshot.
+func TestLease_RestoredFromSnapshot(t *testing.T) {
+	g := startGroup(t, localgroup.Options{Failover: 3, ServeArgs: append([]string{"--log-store", "bolt",
+		"--snapshot-threshold", "64", "--snapshot-interval", "200ms", "--trailing-logs", "16"}, fastServe...)})
+	ctx := t.Context()
+	c := clientOf(t, g, g.Members...)
+	l, err := c.Grant(ctx, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"cfg/a", "cfg/b"} {
+		if _, err := c.PutWithLease(ctx, k, []byte("v"), l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 300 {
+		if _, err := c.Put(ctx, fmt.Sprintf("fill/%03d", i), bytes.Repeat([]byte{'x'}, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "the primary compacts its log", func() error {
+		if !strings.Contains(primaryOf(t, g).Log(), "compacting logs") {
+			return fmt.Errorf("no compaction yet")
+		}
+		return nil
+	})
+	async, err := g.Grow(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := clientOf(t, g, async)
+	eventually(t, 30*time.Second, "the new member has the lease with its keys", func() error {
+		got, err := ac.Lease(ctx, l.ID)
+		if err != nil {
+			return err
+		}
+		if got.TTL != 600 || !reflect.DeepEqual(got.Keys, []string{"cfg/a", "cfg/b"}) {
+			return fmt.Errorf("lease on %s = %+v", async.Name, got)
+		}
+		return nil
+	})
+	if !strings.Contains(async.Log(), "Installed remote snapshot") {
+		t.Fatalf("%s caught up without installing a snapshot; the test no longer covers lease restore", async.Name)
+	}
+	if _, err := ac.Revoke(ctx, l.ID); err != nil {
+		t.Fatalf("revoke through %s: %v", async.Name, err)
+	}
+	if _, _, err := ac.Get(ctx, "cfg/a"); !client.IsNotFound(err) {
+		t.Fatalf("cfg/a after revoke: %v, want not found", err)
+	}
+}
