@@ -57,9 +57,16 @@ func (k *leaseKeeper) run(ctx context.Context) {
 	}
 }
 
-// expire revokes every lease whose TTL passed.
+// maxRevokesInFlight bounds the revokes one check proposes at once: many leases that lapse
+// together (clients gone with a network) go in a few raft batches, not one commit each.
+const maxRevokesInFlight = 64
+
+// expire revokes every lease whose TTL passed, and returns once every revoke is answered,
+// so that the next check does not propose one again meanwhile.
 func (k *leaseKeeper) expire(ctx context.Context, start time.Time) {
 	now := time.Now()
+	sem := make(chan struct{}, maxRevokesInFlight)
+	var wg sync.WaitGroup
 	for _, l := range k.list() {
 		from := l.Refreshed
 		if from.Before(start) {
@@ -68,19 +75,33 @@ func (k *leaseKeeper) expire(ctx context.Context, start time.Time) {
 		if now.Sub(from) < time.Duration(l.TTL)*time.Second {
 			continue
 		}
-		err := k.revoke(ctx, l.ID, l.Touched)
-		if _, kept := errors.AsType[*store.PreconditionError](err); kept || errors.Is(err, store.ErrLeaseNotFound) {
-			continue // kept alive or revoked meanwhile
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
 		}
-		if err != nil {
-			k.log.Warn("revoke expired lease; retrying at the next check", "lease", l.ID, "err", err)
-			if ctx.Err() != nil {
-				return
-			}
-			continue
-		}
-		k.log.Info("lease expired; its keys are deleted", "lease", l.ID, "ttl_seconds", l.TTL)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			k.revokeExpired(ctx, l)
+		})
 	}
+	wg.Wait()
+}
+
+// revokeExpired commits the revoke of l for expiry. A failure is retried at the next check.
+func (k *leaseKeeper) revokeExpired(ctx context.Context, l store.Lease) {
+	err := k.revoke(ctx, l.ID, l.Touched)
+	if _, kept := errors.AsType[*store.PreconditionError](err); kept || errors.Is(err, store.ErrLeaseNotFound) {
+		return // kept alive or revoked meanwhile
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			k.log.Warn("revoke expired lease; retrying at the next check", "lease", l.ID, "err", err)
+		}
+		return
+	}
+	k.log.Info("lease expired; its keys are deleted", "lease", l.ID, "ttl_seconds", l.TTL)
 }
 
 // leaseLoop is the running keeper of this member, if it leads.

@@ -193,3 +193,36 @@ func TestResult_Lease(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaseKeeper_ManyAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ls []store.Lease
+		for i := range 500 {
+			ls = append(ls, store.Lease{ID: int64(i + 1), TTL: 1, Touched: 1, Refreshed: time.Now()})
+		}
+		f := newFakeLeases(ls...)
+		var mu sync.Mutex
+		inFlight, most := 0, 0
+		k := &leaseKeeper{list: f.list, every: 100 * time.Millisecond, primary: func() bool { return true },
+			log: slog.New(slog.DiscardHandler),
+			revoke: func(ctx context.Context, id, touched int64) error {
+				mu.Lock()
+				inFlight++
+				most = max(most, inFlight)
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond) // a commit
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+				return f.revoke(ctx, id, touched)
+			}}
+		go k.run(t.Context())
+		time.Sleep(1200 * time.Millisecond)
+		if n := len(f.list()); n != 0 {
+			t.Fatalf("%d of 500 leases left 200ms past their TTL", n)
+		}
+		if most < 2 || most > maxRevokesInFlight {
+			t.Fatalf("at most %d revokes in flight, want 2 to %d", most, maxRevokesInFlight)
+		}
+	})
+}

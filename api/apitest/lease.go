@@ -1,6 +1,7 @@
 package apitest
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -87,7 +88,7 @@ func (g *Group) Leases() []store.Lease {
 		l.Keys = nil
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b store.Lease) int { return int(a.ID - b.ID) })
+	slices.SortFunc(out, func(a, b store.Lease) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
