@@ -124,3 +124,17 @@ func FuzzParseLeaseID(f *testing.F) {
 		}
 	})
 }
+
+func TestLeases_Txn(t *testing.T) {
+	f := newFixture(t, api.Config{})
+	l := f.do(t, "readwrite", "POST", "/v1/leases", `{"ttl": 60}`).lease(t)
+	id := strconv.FormatInt(l.ID, 10)
+	r := f.do(t, "readwrite", "POST", "/v1/txn", `{"then":[{"op":"put","key":"a","value":"1","lease":`+id+`},{"op":"put","key":"b","value":"1"}]}`)
+	f.want(t, r, http.StatusOK)
+	if got := f.do(t, "readonly", "GET", "/v1/leases/"+id, "").lease(t); !reflect.DeepEqual(got.Keys, []string{"a"}) {
+		t.Fatalf("keys after a txn put with the lease = %q", got.Keys)
+	}
+	f.wantReason(t, f.do(t, "readwrite", "POST", "/v1/txn", `{"then":[{"op":"put","key":"c","lease":99999}]}`), http.StatusNotFound, reason.LeaseNotFound)
+	f.wantReason(t, f.do(t, "readwrite", "POST", "/v1/txn", `{"then":[{"op":"delete","key":"a","lease":`+id+`}]}`), http.StatusBadRequest, reason.BadTxn)
+	f.wantReason(t, f.do(t, "readwrite", "POST", "/v1/txn", `{"then":[{"op":"put","key":"a","lease":-1}]}`), http.StatusBadRequest, reason.BadTxn)
+}

@@ -30,6 +30,7 @@ var codecCases = []struct {
 	{"lease keep-alive", Command{Op: OpLeaseKeepAlive, Lease: 1 << 40}},
 	{"lease revoke if touched", Command{Op: OpLeaseRevoke, Lease: 7, HasIf: true, IfRevision: 9}},
 	{"put with lease", Command{Op: OpPut, Key: "a", Value: []byte("1"), Lease: 7}},
+	{"txn put with lease", Command{Op: OpTxn, Txn: &Txn{Then: []TxnOp{{Op: OpPut, Key: "a", Lease: 7}, {Op: OpDelete, Key: "b"}}}}},
 }
 
 func TestEncodeCommand(t *testing.T) {

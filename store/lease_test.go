@@ -251,6 +251,7 @@ func TestDecodeCommand_BadLease(t *testing.T) {
 		"put with ttl":           {Op: OpPut, Key: "a", LeaseTTL: 5},
 		"delete with lease":      {Op: OpDelete, Key: "a", Lease: 1},
 		"noop with limit":        {Op: OpNoop, MaxLeases: 1},
+		"txn delete with lease":  {Op: OpTxn, Txn: &Txn{Then: []TxnOp{{Op: OpDelete, Key: "a", Lease: 1}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := DecodeCommand(EncodeCommand(c)); !errors.Is(err, ErrBadCommand) {
@@ -261,5 +262,34 @@ func TestDecodeCommand_BadLease(t *testing.T) {
 	// A command without lease fields encodes as it did before leases: no flag, no bytes.
 	if b := EncodeCommand(put("a", "1")); len(b) != 13 {
 		t.Fatalf("a put without a lease encodes to %x, not 13 bytes", b)
+	}
+}
+
+func TestStore_Lease_Txn(t *testing.T) {
+	for _, m := range storeModes {
+		t.Run(m.name, func(t *testing.T) {
+			s := openStore(t, m.opts)
+			id := mustGrant(t, s, 10)
+			mustApply(t, s, put("plain", "1"))
+			r := applyOne(t, s, Command{Op: OpTxn, Txn: &Txn{Then: []TxnOp{
+				{Op: OpPut, Key: "t/a", Value: []byte("1"), Lease: id}, {Op: OpPut, Key: "t/b", Lease: id}, txnPut("plain", "2")}}})
+			if r.Err != nil {
+				t.Fatalf("txn with lease puts = %+v", r)
+			}
+			if got := leaseKeys(t, s, id); !reflect.DeepEqual(got, []string{"t/a", "t/b"}) {
+				t.Fatalf("keys after the txn = %q", got)
+			}
+			before := dump(t, s)
+			r = applyOne(t, s, Command{Op: OpTxn, Txn: &Txn{Then: []TxnOp{txnPut("plain", "3"), {Op: OpPut, Key: "t/c", Lease: 999}}}})
+			if !errors.Is(r.Err, ErrLeaseNotFound) {
+				t.Fatalf("txn with an unknown lease = %+v, want ErrLeaseNotFound", r)
+			}
+			after := dump(t, s)
+			after.Applied = before.Applied
+			assertState(t, after, before)
+			if r := applyOne(t, s, revoke(id)); r.Err != nil || !reflect.DeepEqual(r.Lease.Keys, []string{"t/a", "t/b"}) {
+				t.Fatalf("revoke = %+v", r)
+			}
+		})
 	}
 }

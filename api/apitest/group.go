@@ -2,6 +2,7 @@ package apitest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -115,6 +116,11 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 	if !ok {
 		ops = t.Else
 	}
+	for _, o := range ops {
+		if _, found := g.leaseTable.leases[o.Lease]; o.Lease != 0 && !found {
+			return store.Result{Revision: g.rev, Err: fmt.Errorf("txn lease %d: %w", o.Lease, store.ErrLeaseNotFound)}
+		}
+	}
 	res := &store.TxnResult{Succeeded: ok, Ops: make([]store.OpResult, len(ops))}
 	rev := g.rev + 1
 	for i, o := range ops {
@@ -125,8 +131,10 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 				cur.Created = rev
 			}
 			g.kvs[o.Key] = store.KV{Key: o.Key, Value: o.Value, Revision: rev, Created: cur.Created}
+			g.attachLease(o.Key, o.Lease)
 		case found:
 			delete(g.kvs, o.Key)
+			g.attachLease(o.Key, 0)
 		default:
 			continue
 		}
