@@ -95,9 +95,10 @@ func IsLeaseNotFound(err error) bool {
 }
 
 // KeepAliveUntil keeps lease l alive until ctx ends, sending a keep-alive every third of its
-// TTL; a failed one is sent again after a tenth of it, so a failover in between does not
-// cost the lease. It returns nil when ctx ends, and an error for which IsLeaseNotFound
-// reports true when the lease is gone (it expired, or was revoked).
+// TTL; a failed one is sent again after a tenth of it, to the next endpoint, so that neither
+// a failover nor a member cut off from the others (which holds a request while it waits for
+// a primary) costs the lease. It returns nil when ctx ends, and an error for which
+// IsLeaseNotFound reports true when the lease is gone (it expired, or was revoked).
 func (c *Client) KeepAliveUntil(ctx context.Context, l Lease) error {
 	ttl := time.Duration(max(l.TTL, 1)) * time.Second
 	wait := ttl / 3
@@ -118,11 +119,19 @@ func (c *Client) KeepAliveUntil(ctx context.Context, l Lease) error {
 		case IsLeaseNotFound(err):
 			return err
 		case err != nil:
+			c.skipPreferred()
 			wait = ttl / 10
 		default:
 			wait = ttl / 3
 		}
 	}
+}
+
+// skipPreferred makes the next request start at the endpoint after the preferred one: a
+// request that ran out of time there may have found a member that cannot reach the primary.
+func (c *Client) skipPreferred() {
+	cur := c.next.Load()
+	c.next.CompareAndSwap(cur, (cur+1)%int32(len(c.endpoints)))
 }
 
 // KeepAliveInBackground runs KeepAliveUntil in a goroutine. The channel receives its result

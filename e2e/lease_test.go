@@ -209,3 +209,57 @@ func TestLease_RestoredFromSnapshot(t *testing.T) {
 		t.Fatalf("cfg/a after revoke: %v, want not found", err)
 	}
 }
+
+// TestLease_KeepAliveAcrossPartition cuts the primary off the member network while a client
+// that asks it first keeps a lease alive: the isolated primary cannot commit a revoke, the
+// majority elects another primary that gives the lease a fresh TTL, the client's keep-alives
+// find it, and the key stays for several TTLs, also after the partition heals.
+func TestLease_KeepAliveAcrossPartition(t *testing.T) {
+	h := startHarness(t, harnessOptions{failover: 3, serveArgs: fastServe})
+	ctx := t.Context()
+	old := h.primary()
+	c := h.clients[h.index(old)] // asks the isolated primary first
+	l, err := c.Grant(ctx, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutWithLease(ctx, "svc/db", []byte("up"), l.ID); err != nil {
+		t.Fatal(err)
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := c.KeepAliveInBackground(kctx, l)
+	if err := h.net.Isolate(old.Name); err != nil {
+		t.Fatal(err)
+	}
+	majority := h.client(others(h.g, old)...)
+	stays := func(d time.Duration) {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, _, err := majority.Get(rctx, "svc/db")
+			cancel()
+			if client.IsNotFound(err) {
+				t.Fatalf("the key of a lease kept alive went (primary %s isolated)", old.Name)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("keep-alive ended: %v", err)
+			default:
+			}
+		}
+	}
+	stays(4 * time.Duration(l.TTL) * time.Second)
+	h.net.Heal()
+	stays(2 * time.Duration(l.TTL) * time.Second)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("keep-alive ended with %v", err)
+	}
+	eventually(t, 3*time.Duration(l.TTL)*time.Second, "the key goes once the keep-alives stop", func() error {
+		if _, _, err := majority.Get(ctx, "svc/db"); !client.IsNotFound(err) {
+			return fmt.Errorf("svc/db: %v", err)
+		}
+		return nil
+	})
+}
