@@ -10,8 +10,12 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/reason"
+	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
+
+// The store is what the lease listing reads in production.
+var _ api.LeaseReader = (*store.Store)(nil)
 
 func (r reply) lease(t *testing.T) wire.Lease {
 	t.Helper()

@@ -14,6 +14,9 @@ import (
 	"github.com/mirrorkv/mirrorkv/store"
 )
 
+// The store is what the expiry reads in production.
+var _ LeaseStore = (*store.Store)(nil)
+
 // fakeLeases is a lease table whose revokes the test sees with the time they came.
 type fakeLeases struct {
 	mu      sync.Mutex
