@@ -263,3 +263,83 @@ func TestLease_KeepAliveAcrossPartition(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLease_KeptAliveUnderFaults keeps a lease alive with the Go client's keep-alive loop,
+// which asks every member, while the primary is in turn killed and restarted, frozen and
+// thawed, cut off and healed, and slowed: none of these lasts as long as the TTL, so the
+// keep-alives must keep finding a primary, and the key must be there at every linearizable
+// read. Once they stop, the key goes.
+func TestLease_KeptAliveUnderFaults(t *testing.T) {
+	h := startHarness(t, harnessOptions{failover: 3, serveArgs: fastServe})
+	ctx := t.Context()
+	c := h.clients[0]
+	l, err := c.Grant(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutWithLease(ctx, "svc/queue", []byte("up"), l.ID); err != nil {
+		t.Fatal(err)
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := c.KeepAliveInBackground(kctx, l)
+
+	// The reader checks the key all along, through every member in turn.
+	rctx, stopReads := context.WithCancel(ctx)
+	readsDone := make(chan error, 1)
+	go func() {
+		defer close(readsDone)
+		for i := 0; rctx.Err() == nil; i++ {
+			octx, cancel := context.WithTimeout(rctx, time.Second)
+			_, _, err := h.pinned[i%len(h.pinned)].Get(octx, "svc/queue")
+			cancel()
+			if client.IsNotFound(err) {
+				readsDone <- fmt.Errorf("svc/queue went while its lease was kept alive (read through %s)", h.g.Members[i%len(h.g.Members)].Name)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	faults := []struct {
+		name        string
+		inject, fix func(m *localgroup.Member) error
+	}{
+		{"kill -9", func(m *localgroup.Member) error { return m.Kill() }, h.g.Restart},
+		{"SIGSTOP", func(m *localgroup.Member) error { return m.Freeze() }, func(m *localgroup.Member) error { return m.Thaw() }},
+		{"partition", func(m *localgroup.Member) error { return h.net.Isolate(m.Name) }, func(*localgroup.Member) error { h.net.Heal(); return nil }},
+		{"slow links", func(m *localgroup.Member) error { return h.net.Slow(m.Name, 150*time.Millisecond) }, func(*localgroup.Member) error { h.net.Heal(); return nil }},
+	}
+	for _, f := range faults {
+		p := h.primary()
+		t.Logf("%s on primary %s", f.name, p.Name)
+		if err := f.inject(p); err != nil {
+			t.Fatal(err)
+		}
+		hold(2 * time.Second)
+		if err := f.fix(p); err != nil {
+			t.Fatal(err)
+		}
+		hold(time.Second)
+		select {
+		case err := <-readsDone:
+			t.Fatal(err)
+		case err := <-done:
+			t.Fatalf("keep-alive ended after %s on %s: %v", f.name, p.Name, err)
+		default:
+		}
+	}
+	stopReads()
+	if err := <-readsDone; err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("keep-alive ended with %v", err)
+	}
+	eventually(t, 3*time.Duration(l.TTL)*time.Second, "the key goes once the keep-alives stop", func() error {
+		if _, _, err := c.Get(ctx, "svc/queue"); !client.IsNotFound(err) {
+			return fmt.Errorf("svc/queue: %v", err)
+		}
+		return nil
+	})
+}
