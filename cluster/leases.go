@@ -33,6 +33,7 @@ type leaseKeeper struct {
 	revoke  func(ctx context.Context, id, touched int64) error
 	every   time.Duration // how often the deadlines are checked
 	primary func() bool   // whether this member still leads in the term it started in
+	expired func()        // counts a lease revoked for expiry; may be nil
 	log     *slog.Logger
 }
 
@@ -101,6 +102,9 @@ func (k *leaseKeeper) revokeExpired(ctx context.Context, l store.Lease) {
 		}
 		return
 	}
+	if k.expired != nil {
+		k.expired()
+	}
 	k.log.Info("lease expired; its keys are deleted", "lease", l.ID, "ttl_seconds", l.TTL)
 }
 
@@ -125,7 +129,8 @@ func (c *Cluster) startLeases(term uint64) {
 		primary: func() bool {
 			return c.isLeader() && c.raft.CurrentTerm() == term
 		},
-		log: c.log.With("part", "leases"),
+		expired: c.metrics.leasesExpired.Inc,
+		log:     c.log.With("part", "leases"),
 		revoke: func(ctx context.Context, id, touched int64) error {
 			cmd := store.Command{Op: store.OpLeaseRevoke, Lease: id, HasIf: true, IfRevision: touched}
 			res, err := c.fwd.applyLocal(ctx, store.EncodeCommand(cmd))
