@@ -106,6 +106,10 @@ type Config struct {
 	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
 	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
 	MaxTxnBytes int64
+	// MaxLeases bounds the leases the group holds (default 10000): a grant past it gets 429
+	// with reason TooManyLeases. The primary's store counts, so the bound holds however many
+	// grants race; each member's own setting applies to the grants it takes.
+	MaxLeases int
 	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
 	// leaves those routes out.
 	Trust Trust
@@ -123,6 +127,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTxnBytes <= 0 {
 		c.MaxTxnBytes = DefaultMaxTxnBytes
+	}
+	if c.MaxLeases <= 0 {
+		c.MaxLeases = DefaultMaxLeases
 	}
 	if c.MaxListLimit <= 0 {
 		c.MaxListLimit = DefaultMaxListLimit
@@ -206,6 +213,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
 	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
+	s.leaseRoutes()
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)
 	s.route("GET /v1/members", "members", levelReadOnly, s.members)
 	s.route("POST /v1/members", "members", levelAdmin, s.addMember)

@@ -161,6 +161,7 @@ func (s *Store) closedResults(work []pending, out []Result) []Result {
 func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	var rev int64
 	var crlChanged bool
+	var leaseLog []leaseChange
 	applied := work[len(work)-1].index
 	err := s.commitTx(func(tx *bolt.Tx) error {
 		b := batch{
@@ -169,11 +170,13 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 			crls:    tx.Bucket([]byte(bucketCRLs)),
 			rev:     s.revision.Load(),
 			arena:   arena[:0],
+
+			leases: tx.Bucket([]byte(bucketLeases)), leaseCount: s.leaseCount(),
 		}
 		for _, p := range work {
 			out[p.at] = b.apply(p)
 		}
-		rev, crlChanged = b.rev, b.crlChanged
+		rev, crlChanged, leaseLog = b.rev, b.crlChanged, b.leaseLog
 		return writeMeta(tx, applied, b.rev)
 	})
 	if err != nil {
@@ -181,6 +184,7 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	}
 	s.applied.Store(applied)
 	s.revision.Store(rev)
+	s.noteLeases(leaseLog)
 	if crlChanged {
 		s.notifyCRL()
 	}
@@ -246,6 +250,11 @@ type batch struct {
 	rev               int64  // store revision so far
 	arena             []byte // backing store of the records written; kept until they are committed
 	crlChanged        bool   // a set-crl command applied: Options.OnCRL is due
+
+	leases     table         // lease.go
+	leaseCount int           // leases held so far
+	leaseLog   []leaseChange // what the batch did to leases, for the in-memory table
+	revoking   bool          // a revoke deletes its keys: they leave their lease with it
 }
 
 // apply applies one command. Its outcome depends only on the command and the state, so every
@@ -274,6 +283,12 @@ func (b *batch) apply(p pending) Result {
 		return b.applyCRL(string(p.key), c.Value)
 	case OpTxn:
 		return b.applyTxn(c.Txn)
+	case OpLeaseGrant:
+		return b.applyLeaseGrant(c, p.index)
+	case OpLeaseKeepAlive:
+		return b.applyLeaseKeepAlive(c, p.index)
+	case OpLeaseRevoke:
+		return b.applyLeaseRevoke(c)
 	}
 	return Result{Revision: b.rev}
 }
@@ -289,12 +304,18 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	if c.HasIf && cur != c.IfRevision {
 		return Result{Revision: b.rev, Err: &PreconditionError{Key: string(key), Want: c.IfRevision, Current: cur}}
 	}
+	if err := b.checkAttach(key, c.Lease); err != nil {
+		return Result{Revision: b.rev, Err: err}
+	}
 	if c.Op == OpDelete {
 		if cur == 0 {
 			return Result{Revision: b.rev, Err: ErrNotFound}
 		}
 		if err := b.kv.Delete(key); err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("delete key %q: %w", key, err)}
+		}
+		if err := b.detach(key); err != nil {
+			return Result{Revision: b.rev, Err: err}
 		}
 		b.rev++
 		return Result{Revision: b.rev}
@@ -307,6 +328,9 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	b.arena = appendRecord(b.arena, key, rev, created, c.Value)
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return Result{Revision: b.rev, Err: fmt.Errorf("put key %q: %w", key, err)}
+	}
+	if err := b.attach(key, c.Lease); err != nil {
+		return Result{Revision: b.rev, Err: err}
 	}
 	b.rev = rev
 	return Result{Revision: rev}

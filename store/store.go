@@ -111,6 +111,10 @@ type Store struct {
 	flushed     chan struct{} // closed and replaced after each committed layer
 	flushKick   chan struct{}
 	flusherDone chan struct{}
+
+	// leases is the lease table in memory (lease.go), moved after each commit.
+	leaseMu sync.Mutex
+	leases  map[int64]leaseMem
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -200,7 +204,7 @@ func damaged(path string, err error) error {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs} {
+	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs, bucketLeases} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -226,7 +230,7 @@ func initBuckets(tx *bolt.Tx) error {
 
 // loadMeta fills the applied index and revision caches from the file.
 func (s *Store) loadMeta(db *bolt.DB) error {
-	return db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		applied, revision, err := readMeta(tx)
 		if err == nil {
 			err = verifyRecords(tx)
@@ -238,6 +242,10 @@ func (s *Store) loadMeta(db *bolt.DB) error {
 		s.revision.Store(revision)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return s.loadLeases(db)
 }
 
 func readMeta(tx *bolt.Tx) (applied uint64, revision int64, err error) {

@@ -3,6 +3,7 @@ package apitest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ type Group struct {
 	crls       [][]byte
 	backup     []byte
 	backupCut  bool
+	leaseTable leaseTable // lease.go
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -77,6 +79,9 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 	if err := g.enter("Apply"); err != nil {
 		return store.Result{}, err
 	}
+	if res, ok := g.applyLease(cmd); ok {
+		return res, nil
+	}
 	cur := g.kvs[cmd.Key]
 	if cmd.HasIf && cur.Revision != cmd.IfRevision {
 		return store.Result{Revision: g.rev, Err: &store.PreconditionError{Key: cmd.Key, Want: cmd.IfRevision, Current: cur.Revision}}, nil
@@ -89,12 +94,14 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 			created = g.rev
 		}
 		g.kvs[cmd.Key] = store.KV{Key: cmd.Key, Value: cmd.Value, Revision: g.rev, Created: created}
+		g.attachLease(cmd.Key, cmd.Lease)
 	case store.OpDelete:
 		if cur.Revision == 0 {
 			return store.Result{Revision: g.rev, Err: store.ErrNotFound}, nil
 		}
 		g.rev++
 		delete(g.kvs, cmd.Key)
+		g.attachLease(cmd.Key, 0)
 	case store.OpTxn:
 		return g.applyTxn(cmd.Txn), nil
 	}
@@ -113,6 +120,11 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 	if !ok {
 		ops = t.Else
 	}
+	for _, o := range ops {
+		if _, found := g.leaseTable.leases[o.Lease]; o.Lease != 0 && !found {
+			return store.Result{Revision: g.rev, Err: fmt.Errorf("txn lease %d: %w", o.Lease, store.ErrLeaseNotFound)}
+		}
+	}
 	res := &store.TxnResult{Succeeded: ok, Ops: make([]store.OpResult, len(ops))}
 	rev := g.rev + 1
 	for i, o := range ops {
@@ -123,8 +135,10 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 				cur.Created = rev
 			}
 			g.kvs[o.Key] = store.KV{Key: o.Key, Value: o.Value, Revision: rev, Created: cur.Created}
+			g.attachLease(o.Key, o.Lease)
 		case found:
 			delete(g.kvs, o.Key)
+			g.attachLease(o.Key, 0)
 		default:
 			continue
 		}
