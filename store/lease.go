@@ -43,7 +43,7 @@ const (
 
 // Lease is a lease as the store holds it.
 type Lease struct {
-	ID  int64 // chosen by the group: the raft index of the grant
+	ID  int64 // chosen by the group: the raft index of the grant, unless a lease restored from a backup (Seed) holds that number
 	TTL int64 // seconds
 	// Touched is the raft index of the grant or of the last keep-alive; a revoke for expiry
 	// is conditional on it, so that a keep-alive that committed first wins.
@@ -176,7 +176,13 @@ func (b *batch) applyLeaseGrant(c Command, index uint64) Result {
 		return Result{Revision: b.rev, Err: fmt.Errorf("grant lease: the group holds %d leases, the most allowed: %w", b.leaseCount, ErrTooManyLeases)}
 	}
 	id := int64(index)
-	r := leaseRecord{ttl: c.LeaseTTL, touched: id}
+	// A group seeded from a backup (Seed) holds leases numbered by the old group's raft log,
+	// which the new log's indexes run into: a grant never takes an ID in use. Every member
+	// holds the same leases, so every member picks the same ID.
+	for b.leases.Get(leaseKey(id)) != nil {
+		id += 1 << 40
+	}
+	r := leaseRecord{ttl: c.LeaseTTL, touched: int64(index)}
 	if err := b.putLease(id, r); err != nil {
 		return Result{Revision: b.rev, Err: err}
 	}

@@ -8,7 +8,8 @@ import (
 
 func TestSeed(t *testing.T) {
 	src := openStore(t, Options{})
-	mustApply(t, src, setMember("m0", "a:1"), put("a", "1"), put("b", "2"), put("a", "3"), del("b"), put("c", "4"))
+	mustApply(t, src, setMember("m0", "a:1"), put("a", "1"), put("b", "2"), put("a", "3"), del("b"), put("c", "4"),
+		grant(60), putLease("e", "6", 7))
 	var stream bytes.Buffer
 	snap, err := src.Snapshot()
 	if err != nil {
@@ -52,6 +53,19 @@ func TestSeed(t *testing.T) {
 	mustApply(t, dst, setMember("n0", "b:1"), put("d", "5"))
 	if got, _ := dst.Get("d"); got.Revision != src.Revision()+1 {
 		t.Errorf("first put after the seed has revision %d, want %d", got.Revision, src.Revision()+1)
+	}
+	// The lease granted at index 7 of the old group is kept; a grant at index 7 of the new
+	// one takes another ID.
+	mustApply(t, dst, put("f", "x"), put("g", "x"), put("h", "x"), put("i", "x"))
+	if dst.AppliedIndex() != 6 {
+		t.Fatalf("applied %d, want 6", dst.AppliedIndex())
+	}
+	res := dst.ApplyBatch(entries(7, grant(30)))
+	if res[0].Err != nil || res[0].Lease == nil || res[0].Lease.ID == 7 {
+		t.Fatalf("grant at index 7 after a seed holding lease 7 = %+v", res[0])
+	}
+	if r := dst.ApplyBatch(entries(8, putLease("e2", "x", 7), putLease("e3", "x", res[0].Lease.ID))); r[0].Err != nil || r[1].Err != nil {
+		t.Fatalf("puts on the restored lease and the new one: %v, %v", r[0].Err, r[1].Err)
 	}
 	if err := dst.Seed(bytes.NewReader(stream.Bytes())); err == nil {
 		t.Error("a store with state of its own was seeded over")
