@@ -89,7 +89,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
+	if n.store, err = store.Open(filepath.Join(cfg.Dir, storeFile), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
 		OnCRL: n.crlChanged,
 	}); err != nil {
