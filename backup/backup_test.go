@@ -22,7 +22,7 @@ func snapshotOf(t testing.TB, n int) []byte {
 	defer s.Close()
 	var es []store.Entry
 	for i := range n {
-		es = append(es, store.Entry{Index: uint64(i + 1), Data: store.EncodeCommand(store.Command{Op: store.OpPut, Key: string(rune('a' + i%26)) + "/k", Value: bytes.Repeat([]byte{'v'}, 100)})})
+		es = append(es, store.Entry{Index: uint64(i + 1), Data: store.EncodeCommand(store.Command{Op: store.OpPut, Key: string(rune('a'+i%26)) + "/k", Value: bytes.Repeat([]byte{'v'}, 100)})})
 	}
 	s.ApplyBatch(es)
 	snap, err := s.Snapshot()
