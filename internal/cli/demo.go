@@ -100,7 +100,7 @@ func demo(e *env, dir string, duration time.Duration, failover, async int) error
 		}
 	}
 	fmt.Fprintln(e.stdout)
-	if err := renderStatus(e.stdout, st, time.Now(), false); err != nil {
+	if err := renderStatus(e.stdout, st, time.Now(), statusView{contactWarn: defaultContactWarn}); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, `
