@@ -58,3 +58,20 @@ func TestBackup(t *testing.T) {
 		}
 	})
 }
+
+// GET /v1/members reads like a linearizable read, through a read index, so that a change
+// acknowledged before is in the list wherever the request lands; ?stale=true does not.
+func TestMembers_ReadIndex(t *testing.T) {
+	f := newFixture(t, api.Config{})
+	before := f.srv.Group.Calls("ReadIndex")
+	f.want(t, f.do(t, "readonly", "GET", "/v1/members", ""), http.StatusOK)
+	s := f.do(t, "readonly", "GET", "/v1/members?stale=true", "")
+	f.want(t, s, http.StatusOK)
+	if s.header.Get(wire.HeaderStale) != "true" {
+		t.Errorf("stale member list without %s: true", wire.HeaderStale)
+	}
+	if got := f.srv.Group.Calls("ReadIndex") - before; got != 1 {
+		t.Errorf("ReadIndex called %d times for one linearizable and one stale list, want 1", got)
+	}
+	f.want(t, f.do(t, "readonly", "GET", "/v1/members?stale=maybe", ""), http.StatusBadRequest)
+}
