@@ -118,7 +118,13 @@ func (m *membership) add(ctx context.Context, w wire.Member) error {
 }
 
 func (m *membership) addLocal(ctx context.Context, mem store.Member) error {
-	if err := m.applyMember(ctx, store.OpSetMember, mem); err != nil {
+	// A failover member is recorded as async until it is a voter (promoteWhenCaughtUp
+	// records it as failover then): an add cut short by a failover leaves a record that says
+	// what the member is, a non-voter, and the member list and the status agree. Running the
+	// add again finishes it.
+	first := mem
+	first.Async = true
+	if err := m.applyMember(ctx, store.OpSetMember, first); err != nil {
 		return fmt.Errorf("authorise member %s: %w", mem.Name, err)
 	}
 	f := m.raft.AddNonvoter(raft.ServerID(mem.Name), raft.ServerAddress(mem.MemberAddr), 0, m.cfg.ApplyTimeout)
