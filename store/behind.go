@@ -40,6 +40,7 @@ type overlay struct {
 	kv       map[string][]byte // key -> record; nil: deleted
 	members  map[string][]byte // member name -> JSON; nil: removed
 	crls     map[string][]byte // PORT/ISSUER -> CRL record
+	changes  []Change          // the change log's new records, in revision order (changes.go)
 	applied  uint64
 	revision int64
 	dirty    bool // something was applied, if only the index moved
@@ -229,13 +230,18 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	kv.publish(a)
 	members.publish(a)
 	crls.publish(a)
+	sortChanges(b.changes)
+	a.changes = append(a.changes, b.changes...)
 	a.applied, a.revision, a.dirty = applied, b.rev, true
 	soon := a.bytes >= flushSoonBytes || a.entries >= flushSoonEntries
 	s.ovMu.Unlock()
 	s.applied.Store(applied)
-	s.revision.Store(b.rev)
+	moved := s.revision.Swap(b.rev) != b.rev
 	if b.crlChanged {
 		s.notifyCRL()
+	}
+	if moved {
+		s.notifyChanged()
 	}
 	if soon {
 		s.kickFlush()
@@ -379,7 +385,8 @@ func (s *Store) commitFlushing() error {
 
 // commitLayer writes one layer to the file in one transaction, keys in order.
 func (s *Store) commitLayer(o *overlay) error {
-	return s.commitTx(func(tx *bolt.Tx) error {
+	var oldest int64
+	err := s.commitTx(func(tx *bolt.Tx) error {
 		for _, bm := range []struct {
 			bucket string
 			m      map[string][]byte
@@ -397,6 +404,14 @@ func (s *Store) commitLayer(o *overlay) error {
 				}
 			}
 		}
+		var err error
+		if oldest, err = writeChanges(tx, o.changes, o.revision, s.changeRetention); err != nil {
+			return err
+		}
 		return writeMeta(tx, o.applied, o.revision)
 	})
+	if err == nil {
+		s.changesFrom.Store(oldest)
+	}
+	return err
 }

@@ -160,7 +160,9 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	}
 	s.applied.Store(meta.applied)
 	s.revision.Store(meta.revision)
-	s.notifyCRL() // the snapshot may bring other CRLs, or none
+	s.changesFrom.Store(meta.revision + 1) // the change log starts over at the snapshot
+	s.notifyCRL()                          // the snapshot may bring other CRLs, or none
+	s.notifyChanged()
 	s.retired.Go(func() {
 		if err := old.Close(); err != nil {
 			s.log.Warn("close the store file replaced by a snapshot", "err", err)

@@ -66,6 +66,9 @@ type Options struct {
 	// the group's CRLs (read them with CRLs). It runs on the apply path: it must return at
 	// once, and not call the store.
 	OnCRL func()
+	// ChangeRetention is how many of the latest revisions the change log keeps for watchers
+	// (changes.go); zero keeps DefaultChangeRetention.
+	ChangeRetention int64
 }
 
 // Store is a member's copy of the replicated state in one bbolt file. Its methods are safe
@@ -111,6 +114,13 @@ type Store struct {
 	flushed     chan struct{} // closed and replaced after each committed layer
 	flushKick   chan struct{}
 	flusherDone chan struct{}
+
+	// The change log (changes.go): how many revisions it keeps, the oldest it holds, and
+	// the channel Changed hands out, closed when the revision moves.
+	changeRetention int64
+	changesFrom     atomic.Int64
+	changedMu       sync.Mutex
+	changed         chan struct{}
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -131,7 +141,11 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close() // the remove error is the one to report
 		return nil, fmt.Errorf("remove leftover restore file %s: %w", path+restoreSuffix, err)
 	}
-	s := &Store{path: path, log: log, noFsync: opts.NoFsync, onCRL: opts.OnCRL, db: db, closing: make(chan struct{})}
+	s := &Store{path: path, log: log, noFsync: opts.NoFsync, onCRL: opts.OnCRL, db: db, closing: make(chan struct{}),
+		changeRetention: opts.ChangeRetention}
+	if s.changeRetention <= 0 {
+		s.changeRetention = DefaultChangeRetention
+	}
 	if err := s.loadMeta(db); err != nil {
 		_ = db.Close() // the meta error is the one to report
 		return nil, err
@@ -200,7 +214,7 @@ func damaged(path string, err error) error {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs} {
+	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs, bucketChanges} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -231,9 +245,14 @@ func (s *Store) loadMeta(db *bolt.DB) error {
 		if err == nil {
 			err = verifyRecords(tx)
 		}
+		var oldest int64
+		if err == nil {
+			oldest, err = changesFrom(tx)
+		}
 		if err != nil {
 			return damaged(s.path, err)
 		}
+		s.changesFrom.Store(oldest)
 		s.applied.Store(applied)
 		s.revision.Store(revision)
 		return nil

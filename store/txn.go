@@ -305,6 +305,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 		if err := b.kv.Delete(key); err != nil {
 			return fmt.Errorf("txn delete key %q: %w", key, err)
 		}
+		b.logChange(key, rev, 0, nil, true)
 		return nil
 	}
 	if cur == 0 {
@@ -315,6 +316,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return fmt.Errorf("txn put key %q: %w", key, err)
 	}
+	b.logChange(key, rev, created, b.arena[start+recordHeader:len(b.arena):len(b.arena)], false)
 	return nil
 }
 
