@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -102,6 +103,17 @@ type Config struct {
 	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
 	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
 	MaxTxnBytes int64
+	// MaxWatchers bounds the watches (GET /v1/watch) this member serves at once (default
+	// 1024); one more gets 429 with reason WatchTooMany.
+	MaxWatchers int
+	// WatchBuffer bounds the bytes of events one watcher holds that its connection has not
+	// taken yet (default 256 KiB); a watcher that leaves it full for WatchSlowTimeout
+	// (default 5 s) is cut off with reason WatchSlow.
+	WatchBuffer      int
+	WatchSlowTimeout time.Duration
+	// WatchProgressInterval is how long a watch stays silent before the member sends a
+	// progress line (default 5 s).
+	WatchProgressInterval time.Duration
 	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
 	// leaves those routes out.
 	Trust Trust
@@ -146,6 +158,10 @@ func (c Config) withDefaults() Config {
 	if c.LargeReadTimeout <= 0 {
 		c.LargeReadTimeout = DefaultLargeReadTimeout
 	}
+	c.MaxWatchers = cmp.Or(max(c.MaxWatchers, 0), DefaultMaxWatchers)
+	c.WatchBuffer = cmp.Or(max(c.WatchBuffer, 0), DefaultWatchBuffer)
+	c.WatchSlowTimeout = cmp.Or(max(c.WatchSlowTimeout, 0), DefaultWatchSlowTimeout)
+	c.WatchProgressInterval = cmp.Or(max(c.WatchProgressInterval, 0), DefaultWatchProgressInterval)
 	return c
 }
 
@@ -157,6 +173,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	reads   *readGate
+	watches *watchers
 	mux     *http.ServeMux
 	// Header values set on many responses, made once: a header map may share them because
 	// nothing appends to or edits a response's header values after they are set.
@@ -185,6 +202,7 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 		log:         log,
 		metrics:     newMetrics(reg),
 		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.MaxReadBytesPerClient, cfg.ReadWait, reg),
+		watches:     newWatchers(reg),
 		mux:         http.NewServeMux(),
 		member:      []string{cfg.Node},
 		octetStream: []string{"application/octet-stream"},
@@ -202,6 +220,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
 	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
+	s.route("GET /v1/watch", "watch", levelReadOnly, s.watch)
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)
 	s.route("GET /v1/members", "members", levelReadOnly, s.members)
 	s.route("POST /v1/members", "members", levelAdmin, s.addMember)
