@@ -91,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
-		OnCRL: n.crlChanged,
+		OnCRL: n.crlChanged, ChangeRetention: cfg.WatchHistory,
 	}); err != nil {
 		return nil, err
 	}
