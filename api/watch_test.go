@@ -38,9 +38,13 @@ func (g *storeGroup) Apply(_ context.Context, cmd store.Command) (store.Result, 
 
 func (g *storeGroup) put(t *testing.T, key, value string) int64 {
 	t.Helper()
-	res, _ := g.Apply(t.Context(), store.Command{Op: store.OpPut, Key: key, Value: []byte(value)})
+	return g.putValue(t, key, []byte(value))
+}
+
+func (g *storeGroup) putValue(tb testing.TB, key string, value []byte) int64 {
+	res, _ := g.Apply(context.Background(), store.Command{Op: store.OpPut, Key: key, Value: value})
 	if res.Err != nil {
-		t.Fatalf("put %s: %v", key, res.Err)
+		tb.Errorf("put %s: %v", key, res.Err)
 	}
 	return res.Revision
 }
@@ -59,17 +63,23 @@ func newWatchFixture(t *testing.T, cfg api.Config, opts store.Options) *watchFix
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	g := &storeGroup{Group: apitest.NewGroup("m1"), s: s}
-	cfg.Node = "m1"
-	a := api.New(cfg, g, s, prometheus.NewRegistry(), nil)
-	pki := apitest.NewPKI(t)
-	hs := httptest.NewUnstartedServer(a.Handler())
-	hs.TLS = pki.ServerTLS()
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
+	g, url, pki := serveStore(t, s, cfg)
 	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(t, "readonly")}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &watchFixture{url: hs.URL, hc: &http.Client{Transport: tr}, g: g}
+	return &watchFixture{url: url, hc: &http.Client{Transport: tr}, g: g}
+}
+
+// serveStore serves the API over s on an httptest TLS server.
+func serveStore(tb testing.TB, s *store.Store, cfg api.Config) (*storeGroup, string, *apitest.PKI) {
+	tb.Helper()
+	g := &storeGroup{Group: apitest.NewGroup("m1"), s: s}
+	cfg.Node = "m1"
+	pki := apitest.NewPKI(tb)
+	hs := httptest.NewUnstartedServer(api.New(cfg, g, s, prometheus.NewRegistry(), nil).Handler())
+	hs.TLS = pki.ServerTLS()
+	hs.StartTLS()
+	tb.Cleanup(hs.Close)
+	return g, hs.URL, pki
 }
 
 // stream is an open watch.

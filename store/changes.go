@@ -142,11 +142,13 @@ func (s *Store) Changes(from int64, prefix string, lim ChangeLimit) (changes []C
 }
 
 // changesInMemory serves Changes from the layers of write-behind alone when they reach back
-// to from, which spares the file a transaction for a watcher that keeps up.
+// to from, which spares the file a transaction for a watcher that keeps up. It holds ovMu
+// only to take the layers' slices: a reader descheduled while holding it would stall the
+// apply path behind it.
 func (s *Store) changesInMemory(from int64, c *collector) bool {
 	s.ovMu.RLock()
-	defer s.ovMu.RUnlock()
 	mem := s.memoryChanges()
+	s.ovMu.RUnlock()
 	if len(mem) == 0 || mem[0][0].Revision > from {
 		return false
 	}
@@ -222,10 +224,7 @@ func (c *collector) scanFile(tx *bolt.Tx, from int64) error {
 }
 
 func (c *collector) scanMemory(m []Change, from int64) {
-	i := 0
-	for i < len(m) && m[i].Revision < from {
-		i++
-	}
+	i, _ := slices.BinarySearchFunc(m, from, func(ch Change, rev int64) int { return cmp.Compare(ch.Revision, rev) })
 	for _, ch := range m[i:] {
 		if ch.Revision <= c.fileLast {
 			continue // a layer whose commit ended after the file's transaction began
