@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -396,10 +398,46 @@ func (wt *watcher) deliver(ctx context.Context, w http.ResponseWriter, rc *http.
 	}
 }
 
+// encodeLine encodes a line as encoding/json would. Lines with events, the bulk of every
+// watch, are written by hand: each watcher encodes its own, so with many watchers of one
+// prefix the reflection of encoding/json was most of the member's work.
 func encodeLine(v *wire.WatchResponse) []byte {
-	b, err := json.Marshal(v)
-	if err != nil { // a WatchResponse always encodes
-		b = []byte(`{}`)
+	if v.Created || v.Progress || v.Canceled != nil || len(v.Events) == 0 {
+		b, err := json.Marshal(v)
+		if err != nil { // a WatchResponse always encodes
+			b = []byte(`{}`)
+		}
+		return append(b, '\n')
 	}
-	return append(b, '\n')
+	size := 32
+	for _, e := range v.Events {
+		size += 80 + len(e.Key) + base64.StdEncoding.EncodedLen(len(e.Value))
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf.WriteString(`{"revision":`)
+	buf.Write(strconv.AppendInt(buf.AvailableBuffer(), v.Revision, 10))
+	buf.WriteString(`,"events":[`)
+	for i, e := range v.Events {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`{"type":`)
+		appendJSONString(buf, e.Type)
+		buf.WriteString(`,"key":`)
+		appendJSONString(buf, e.Key)
+		if len(e.Value) > 0 {
+			buf.WriteString(`,"value":"`)
+			buf.Write(base64.StdEncoding.AppendEncode(buf.AvailableBuffer(), e.Value))
+			buf.WriteByte('"')
+		}
+		buf.WriteString(`,"revision":`)
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), e.Revision, 10))
+		if e.Created != 0 {
+			buf.WriteString(`,"created":`)
+			buf.Write(strconv.AppendInt(buf.AvailableBuffer(), e.Created, 10))
+		}
+		buf.WriteByte('}')
+	}
+	buf.WriteString("]}\n")
+	return buf.Bytes()
 }
