@@ -133,7 +133,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) error {
 	}
 	log, ok := s.local.(ChangeLog)
 	if !ok {
-		return reasonError(reason.WatchUnavailable, errors.New("the local store keeps no change log"))
+		e := reasonError(reason.WatchUnavailable, errors.New("the local store keeps no change log"))
+		e.Status, e.RetryAfter = http.StatusServiceUnavailable, 1
+		return e
 	}
 	if s.watches.n.Add(1) > int64(s.cfg.MaxWatchers) {
 		s.watches.n.Add(-1)
