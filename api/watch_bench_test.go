@@ -75,6 +75,7 @@ func benchWatchFanout(b *testing.B, watchers int) {
 	applied := make([]atomic.Int64, b.N+1) // by revision - base: when its apply returned
 
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	var seq atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
