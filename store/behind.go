@@ -232,6 +232,7 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	crls.publish(a)
 	sortChanges(b.changes)
 	a.changes = append(a.changes, b.changes...)
+	s.publishChanges()
 	a.applied, a.revision, a.dirty = applied, b.rev, true
 	soon := a.bytes >= flushSoonBytes || a.entries >= flushSoonEntries
 	s.ovMu.Unlock()
@@ -359,6 +360,7 @@ func (s *Store) swapLayers() {
 	defer s.ovMu.Unlock()
 	if s.active.dirty {
 		s.flushing, s.active = s.active, newOverlay()
+		s.publishChanges()
 	}
 }
 
@@ -374,6 +376,7 @@ func (s *Store) commitFlushing() error {
 	}
 	s.ovMu.Lock()
 	s.flushing = nil
+	s.publishChanges()
 	if s.stall.Swap(nil) != nil {
 		s.log.Info("store writes again; the member is applying", "applied", s.applied.Load())
 	}

@@ -62,23 +62,14 @@ func (e *CompactedError) Error() string {
 
 // Changed returns a channel that is closed when the store's revision next moves (an apply or
 // a restore). Take it before reading, then read, then wait on it: no change can fall between.
-func (s *Store) Changed() <-chan struct{} {
-	s.changedMu.Lock()
-	defer s.changedMu.Unlock()
-	if s.changed == nil {
-		s.changed = make(chan struct{})
-	}
-	return s.changed
-}
+// It takes no lock, so that many watchers never hold up the apply path.
+func (s *Store) Changed() <-chan struct{} { return *s.changed.Load() }
 
-// notifyChanged wakes the readers waiting on Changed.
+// notifyChanged wakes the readers waiting on Changed. The apply path calls it holding
+// writeMu, so no two calls race to close one channel.
 func (s *Store) notifyChanged() {
-	s.changedMu.Lock()
-	defer s.changedMu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
+	next := make(chan struct{})
+	close(*s.changed.Swap(&next))
 }
 
 // OldestChange is the oldest revision the change log can give: Changes from a lower
@@ -142,17 +133,15 @@ func (s *Store) Changes(from int64, prefix string, lim ChangeLimit) (changes []C
 }
 
 // changesInMemory serves Changes from the layers of write-behind alone when they reach back
-// to from, which spares the file a transaction for a watcher that keeps up. It holds ovMu
-// only to take the layers' slices: a reader descheduled while holding it would stall the
-// apply path behind it.
+// to from, which spares the file a transaction for a watcher that keeps up. It takes the
+// layers from memChanges and no lock: with many watchers, readers holding ovMu (and being
+// descheduled while they did) held up the apply path.
 func (s *Store) changesInMemory(from int64, c *collector) bool {
-	s.ovMu.RLock()
-	mem := s.memoryChanges()
-	s.ovMu.RUnlock()
-	if len(mem) == 0 || mem[0][0].Revision > from {
+	p := s.memChanges.Load()
+	if p == nil || len(*p) == 0 || (*p)[0][0].Revision > from {
 		return false
 	}
-	for _, m := range mem {
+	for _, m := range *p {
 		c.scanMemory(m, from)
 	}
 	return true
@@ -169,6 +158,13 @@ func (s *Store) memoryChanges() [][]Change {
 		}
 	}
 	return out
+}
+
+// publishChanges makes the layers' changes as they are now what changesInMemory reads.
+// ovMu must be held for writing.
+func (s *Store) publishChanges() {
+	mem := s.memoryChanges()
+	s.memChanges.Store(&mem)
 }
 
 // collector gathers what one call of Changes returns.

@@ -153,6 +153,7 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	if s.flushKick != nil {
 		s.ovMu.Lock()
 		s.active, s.flushing = newOverlay(), nil
+		s.publishChanges()
 		s.stall.Store(nil) // a flush that failed has nothing left to commit
 		close(s.flushed)   // wakes an ApplyBatch waiting for room
 		s.flushed = make(chan struct{})

@@ -119,8 +119,10 @@ type Store struct {
 	// the channel Changed hands out, closed when the revision moves.
 	changeRetention int64
 	changesFrom     atomic.Int64
-	changedMu       sync.Mutex
-	changed         chan struct{}
+	changed         atomic.Pointer[chan struct{}]
+	// memChanges is what memoryChanges returns, republished under ovMu whenever the
+	// write-behind layers change, so that readers of the log take no lock.
+	memChanges atomic.Pointer[[][]Change]
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -146,6 +148,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.changeRetention <= 0 {
 		s.changeRetention = DefaultChangeRetention
 	}
+	changed := make(chan struct{})
+	s.changed.Store(&changed)
 	if err := s.loadMeta(db); err != nil {
 		_ = db.Close() // the meta error is the one to report
 		return nil, err
