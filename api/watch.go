@@ -214,7 +214,7 @@ func (wt *watcher) produce(ctx context.Context) {
 	defer tick.Stop()
 	lim := store.ChangeLimit{Bytes: min(wt.s.cfg.WatchBuffer, 1<<20)}
 	var sent bool        // a line went out since the last tick
-	var progressAt int64 // a confirmed progress line is due once pos passes it; 0: none
+	progressAt := int64(-1) // a confirmed progress line is due once pos passes it; -1: none
 	for {
 		changed := wt.log.Changed()
 		changes, next, err := wt.log.Changes(wt.pos, wt.q.prefix, lim)
@@ -232,11 +232,11 @@ func (wt *watcher) produce(ctx context.Context) {
 			}
 			continue // read on until caught up
 		}
-		if progressAt > 0 && wt.pos > progressAt {
+		if progressAt >= 0 && wt.pos > progressAt {
 			if !wt.push(ctx, &wire.WatchResponse{Revision: wt.pos - 1, Progress: true}) {
 				return
 			}
-			progressAt, sent = 0, true
+			progressAt, sent = -1, true
 		}
 		select {
 		case <-ctx.Done():
@@ -253,17 +253,17 @@ func (wt *watcher) produce(ctx context.Context) {
 
 // progressTarget is the revision a progress line may vouch for: on a stale watch the
 // member's own, on a linearizable one the revision the member had once it confirmed with the
-// primary that it was up to date. 0 when that confirmation failed: no progress line then.
+// primary that it was up to date. -1 when that confirmation failed: no progress line then.
 func (wt *watcher) progressTarget(ctx context.Context) int64 {
 	if !wt.q.stale {
 		rctx, cancel := context.WithTimeout(ctx, wt.s.cfg.WatchProgressInterval)
 		err := wt.s.grp.ReadIndex(rctx)
 		cancel()
 		if err != nil {
-			return 0
+			return -1
 		}
 	}
-	return max(wt.s.local.Revision(), wt.pos-1, 0)
+	return max(wt.s.local.Revision(), wt.pos-1)
 }
 
 // events turns the changes read into the events of the watch.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -253,4 +254,43 @@ func TestWatch_Slow(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestWatch_Progress checks that an idle watch gets progress lines, also on a store that
+// never took a write, and that a linearizable watch gets none while the member cannot
+// confirm with the primary, where a stale one does.
+func TestWatch_Progress(t *testing.T) {
+	f := newWatchFixture(t, api.Config{WatchProgressInterval: 20 * time.Millisecond}, store.Options{})
+	lin, _ := f.watch(t, "prefix=p/")
+	stale, _ := f.watch(t, "prefix=p/&stale=true")
+	for _, s := range []*stream{lin, stale} {
+		s.next(t) // created
+		if p := s.next(t); !p.Progress || p.Revision != 0 {
+			t.Fatalf("idle line %+v, want progress at revision 0", p)
+		}
+	}
+	f.g.Fail(errors.New("no primary"))
+	if p := stale.next(t); !p.Progress {
+		t.Errorf("stale watch without a primary: %+v, want progress", p)
+	}
+	got := make(chan wire.WatchResponse, 100)
+	go func() {
+		for lin.sc.Scan() {
+			var r wire.WatchResponse
+			if json.Unmarshal(lin.sc.Bytes(), &r) == nil && r.Progress {
+				got <- r
+			}
+		}
+	}()
+	// Lines already in flight before the failure may still arrive; none after a while.
+	time.Sleep(100 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	select {
+	case r := <-got:
+		t.Errorf("linearizable watch without a primary sent %+v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	f.g.Fail(nil)
 }
