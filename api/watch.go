@@ -213,7 +213,7 @@ func (wt *watcher) produce(ctx context.Context) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lim := store.ChangeLimit{Bytes: min(wt.s.cfg.WatchBuffer, 1<<20)}
-	var sent bool        // a line went out since the last tick
+	var sent bool           // a line went out since the last tick
 	progressAt := int64(-1) // a confirmed progress line is due once pos passes it; -1: none
 	for {
 		changed := wt.log.Changed()
