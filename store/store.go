@@ -105,6 +105,15 @@ type Store struct {
 	// commit; an error fails that attempt as a full disk would.
 	failCommit func() error
 
+	// The change log (changes.go): how many revisions it keeps, the oldest it holds, and
+	// the channel Changed hands out, closed when the revision moves.
+	changeRetention int64
+	changesFrom     atomic.Int64
+	changed         atomic.Pointer[chan struct{}]
+	// memChanges is what memoryChanges returns, republished under ovMu whenever the
+	// write-behind layers change, so that readers of the log take no lock.
+	memChanges atomic.Pointer[[][]Change]
+
 	// Write-behind (behind.go); flushKick is nil when it is off. Lock order: flushMu, then
 	// writeMu, then ovMu.
 	flushMu     sync.Mutex    // serialises flushes, Snapshot's final one, Restore and Close
@@ -114,15 +123,6 @@ type Store struct {
 	flushed     chan struct{} // closed and replaced after each committed layer
 	flushKick   chan struct{}
 	flusherDone chan struct{}
-
-	// The change log (changes.go): how many revisions it keeps, the oldest it holds, and
-	// the channel Changed hands out, closed when the revision moves.
-	changeRetention int64
-	changesFrom     atomic.Int64
-	changed         atomic.Pointer[chan struct{}]
-	// memChanges is what memoryChanges returns, republished under ovMu whenever the
-	// write-behind layers change, so that readers of the log take no lock.
-	memChanges atomic.Pointer[[][]Change]
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -218,10 +218,13 @@ func damaged(path string, err error) error {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs, bucketChanges} {
+	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
+	}
+	if _, err := tx.CreateBucketIfNotExists([]byte(bucketChanges)); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketChanges, err)
 	}
 	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
 	if err != nil {
