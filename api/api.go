@@ -97,12 +97,6 @@ type Config struct {
 	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
 	// keep the read's bytes for as long as it likes.
 	LargeReadTimeout time.Duration
-	// MaxTxnOps bounds the compares, and the writes of each branch, of one POST /v1/txn
-	// (default 128); more gets 400 with reason TxnTooManyOps.
-	MaxTxnOps int
-	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
-	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
-	MaxTxnBytes int64
 	// MaxWatchers bounds the watches (GET /v1/watch) this member serves at once (default
 	// 1024); one more gets 429 with reason WatchTooMany.
 	MaxWatchers int
@@ -114,6 +108,12 @@ type Config struct {
 	// WatchProgressInterval is how long a watch stays silent before the member sends a
 	// progress line (default 5 s).
 	WatchProgressInterval time.Duration
+	// MaxTxnOps bounds the compares, and the writes of each branch, of one POST /v1/txn
+	// (default 128); more gets 400 with reason TxnTooManyOps.
+	MaxTxnOps int
+	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
+	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
+	MaxTxnBytes int64
 	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
 	// leaves those routes out.
 	Trust Trust
@@ -219,8 +219,8 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("GET /v1/kv/{key...}", "kv", levelReadOnly, s.getKV)
 	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
-	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
 	s.route("GET /v1/watch", "watch", levelReadOnly, s.watch)
+	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)
 	s.route("GET /v1/members", "members", levelReadOnly, s.members)
 	s.route("POST /v1/members", "members", levelAdmin, s.addMember)
