@@ -94,6 +94,11 @@ func benchWatchFanout(b *testing.B, watchers int) {
 		}
 	}
 	b.StopTimer()
+	for i := range reached {
+		if at := reached[i].Load(); at < last {
+			b.Errorf("watcher %d is at revision %d of %d two minutes after the writes", i, at, last)
+		}
+	}
 	cancel()
 	done.Wait()
 	var all []time.Duration
