@@ -322,15 +322,21 @@ func TestWatch_Limits(t *testing.T) {
 			t.Fatalf("watch: %d", resp.StatusCode)
 		}
 		from := nextLine(t, sc).Revision + 1
-		// Eight writers at full speed for a few seconds while the watcher reads nothing.
+		// Eight writers at full speed while the watcher reads nothing, until the member
+		// reports the watcher cut off (how much the sockets hold first depends on the host).
 		value := []byte(strings.Repeat("s", 32<<10))
 		var writes, failed atomic.Int64
 		var slowest atomic.Int64
-		stop := time.Now().Add(4 * time.Second)
+		done := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range 8 {
 			wg.Go(func() {
-				for n := 0; time.Now().Before(stop); n++ {
+				for n := 0; ; n++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
 					began := time.Now()
 					if _, err := c.Put(t.Context(), fmt.Sprintf("slow/%d/%d", i, n), value); err != nil {
 						failed.Add(1)
@@ -343,11 +349,21 @@ func TestWatch_Limits(t *testing.T) {
 				}
 			})
 		}
+		began := time.Now()
+		eventually(t, 2*time.Minute, "the member cuts the watcher off", func() error {
+			if n := watchesCut(t, h, m, "watch-slow"); n < 1 {
+				return fmt.Errorf("%d watches cut as slow", n)
+			}
+			return nil
+		})
+		close(done)
 		wg.Wait()
-		t.Logf("%d writes of 32 KiB in 4s (%d failed), the slowest %v, with a watcher that reads nothing", writes.Load(), failed.Load(), time.Duration(slowest.Load()))
+		t.Logf("%d writes of 32 KiB in %v (%d failed), the slowest %v, with a watcher that reads nothing", writes.Load(), time.Since(began).Round(time.Millisecond), failed.Load(), time.Duration(slowest.Load()))
 		if failed.Load() > 0 {
 			t.Errorf("%d writes failed while a watcher was stuck", failed.Load())
 		}
+		stuck := time.AfterFunc(time.Minute, func() { resp.Body.Close() }) // fail, not hang
+		defer stuck.Stop()
 		want := from
 		for {
 			r := nextLine(t, sc)
@@ -366,4 +382,23 @@ func TestWatch_Limits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// watchesCut reads from m's metrics how many watches it ended with reason name.
+func watchesCut(t *testing.T, h *harness, m *localgroup.Member, name string) int {
+	t.Helper()
+	resp, err := h.raw.Get(m.ClientURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	prefix := `mirrorkv_watches_cut_total{reason="` + name + `"} `
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return 0
 }
