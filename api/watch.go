@@ -111,10 +111,17 @@ type watchers struct {
 	n     atomic.Int64
 	gauge prometheus.Gauge
 	cut   *prometheus.CounterVec
+	stop  chan struct{} // closed by StopWatches
+	once  sync.Once
 }
 
+// StopWatches ends every watch this member serves, now and later, with a last line carrying
+// reason 207 shutdown, so that their clients resume on another member at once and a graceful
+// shutdown of the HTTP server (http.Server.RegisterOnShutdown) does not wait for them.
+func (s *Server) StopWatches() { s.watches.once.Do(func() { close(s.watches.stop) }) }
+
 func newWatchers(reg prometheus.Registerer) *watchers {
-	return &watchers{
+	return &watchers{stop: make(chan struct{}),
 		gauge: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mirrorkv_watchers",
 			Help: "Watches this member serves now, bounded by --max-watchers.",
@@ -241,6 +248,9 @@ func (wt *watcher) produce(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-wt.s.watches.stop:
+			wt.cut(&Error{Reason: reason.Shutdown, Msg: "this member is shutting down"}, &wire.WatchResponse{Revision: wt.pos - 1})
+			return
 		case <-changed:
 		case <-tick.C:
 			if !sent {
@@ -336,6 +346,9 @@ func (wt *watcher) push(ctx context.Context, resp *wire.WatchResponse) bool {
 		}
 		select {
 		case <-ctx.Done():
+			return false
+		case <-wt.s.watches.stop:
+			wt.cut(&Error{Reason: reason.Shutdown, Msg: "this member is shutting down"}, &wire.WatchResponse{Revision: wt.queuedUpTo()})
 			return false
 		case <-room:
 		case <-timer.C:

@@ -294,3 +294,34 @@ func TestWatch_Progress(t *testing.T) {
 	}
 	f.g.Fail(nil)
 }
+
+// TestWatch_StopWatches ends a watch with reason shutdown and the revision to resume from.
+func TestWatch_StopWatches(t *testing.T) {
+	s, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	g := &storeGroup{Group: apitest.NewGroup("m1"), s: s}
+	a := api.New(api.Config{Node: "m1"}, g, s, prometheus.NewRegistry(), nil)
+	pki := apitest.NewPKI(t)
+	hs := httptest.NewUnstartedServer(a.Handler())
+	hs.TLS = pki.ServerTLS()
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	tr := &http.Transport{TLSClientConfig: pki.ClientTLS(t, "readonly")}
+	t.Cleanup(tr.CloseIdleConnections)
+	f := &watchFixture{url: hs.URL, hc: &http.Client{Transport: tr}, g: g}
+	g.put(t, "k", "v")
+	st, _ := f.watch(t, "from=1")
+	st.next(t)
+	st.events(t, 1)
+	a.StopWatches()
+	last := st.next(t)
+	if last.Canceled == nil || last.Canceled.Reason.Code != int(reason.Shutdown) || last.Revision != 1 {
+		t.Fatalf("last line %+v, want reason %d at revision 1", last, reason.Shutdown)
+	}
+	if _, code := f.watch(t, ""); code != http.StatusOK {
+		t.Fatalf("a watch after StopWatches: %d", code)
+	}
+}

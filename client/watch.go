@@ -127,7 +127,7 @@ var errStopped = errors.New("watch stopped")
 func watchRetryable(err error) bool {
 	if e, ok := errors.AsType[*Error](err); ok {
 		switch reason.Code(e.Reason.Code) {
-		case reason.WatchTooMany, reason.WatchSlow, reason.WatchUnavailable:
+		case reason.WatchTooMany, reason.WatchSlow, reason.WatchUnavailable, reason.Shutdown:
 			return true
 		}
 	}
