@@ -16,7 +16,7 @@ type WatchResponse struct {
 	// writes of one transaction share a revision and always come in the same line.
 	Events []WatchEvent `json:"events,omitempty"`
 	// Canceled, on the last line only, says why the member ended the watch, with a reason
-	// code: 410 watch-compacted, 412 watch-slow or 413 watch-unavailable.
+	// code: 410 watch-compacted, 412 watch-slow, 413 watch-unavailable or 207 shutdown.
 	Canceled *Error `json:"canceled,omitempty"`
 	// Oldest is, with 410 watch-compacted, the oldest revision the member can still watch
 	// from.
