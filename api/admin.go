@@ -84,9 +84,23 @@ func unhealthy(st wire.Status) reason.Code {
 	return reason.OK
 }
 
+// members lists the group's members as of the request, like a linearizable read: a change
+// acknowledged before it is in the list, wherever the request lands. ?stale=true answers from
+// this member's own copy, which a member cut off from the primary can still give.
 func (s *Server) members(w http.ResponseWriter, r *http.Request) error {
-	if err := checkQuery(r.URL.Query()); err != nil {
+	q := r.URL.Query()
+	if err := checkQuery(q, "stale"); err != nil {
 		return err
+	}
+	stale, err := boolParam(q, "stale")
+	if err != nil {
+		return err
+	}
+	if err := s.readBarrier(r, stale); err != nil {
+		return err
+	}
+	if stale {
+		w.Header()[wire.HeaderStale] = s.staleTrue
 	}
 	ms, err := s.grp.Members(r.Context())
 	if err != nil {

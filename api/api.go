@@ -37,6 +37,9 @@ type Group interface {
 	RemoveMember(ctx context.Context, name string) error
 	Promote(ctx context.Context, name string) error
 	TransferLeadership(ctx context.Context, to string) error
+	// Backup takes a consistent copy of the store on the primary, once every write
+	// committed before the call is applied; elsewhere it fails with reason NotPrimary.
+	Backup(ctx context.Context) (store.Snapshot, error)
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.
@@ -74,6 +77,7 @@ const (
 // Config tunes the API. The zero value of every field but Node is a safe default.
 type Config struct {
 	Node          string        // this member's name, sent as X-Mirrorkv-Member
+	Group         string        // the group's name, sent with a backup as X-Mirrorkv-Group
 	MaxKeyBytes   int           // longest key in bytes (default 1 KiB)
 	MaxValueBytes int64         // largest value in bytes (default 1 MiB); larger gets 413
 	ListLimit     int           // keys per listing when ?limit is absent (default 100)
@@ -114,6 +118,10 @@ type Config struct {
 	// MaxTxnBytes bounds the body of one POST /v1/txn (default 4 MiB); a larger one gets 413
 	// with reason TxnTooLarge. Each value in it is also bound by MaxValueBytes.
 	MaxTxnBytes int64
+	// MaxLeases bounds the leases the group holds (default 10000): a grant past it gets 429
+	// with reason TooManyLeases. The primary's store counts, so the bound holds however many
+	// grants race; each member's own setting applies to the grants it takes.
+	MaxLeases int
 	// Trust is the member's own TLS material for the /v1/tls routes (admin only); nil
 	// leaves those routes out.
 	Trust Trust
@@ -131,6 +139,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTxnBytes <= 0 {
 		c.MaxTxnBytes = DefaultMaxTxnBytes
+	}
+	if c.MaxLeases <= 0 {
+		c.MaxLeases = DefaultMaxLeases
 	}
 	if c.MaxListLimit <= 0 {
 		c.MaxListLimit = DefaultMaxListLimit
@@ -221,6 +232,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
 	s.route("GET /v1/watch", "watch", levelReadOnly, s.watch)
 	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
+	s.leaseRoutes()
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)
 	s.route("GET /v1/members", "members", levelReadOnly, s.members)
 	s.route("POST /v1/members", "members", levelAdmin, s.addMember)
@@ -228,6 +240,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
 	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
+	s.route("GET /v1/backup", "backup", levelAdmin, s.backup)
 	s.trustRoutes()
 	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)
 	s.route("GET /metrics", "metrics", levelReadOnly, func(w http.ResponseWriter, r *http.Request) error {

@@ -48,6 +48,10 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/healthz", "", "", []byte{})
 	f.Add("POST", "/v1/txn", "Content-Type", "application/json", []byte(`{"compare":[{"key":"a","target":"revision","op":"<","revision":3},{"key":"b","target":"absent"}],"then":[{"op":"put","key":"a","value":"1"}],"else":[{"op":"delete","key":"b"}]}`))
 	f.Add("POST", "/v1/txn", "Content-Length", "1", []byte(`{"then":[{"op":"put","key":"k"},{"op":"put","key":"k"}]}`))
+	f.Add("POST", "/v1/leases", "Content-Type", "application/json", []byte(`{"ttl":5}`))
+	f.Add("POST", "/v1/leases/1/keepalive", "", "", []byte{})
+	f.Add("PUT", "/v1/kv/a?lease=1", "", "", []byte("v"))
+	f.Add("DELETE", "/v1/leases/01", "", "", []byte{})
 	h, _, leaf := direct(f)
 	f.Fuzz(func(t *testing.T, method, target, hk, hv string, body []byte) {
 		req, err := http.NewRequest(method, "https://m1"+target, bytes.NewReader(body))

@@ -57,10 +57,9 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if r.URL.RawQuery != "" {
-		if err := checkQuery(r.URL.Query()); err != nil {
-			return err
-		}
+	lease, err := putLeaseParam(r)
+	if err != nil {
+		return err
 	}
 	cond, err := parseCondition(r.Header, true)
 	if err != nil {
@@ -70,12 +69,12 @@ func (s *Server) putKV(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.grp.Apply(r.Context(), store.Command{Op: store.OpPut, Key: key, Value: value, HasIf: cond.has, IfRevision: cond.rev})
+	res, err := s.grp.Apply(r.Context(), store.Command{Op: store.OpPut, Key: key, Value: value, HasIf: cond.has, IfRevision: cond.rev, Lease: lease})
 	if err == nil {
 		err = res.Err
 	}
 	if err != nil {
-		return err
+		return leaseError(err)
 	}
 	setHeaders(w.Header(), res.Revision, res.Revision, -1)
 	if cond.has && cond.rev == 0 {

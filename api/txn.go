@@ -40,7 +40,7 @@ func (s *Server) txn(w http.ResponseWriter, r *http.Request) error {
 		err = res.Err
 	}
 	if err != nil {
-		return err
+		return leaseError(err)
 	}
 	if res.Txn == nil {
 		return fmt.Errorf("apply txn: the group returned no txn result")
@@ -193,12 +193,15 @@ func parseOps(branch string, ops []wire.TxnOp, lim txnLimits) ([]store.TxnOp, er
 		if err != nil {
 			return nil, badTxn("%s %d: %s", branch, i, err)
 		}
+		if o.Lease < 0 {
+			return nil, badTxn("%s %d: lease %d is not a lease ID", branch, i, o.Lease)
+		}
 		switch o.Op {
 		case wire.OpPut:
-			out = append(out, store.TxnOp{Op: store.OpPut, Key: o.Key, Value: value})
+			out = append(out, store.TxnOp{Op: store.OpPut, Key: o.Key, Value: value, Lease: o.Lease})
 		case wire.OpDelete:
-			if value != nil {
-				return nil, badTxn("%s %d: a delete takes no value", branch, i)
+			if value != nil || o.Lease != 0 {
+				return nil, badTxn("%s %d: a delete takes no value and no lease", branch, i)
 			}
 			out = append(out, store.TxnOp{Op: store.OpDelete, Key: o.Key})
 		default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/client"
 	"github.com/mirrorkv/mirrorkv/wire"
@@ -86,4 +87,24 @@ func ExampleClient_Txn() {
 		log.Fatal(err)
 	}
 	fmt.Println("applied:", res.Succeeded, "at revision", res.Revision)
+}
+
+// Service registration: the key stays while this process keeps its lease alive, and goes
+// (within a heartbeat of the TTL) once it stops or dies.
+func ExampleClient_Grant() {
+	var c *client.Client // from client.New
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop() // stops the keep-alives: the key goes within a TTL
+	l, err := c.Grant(ctx, 10*time.Second)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.PutWithLease(ctx, "svc/web/host7", []byte("10.0.0.7:443"), l.ID); err != nil {
+		log.Fatal(err)
+	}
+	done := c.KeepAliveInBackground(ctx, l)
+	// ... serve ...
+	if err := <-done; client.IsLeaseNotFound(err) {
+		log.Printf("lease %d lapsed: register again", l.ID)
+	}
 }

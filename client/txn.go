@@ -54,5 +54,11 @@ func TxnPut(key string, value []byte) wire.TxnOp {
 	return wire.TxnOp{Op: wire.OpPut, Key: key, ValueBase64: value}
 }
 
+// TxnPutWithLease is a write of a transaction that sets key to value and attaches it to
+// lease id; the transaction fails with lease-not-found if the lease does not exist.
+func TxnPutWithLease(key string, value []byte, id int64) wire.TxnOp {
+	return wire.TxnOp{Op: wire.OpPut, Key: key, ValueBase64: value, Lease: id}
+}
+
 // TxnDelete is a write of a transaction that removes key.
 func TxnDelete(key string) wire.TxnOp { return wire.TxnOp{Op: wire.OpDelete, Key: key} }

@@ -52,6 +52,8 @@ type Cluster struct {
 	mem *membership     // membership changes, the authoriser feed, join
 	rep *statusReporter // Self, Status, roles
 
+	leases leaseLoop // lease expiry while this member leads (leases.go)
+
 	life         *life
 	wg           sync.WaitGroup
 	membersDirty chan struct{}
@@ -374,7 +376,8 @@ func (c *Cluster) isLeader() bool { return c.raft.State() == raft.Leader }
 func (c *Cluster) markMembersDirty() { signal(c.membersDirty) }
 
 // onLeader commits the new primary's first entry: its own member record if the group has
-// none yet (the bootstrap member), a no-op otherwise. Until then read index waits.
+// none yet (the bootstrap member), a no-op otherwise. Until then read index waits, and only
+// then does the lease expiry start, each lease with a fresh TTL.
 func (c *Cluster) onLeader() {
 	term := c.raft.CurrentTerm()
 	cmd := store.Command{Op: store.OpNoop}
@@ -391,6 +394,7 @@ func (c *Cluster) onLeader() {
 	}
 	c.fwd.readyTerm.Store(term)
 	c.markMembersDirty()
+	c.startLeases(term)
 }
 
 // openBoltLog opens the bolt raft log; bbolt panics on some damage instead of returning an

@@ -18,7 +18,8 @@ func forwardable(data []byte) error {
 		return fmt.Errorf("a forwarded command of %d bytes: %w", len(data), store.ErrBadCommand)
 	}
 	switch op := store.Op(data[opOffset]); op {
-	case store.OpPut, store.OpDelete, store.OpTxn, store.OpNoop:
+	case store.OpPut, store.OpDelete, store.OpTxn, store.OpNoop,
+		store.OpLeaseGrant, store.OpLeaseRevoke, store.OpLeaseKeepAlive:
 		return nil
 	default:
 		return reason.Wrap(reason.NotAllowed, fmt.Errorf("a forwarded command of kind %d: %w", op, ErrNotAllowed))

@@ -212,14 +212,35 @@ func encodeMembers(ms []store.Member) []byte {
 }
 
 func decodeMembers(p []byte) ([]store.Member, error) {
+	ms, _, err := decodeMembersAt(p)
+	return ms, err
+}
+
+// membersAtRequest is the payload of a members request that asks for the answering member's
+// applied index after the list. A member of an older release ignores the payload and sends
+// the list alone, so the index is optional on the way back.
+var membersAtRequest = []byte{1}
+
+// encodeMembersAt is encodeMembers followed by the raft index the list reflects.
+func encodeMembersAt(ms []store.Member, applied uint64) []byte {
+	e := enc{b: encodeMembers(ms)}
+	e.uvarint(applied)
+	return e.b
+}
+
+// decodeMembersAt decodes either form; applied is 0 when the answer has no index.
+func decodeMembersAt(p []byte) (ms []store.Member, applied uint64, err error) {
 	d := dec{b: p}
 	n := d.count(5)
-	ms := make([]store.Member, 0, n)
+	ms = make([]store.Member, 0, n)
 	for range n {
 		ms = append(ms, d.member())
 	}
-	if err := d.done(); err != nil {
-		return nil, fmt.Errorf("decode members: %w", err)
+	if d.err == nil && len(d.b) > 0 {
+		applied = d.uvarint()
 	}
-	return ms, nil
+	if err := d.done(); err != nil {
+		return nil, 0, fmt.Errorf("decode members: %w", err)
+	}
+	return ms, applied, nil
 }

@@ -22,6 +22,7 @@ type StateMachine interface {
 	Snapshot() (store.Snapshot, error)
 	Restore(r io.Reader) error
 	Members() ([]store.Member, error)
+	MembersAt() ([]store.Member, uint64, error)
 	// Stalled returns, while the store retries a transaction the disk refused, that error
 	// coded with its reason (reason.DiskFull for a full disk), and nil otherwise.
 	Stalled() error

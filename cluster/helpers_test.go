@@ -184,13 +184,18 @@ func (s *memStore) Restore(r io.Reader) error {
 }
 
 func (s *memStore) Members() ([]store.Member, error) {
+	ms, _, err := s.MembersAt()
+	return ms, err
+}
+
+func (s *memStore) MembersAt() ([]store.Member, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]store.Member, 0, len(s.Mems))
 	for _, m := range s.Mems {
 		out = append(out, m)
 	}
-	return out, nil
+	return out, s.Applied, nil
 }
 
 // testNet is plain TCP on 127.0.0.1 standing in for the mtls member channel with policy dn,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,7 @@ type membership struct {
 	cfg    Config
 	log    *slog.Logger
 	raft   membershipRaft
-	st     memberLister
+	st     joinStore
 	fwd    primaryApplier
 	peers  selfAsker
 	rpc    memberCaller
@@ -38,7 +39,8 @@ type membership struct {
 	drop   func(addr string)           // closes this member's conns dialled to addr
 
 	mu       sync.Mutex
-	joined   []store.Member // membership learnt from join, until the store has its own
+	joined   []store.Member // membership learnt from join, until the store is as new (withJoined)
+	joinedAt uint64         // the raft index the joined list reflects; 0: not told
 	lastAuth map[string]string
 }
 
@@ -78,6 +80,18 @@ func (m *membership) members() ([]store.Member, error) {
 		return nil, fmt.Errorf("read members: %w", err)
 	}
 	return ms, nil
+}
+
+// membersAt is members with the raft index the list reflects, for a joining member.
+func (m *membership) membersAt() ([]store.Member, uint64, error) {
+	if m.life.closing.Load() {
+		return nil, 0, shutdownErr()
+	}
+	ms, applied, err := m.st.MembersAt()
+	if err != nil {
+		return nil, 0, fmt.Errorf("read members: %w", err)
+	}
+	return ms, applied, nil
 }
 
 // wireMember is the API's form of a member record. The cluster keeps members as the store
@@ -397,14 +411,57 @@ func signal(ch chan<- struct{}) {
 // watchMembers feeds the authoriser the address → DN of every member whenever the
 // membership may have changed.
 func (m *membership) watchMembers() {
+	// While the list learnt at join is in force, nothing may be applied that changes the
+	// membership, and yet the store's own list must take over once the store is as new.
+	tick := time.NewTicker(joinedPoll)
+	defer tick.Stop()
 	for {
 		select {
 		case <-m.life.ctx.Done():
 			return
 		case <-m.dirty:
 			m.refreshAuth()
+		case <-tick.C:
+			if m.joining() {
+				m.refreshAuth()
+			}
 		}
 	}
+}
+
+// joinedPoll is how often a member that joined checks whether its store has caught up with
+// the membership it learnt at join.
+const joinedPoll = 250 * time.Millisecond
+
+func (m *membership) joining() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.joined != nil
+}
+
+// withJoined returns the members the policy authorises: the store's, and while the store is
+// older than the list learnt at join, that list's too. A member wiped and joined again may
+// first restore a snapshot taken before the primary it joins through was added (bug 9 in
+// docs/reliability.md); refusing that primary would stop the store from ever catching up.
+// Once the store has applied the index the join answer reflects, its own list is the newer
+// one and alone is in force, so that a member removed since is not kept authorised. An
+// answer without an index, from an older release, counts only while the store has no
+// members. m.mu must be held.
+func (m *membership) withJoined(ms []store.Member) []store.Member {
+	if m.joined == nil {
+		return ms
+	}
+	if len(ms) > 0 && m.st.AppliedIndex() >= m.joinedAt {
+		m.joined = nil
+		return ms
+	}
+	out := slices.Clone(m.joined)
+	for _, mem := range ms {
+		if !slices.ContainsFunc(out, func(j store.Member) bool { return j.Name == mem.Name }) {
+			out = append(out, mem)
+		}
+	}
+	return out
 }
 
 func (m *membership) refreshAuth() {
@@ -415,9 +472,7 @@ func (m *membership) refreshAuth() {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(ms) == 0 {
-		ms = m.joined
-	}
+	ms = m.withJoined(ms)
 	dns := map[string]string{m.cfg.Advertise: m.cfg.DN}
 	for _, mem := range ms {
 		dns[mem.MemberAddr] = mem.DN
@@ -448,12 +503,12 @@ func (m *membership) join() {
 	for {
 		for _, addr := range m.cfg.Join {
 			ctx, cancel := context.WithTimeout(m.life.ctx, m.cfg.StatusTimeout)
-			p, err := m.rpc.call(ctx, addr, methodMembers, nil, true)
+			p, err := m.rpc.call(ctx, addr, methodMembers, membersAtRequest, true)
 			cancel()
 			if err == nil {
-				if ms, err := decodeMembers(p); err == nil {
+				if ms, applied, err := decodeMembersAt(p); err == nil {
 					m.mu.Lock()
-					m.joined = ms
+					m.joined, m.joinedAt = ms, applied
 					m.mu.Unlock()
 					signal(m.dirty)
 					return

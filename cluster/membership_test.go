@@ -248,3 +248,87 @@ func TestMembership_RefreshAuth(t *testing.T) {
 		t.Errorf("raft gate still lets CN=m2 speak as %v", ids["CN=m2"])
 	}
 }
+
+// A member wiped and joined again through m3, a member added after the snapshot it first
+// restores, keeps authorising m3 until its store has applied the index of the join answer,
+// and from then on follows its store alone, so that m2, removed since the snapshot, is not
+// authorised any longer (bug 9 in docs/reliability.md).
+func TestMembership_JoinedListUntilStoreCatchesUp(t *testing.T) {
+	_, ms := fakeGroup(t, []string{"m0", "m1", "m2"})
+	m := ms["m1"]
+	member := func(name string) store.Member {
+		return store.Member{Name: name, MemberAddr: addrOf(name), DN: "CN=" + name}
+	}
+	// The join answer: m2 removed, m3 added, as of index 40.
+	m.mem.mu.Lock()
+	m.mem.joined, m.mem.joinedAt = []store.Member{member("m0"), member("m1"), member("m3")}, 40
+	m.mem.mu.Unlock()
+	// The store restored a snapshot of index 10, before m3 was added and m2 removed.
+	setApplied := func(applied uint64, names ...string) {
+		m.st.mu.Lock()
+		m.st.Applied = applied
+		m.st.Mems = map[string]store.Member{}
+		for _, n := range names {
+			m.st.Mems[n] = member(n)
+		}
+		m.st.mu.Unlock()
+		m.mem.refreshAuth()
+	}
+	setApplied(10, "m0", "m1", "m2")
+	if got := m.auth.get(); got[addrOf("m3")] != "CN=m3" {
+		t.Fatalf("behind the join answer, the authoriser has %v: m3, through which the member joined, is refused", got)
+	}
+	if !m.mem.joining() {
+		t.Fatal("the joined list was dropped before the store caught up")
+	}
+	setApplied(39, "m0", "m1", "m3")
+	if got := m.auth.get(); got[addrOf("m3")] != "CN=m3" {
+		t.Fatalf("one entry behind, the authoriser has %v", got)
+	}
+	setApplied(40, "m0", "m1", "m3")
+	want := map[string]string{addrOf("m0"): "CN=m0", addrOf("m1"): "CN=m1", addrOf("m3"): "CN=m3"}
+	if got := m.auth.get(); !maps.Equal(got, want) {
+		t.Fatalf("caught up, the authoriser has %v, want %v", got, want)
+	}
+	if m.mem.joining() {
+		t.Fatal("the joined list is still in force after the store caught up")
+	}
+	// From now on a removal in the store is final, even of a member the join answer listed.
+	setApplied(41, "m0", "m1")
+	delete(want, addrOf("m3"))
+	if got := m.auth.get(); !maps.Equal(got, want) {
+		t.Errorf("after m3 was removed, the authoriser has %v, want %v", got, want)
+	}
+}
+
+// An answer from an older release carries no index: its list counts only while the store
+// has no members, as before.
+func TestMembership_JoinedListWithoutIndex(t *testing.T) {
+	_, ms := fakeGroup(t, []string{"m0", "m1"})
+	m := ms["m1"]
+	m.mem.mu.Lock()
+	m.mem.joined = []store.Member{{Name: "m9", MemberAddr: addrOf("m9"), DN: "CN=m9"}}
+	m.mem.mu.Unlock()
+	m.mem.refreshAuth()
+	if got := m.auth.get(); got[addrOf("m9")] != "" {
+		t.Errorf("a list without index outlived the store's own: %v", got)
+	}
+}
+
+func TestMembersAtEncoding(t *testing.T) {
+	ms := []store.Member{{Name: "m0", MemberAddr: "a:1", DN: "CN=m0"}}
+	got, applied, err := decodeMembersAt(encodeMembersAt(ms, 77))
+	if err != nil || applied != 77 || len(got) != 1 || got[0] != ms[0] {
+		t.Fatalf("decodeMembersAt(encodeMembersAt) = %v, %d, %v", got, applied, err)
+	}
+	got, applied, err = decodeMembersAt(encodeMembers(ms))
+	if err != nil || applied != 0 || len(got) != 1 {
+		t.Fatalf("the older form: %v, %d, %v", got, applied, err)
+	}
+	if _, err := decodeMembers(encodeMembersAt(ms, 77)); err != nil {
+		t.Fatalf("decodeMembers refuses the newer form: %v", err)
+	}
+	if _, _, err := decodeMembersAt(append(encodeMembersAt(ms, 77), 0)); err == nil {
+		t.Fatal("trailing bytes after the index were accepted")
+	}
+}

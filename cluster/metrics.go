@@ -15,6 +15,7 @@ type metrics struct {
 	forwarded     prometheus.Counter
 	readRounds    prometheus.Counter
 	readsPerRound prometheus.Histogram
+	leasesExpired prometheus.Counter
 }
 
 func newMetrics(c *Cluster, reg prometheus.Registerer) *metrics {
@@ -29,11 +30,19 @@ func newMetrics(c *Cluster, reg prometheus.Registerer) *metrics {
 		readsPerRound: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mirrorkv_cluster_reads_per_round",
 			Help:    "Linearizable reads served by one read-index round.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{Name: "mirrorkv_cluster_leases_expired_total",
+			Help: "Leases this member, as primary, revoked because their TTL passed without a keep-alive."}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	m.collectors = []prometheus.Collector{m.leaderChanges, m.forwarded, m.readRounds, m.readsPerRound,
+	m.collectors = []prometheus.Collector{m.leaderChanges, m.forwarded, m.readRounds, m.readsPerRound, m.leasesExpired,
+		gauge("mirrorkv_cluster_leases", "Leases the group holds, as this member's store has them.", func() float64 {
+			if ls, ok := c.st.(LeaseStore); ok {
+				return float64(len(ls.Leases()))
+			}
+			return 0
+		}),
 		gauge("mirrorkv_cluster_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 			func() float64 { return float64(c.raft.State()) }),
 		gauge("mirrorkv_cluster_term", "Current raft term.", func() float64 { return float64(c.raft.CurrentTerm()) }),

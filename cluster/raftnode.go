@@ -66,6 +66,14 @@ type memberLister interface {
 	Members() ([]store.Member, error)
 }
 
+// joinStore is what a joining member asks of its store: the membership with the index it
+// reflects, and how far the store has applied.
+type joinStore interface {
+	memberLister
+	MembersAt() ([]store.Member, uint64, error)
+	AppliedIndex() uint64
+}
+
 // staller reports whether the store is stalled (a full disk), and why.
 type staller interface {
 	Stalled() error

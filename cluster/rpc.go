@@ -266,6 +266,12 @@ const (
 	resultPrecondition
 	resultBadCommand
 	resultOther
+	// Leases (leases.go): a result with a lease, and the lease errors. Only a member that
+	// forwards lease commands gets them, so older decoders never see them.
+	resultLease
+	resultLeaseNotFound
+	resultTooManyLeases
+	resultLeaseFull
 )
 
 func encodeResult(r store.Result) []byte {
@@ -273,6 +279,8 @@ func encodeResult(r store.Result) []byte {
 	e.varint(r.Revision)
 	var pe *store.PreconditionError
 	switch {
+	case r.Err == nil && r.Lease != nil:
+		encodeLeaseResult(&e, r.Lease)
 	case r.Err == nil:
 		e.b = append(e.b, resultOK)
 		if r.Txn != nil {
@@ -285,6 +293,9 @@ func encodeResult(r store.Result) []byte {
 		e.varint(pe.Current)
 	case errors.Is(r.Err, store.ErrNotFound):
 		e.b = append(e.b, resultNotFound)
+	case leaseErrKind(r.Err) != 0:
+		e.b = append(e.b, leaseErrKind(r.Err))
+		e.str(r.Err.Error())
 	case errors.Is(r.Err, store.ErrBadCommand):
 		e.b = append(e.b, resultBadCommand)
 		e.str(r.Err.Error())
@@ -316,6 +327,10 @@ func decodeResult(p []byte) (store.Result, error) {
 			res.Err = fmt.Errorf("primary refused command (%s): %w", d.str(), store.ErrBadCommand)
 		case resultOther:
 			res.Err = &remoteError{msg: d.str()}
+		case resultLease:
+			res.Lease = decodeLeaseResult(&d)
+		case resultLeaseNotFound, resultTooManyLeases, resultLeaseFull:
+			res.Err = &remoteError{msg: d.str(), sentinel: leaseErrs[kind]}
 		default:
 			d.fail()
 		}

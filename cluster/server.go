@@ -45,8 +45,12 @@ func (c *Cluster) handle(method byte, p []byte) ([]byte, error) {
 	case methodSelf:
 		return answerSelf(p, c.rep.self()), nil
 	case methodMembers:
-		ms, err := c.mem.members()
-		return encodeMembers(ms), err
+		if len(p) == 0 {
+			ms, err := c.mem.members()
+			return encodeMembers(ms), err
+		}
+		ms, applied, err := c.mem.membersAt()
+		return encodeMembersAt(ms, applied), err
 	case methodApply, methodReadIndex:
 		return c.fwd.serve(ctx, method, p)
 	}

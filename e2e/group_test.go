@@ -425,24 +425,6 @@ func TestCLI_AgainstGroup(t *testing.T) {
 	}
 }
 
-func TestDemo(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "demo")
-	cmd := exec.Command(binary, "demo", "--dir", dir, "--duration", "1s")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, out)
-	}
-	for _, want := range []string{`read  greeting="hello from mirrorkv"`, "PRIMARY", "source " + filepath.Join(dir, "demo.env"), "stopping the members"} {
-		if !bytes.Contains(out, []byte(want)) {
-			t.Fatalf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-	env, err := os.ReadFile(filepath.Join(dir, "demo.env"))
-	if err != nil || !bytes.Contains(env, []byte("MIRRORKV_ENDPOINTS=")) {
-		t.Fatalf("demo.env = %q, %v", env, err)
-	}
-}
-
 func TestServe_ReloadsCredentialsOnSIGHUP(t *testing.T) {
 	// A long reload interval: only the SIGHUP can make the member notice the new files.
 	g := startGroup(t, localgroup.Options{Failover: 1, ServeArgs: append([]string{"--reload-interval", "1h"}, fastServe...)})

@@ -245,7 +245,7 @@ type worker struct {
 func newWorker(r *runner, seed uint64) *worker {
 	w := &worker{r: r, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	m := r.cfg.Mix
-	for k, share := range [numOpKinds]float64{Write: m.Write, Read: m.Read, StaleRead: m.StaleRead} {
+	for k, share := range [numOpKinds]float64{Write: m.Write, Read: m.Read, StaleRead: m.StaleRead, Txn: m.Txn} {
 		if share > 0 {
 			w.hist[k] = new(Histogram)
 		}
@@ -265,9 +265,18 @@ func (w *worker) run(ctx context.Context) {
 
 // next picks the next operation.
 func (w *worker) next() Op {
-	op := Op{Kind: w.r.cfg.Mix.pick(w.rng.Float64()), Key: w.r.keys[w.rng.IntN(len(w.r.keys))]}
-	if op.Kind == Write {
+	n := len(w.r.keys)
+	i := w.rng.IntN(n)
+	op := Op{Kind: w.r.cfg.Mix.pick(w.rng.Float64()), Key: w.r.keys[i]}
+	switch op.Kind {
+	case Write:
 		op.Value = w.r.value
+	case Txn:
+		op.Value = w.r.value
+		// A transaction may not write one key twice: the second key is another one.
+		if n > 1 {
+			op.Key2 = w.r.keys[(i+1+w.rng.IntN(n-1))%n]
+		}
 	}
 	return op
 }

@@ -2,7 +2,9 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/mirrorkv/mirrorkv/wire"
 )
 
 // counter is a target that counts what it is asked to do.
@@ -31,7 +35,9 @@ func (c *counter) Do(_ context.Context, op Op) error {
 	return nil
 }
 
-func (c *counter) total() int { return c.kinds[Write] + c.kinds[Read] + c.kinds[StaleRead] }
+func (c *counter) total() int {
+	return c.kinds[Write] + c.kinds[Read] + c.kinds[StaleRead] + c.kinds[Txn]
+}
 
 func TestRun_HTTPS(t *testing.T) {
 	var puts, gets atomic.Int64
@@ -163,6 +169,7 @@ func TestRun_Mix(t *testing.T) {
 		{"write", [numOpKinds]float64{Write: 1}},
 		{"read", [numOpKinds]float64{Read: 1}},
 		{"stale-read", [numOpKinds]float64{StaleRead: 1}},
+		{"txn", [numOpKinds]float64{Txn: 1}},
 		{"mixed:90", [numOpKinds]float64{Read: 0.9, Write: 0.1}},
 		{"mixed:50", [numOpKinds]float64{Read: 0.5, Write: 0.5}},
 	} {
@@ -242,6 +249,7 @@ func TestParseMix(t *testing.T) {
 		{in: "write", want: WriteOnly},
 		{in: "read", want: ReadOnly},
 		{in: "stale-read", want: StaleReadOnly},
+		{in: "txn", want: TxnOnly},
 		{in: "mixed:90", want: Mix{Read: 0.9, Write: 0.1}},
 		{in: "mixed:0", want: Mix{Write: 1}},
 		{in: "mixed:12.5", want: Mix{Read: 0.125, Write: 0.875}},
@@ -289,5 +297,60 @@ func TestFill(t *testing.T) {
 	}), Config{Clients: 2, Keys: 1000})
 	if !errors.Is(err, boom) || calls.Load() > 12 {
 		t.Errorf("Fill = %v after %d calls, want boom, and at most one call per client after call 10", err, calls.Load())
+	}
+}
+
+// A txn op is one POST /v1/txn that compares its first key's existence and puts both keys;
+// an answer that the compare failed counts as an error, since every key was written first.
+func TestRun_Txn(t *testing.T) {
+	var txns, fills atomic.Int64
+	var failCompare atomic.Bool
+	nop := NopHandler(8)
+	srv := startMTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPut:
+			fills.Add(1)
+			nop.ServeHTTP(w, r)
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/txn":
+			var txn wire.Txn
+			if err := json.NewDecoder(r.Body).Decode(&txn); err != nil || len(txn.Compare) != 1 ||
+				txn.Compare[0].Target != wire.TargetExists || len(txn.Then) != 2 || len(txn.Then[1].ValueBase64) != 8 ||
+				txn.Then[0].Key != txn.Compare[0].Key || txn.Then[1].Key == txn.Then[0].Key {
+				http.Error(w, fmt.Sprintf("unexpected txn %+v (%v)", txn, err), http.StatusBadRequest)
+				return
+			}
+			txns.Add(1)
+			if failCompare.Load() {
+				_, _ = w.Write([]byte(`{"succeeded":false,"revision":1}`))
+				return
+			}
+			nop.ServeHTTP(w, r)
+		default:
+			http.Error(w, "unexpected request "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+		}
+	}))
+	c := srv.newClient(t, nil)
+	cfg := Config{Clients: 2, Ops: 100, Mix: TxnOnly, Keys: 10, ValueSize: 8}
+	if !cfg.Mix.Reads() {
+		t.Fatal("the txn mix does not have the keys written first")
+	}
+	if err := Fill(t.Context(), ClientTarget{c}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), ClientTarget{c}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 100 || res.Errors != 0 || txns.Load() != 100 || fills.Load() != 10 {
+		t.Fatalf("%d ops, %d errors (%v); the server saw %d txns and %d fill puts; want 100, 0, 100, 10",
+			res.Ops, res.Errors, res.ErrorsByKind, txns.Load(), fills.Load())
+	}
+	failCompare.Store(true)
+	res, err = Run(t.Context(), ClientTarget{c}, Config{Clients: 1, Ops: 5, Mix: TxnOnly, Keys: 10, ValueSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 5 {
+		t.Errorf("%d errors when every compare failed, want 5", res.Errors)
 	}
 }

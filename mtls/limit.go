@@ -69,7 +69,7 @@ func (l *tlsListener) admit(c net.Conn) (ip string, ok bool) {
 			limit = s.cfg.MaxHandshakes
 		}
 		s.log.Warn("closed a connection before its handshake: too many handshakes in flight; a client should reuse its connections, or raise the cap",
-			"port", l.port, "peer", c.RemoteAddr().String(), "scope", scope, "limit", limit,
+			"peer", c.RemoteAddr().String(), "scope", scope, "limit", limit,
 			"reason", int(reason.HandshakeLimit), "reason_name", reason.HandshakeLimit.Name())
 	}
 	return "", false

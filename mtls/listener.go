@@ -68,7 +68,7 @@ func (l *tlsListener) loop() {
 			return
 		}
 		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-		l.src.log.Error("accept on a TLS port failed; retrying", "port", l.port, "retry_in", backoff, "err", err)
+		l.src.log.Error("accept on a TLS port failed; retrying", "retry_in", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
 		case <-l.done:
@@ -175,5 +175,5 @@ func (l *tlsListener) plaintext(tc *trackedConn) {
 		return // counted above; a scanner or a misconfigured peer in a loop logs once per logEvery
 	}
 	s.log.Warn("dropped plaintext on a TLS port: the peer does not speak TLS; enable TLS on it",
-		"port", l.port, "peer", tc.addr, "first_bytes", string(peek), "reason", int(reason.Plaintext))
+		"peer", tc.addr, "first_bytes", string(peek), "reason", int(reason.Plaintext))
 }

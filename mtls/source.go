@@ -51,7 +51,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	}
 	s := &Source{
 		cfg:    cfg.withDefaults(),
-		log:    log.With("tls_port", cfg.Port.String()),
+		log:    log.With("port", cfg.Port.String()),
 		conns:  newTracker(),
 		logged: map[string]time.Time{},
 	}
@@ -214,7 +214,7 @@ func (s *Source) refused(port, peer string, err error, msg string) {
 	if !s.logDue(host, key) {
 		return
 	}
-	s.log.Warn(msg, "port", port, "peer", peer, "reason", int(code), "reason_name", code.Name(), "err", err)
+	s.log.Warn(msg, "peer", peer, "reason", int(code), "reason_name", code.Name(), "err", err)
 }
 
 // logDue reports whether a line about host under key is due: the first one is, and then

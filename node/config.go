@@ -238,7 +238,7 @@ func (c Config) clusterConfig(dn string) cluster.Config {
 // apiConfig is c.API with the member's name filled in.
 func (c Config) apiConfig() api.Config {
 	ac := c.API
-	ac.Node = c.Name
+	ac.Node, ac.Group = c.Name, c.group()
 	return ac
 }
 

@@ -61,14 +61,13 @@ func claimDir(dir, name, group string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+	// Synced before and after the rename: a member whose power went just after it claimed
+	// the directory must find the file whole, not empty (TestFault_PowerLoss found it empty).
+	files := []stagedFile{{target: path, data: append(data, '\n'), mode: 0o600}}
+	if err := stage(files); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return commit(files)
 }
 
 // checkDirMode refuses an existing data directory that grants any permission to its group

@@ -89,7 +89,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.store, err = store.Open(filepath.Join(cfg.Dir, "store.db"), store.Options{
+	if n.store, err = store.Open(filepath.Join(cfg.Dir, storeFile), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
 		OnCRL: n.crlChanged, ChangeRetention: cfg.WatchHistory,
 	}); err != nil {
@@ -154,11 +154,11 @@ func (n *Node) loadCredentials(metrics *mtls.Metrics) error {
 		}
 	}
 	var err error
-	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls", "port", "member"))
+	n.memberSrc, err = mtls.NewSource(cfg.memberTLS(metrics), n.log.With("component", "tls"))
 	if err != nil {
 		return fmt.Errorf("member port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}
-	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls", "port", "client"))
+	n.clientSrc, err = mtls.NewSource(cfg.clientTLS(metrics), n.log.With("component", "tls"))
 	if err != nil {
 		return fmt.Errorf("client port credentials: %w", flagFile(err, filepath.Join(cfg.Dir, tlsDir)))
 	}

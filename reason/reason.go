@@ -80,6 +80,7 @@ const (
 	Corrupt     Code = 302
 	StorageFail Code = 303
 	DirMode     Code = 304
+	BadBackup   Code = 305
 
 	WatchCompacted   Code = 410
 	WatchTooMany     Code = 411
@@ -89,6 +90,12 @@ const (
 	TxnTooManyOps Code = 401
 	TxnTooLarge   Code = 402
 	BadTxn        Code = 403
+
+	LeaseNotFound Code = 420
+	TooManyLeases Code = 421
+	BadLeaseTTL   Code = 422
+	BadLeaseID    Code = 423
+	LeaseFull     Code = 424
 )
 
 type entry struct {
@@ -159,6 +166,7 @@ var table = map[Code]entry{
 	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both): it then learns the group's members and receives a snapshot"},
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
+	BadBackup:   {"bad-backup", "backup file damaged, truncated or not a mirrorkv backup", "use another copy of the backup, or take a new one from the group with `mirrorkv snapshot save FILE`; `mirrorkv snapshot inspect FILE` checks a file without restoring it"},
 
 	WatchCompacted:   {"watch-compacted", "the watch starts before the oldest change this member still keeps", "list the prefix (GET /v1/kv/?prefix=P, or `mirrorkv kv list --prefix P`), then watch again from the listing's revision + 1; to keep more history raise --watch-history on every member"},
 	WatchTooMany:     {"watch-too-many", "this member serves as many watchers as it allows", "watch through another member, share one watch of a wider prefix between consumers, or raise --max-watchers"},
@@ -168,6 +176,12 @@ var table = map[Code]entry{
 	TxnTooManyOps: {"txn-too-many-ops", "a transaction has more compares, or more writes in a branch, than the member allows", "split it into smaller transactions, or raise --max-txn-ops on every member"},
 	TxnTooLarge:   {"txn-too-large", "a transaction's body is larger than the member allows", "keep large values out of transactions (a plain PUT takes up to --max-value-bytes), or split the transaction"},
 	BadTxn:        {"bad-txn", "a transaction's body is not a valid transaction", "send JSON as docs/api.md describes: compare, then and else lists, keys not empty, each key written once per branch"},
+
+	LeaseNotFound: {"lease-not-found", "the lease does not exist: never granted, revoked, or expired", "grant a new lease (`mirrorkv lease grant TTL`) and put the keys again with it; keep it alive more often than its TTL (`mirrorkv lease keepalive ID`)"},
+	TooManyLeases: {"too-many-leases", "the group holds as many leases as the member allows", "revoke leases that are no longer used (`mirrorkv lease list`, `mirrorkv lease revoke ID`), share one lease among many keys, or raise --max-leases on every member"},
+	BadLeaseTTL:   {"bad-lease-ttl", "a lease TTL is missing, not a whole number of seconds, or longer than 30 days", "send {\"ttl\": SECONDS} with 1 to 2592000 seconds, as docs/api.md describes"},
+	BadLeaseID:    {"bad-lease-id", "a lease ID is not a positive decimal number", "use the id that POST /v1/leases (`mirrorkv lease grant`) returned"},
+	LeaseFull:     {"lease-full", "the lease has as many keys attached as the group allows (10000)", "grant another lease for further keys, or detach keys by putting them without ?lease"},
 }
 
 // Name is the short stable identifier of the code, for logs and metric labels.

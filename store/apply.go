@@ -161,6 +161,7 @@ func (s *Store) closedResults(work []pending, out []Result) []Result {
 func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	var rev, oldest int64
 	var crlChanged bool
+	var leaseLog []leaseChange
 	applied := work[len(work)-1].index
 	err := s.commitTx(func(tx *bolt.Tx) error {
 		b := batch{
@@ -169,11 +170,13 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 			crls:    tx.Bucket([]byte(bucketCRLs)),
 			rev:     s.revision.Load(),
 			arena:   arena[:0],
+
+			leases: tx.Bucket([]byte(bucketLeases)), leaseCount: s.leaseCount(),
 		}
 		for _, p := range work {
 			out[p.at] = b.apply(p)
 		}
-		rev, crlChanged = b.rev, b.crlChanged
+		rev, crlChanged, leaseLog = b.rev, b.crlChanged, b.leaseLog
 		var err error
 		if oldest, err = writeChanges(tx, b.changes, b.rev, s.changeRetention); err != nil {
 			return err
@@ -186,6 +189,7 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 	s.applied.Store(applied)
 	s.changesFrom.Store(oldest)
 	moved := s.revision.Swap(rev) != rev
+	s.noteLeases(leaseLog)
 	if crlChanged {
 		s.notifyCRL()
 	}
@@ -255,6 +259,11 @@ type batch struct {
 	arena             []byte   // backing store of the records written; kept until they are committed
 	crlChanged        bool     // a set-crl command applied: Options.OnCRL is due
 	changes           []Change // the puts and deletes applied, for the change log (changes.go)
+
+	leases     table         // lease.go
+	leaseCount int           // leases held so far
+	leaseLog   []leaseChange // what the batch did to leases, for the in-memory table
+	revoking   bool          // a revoke deletes its keys: they leave their lease with it
 }
 
 // apply applies one command. Its outcome depends only on the command and the state, so every
@@ -283,6 +292,12 @@ func (b *batch) apply(p pending) Result {
 		return b.applyCRL(string(p.key), c.Value)
 	case OpTxn:
 		return b.applyTxn(c.Txn)
+	case OpLeaseGrant:
+		return b.applyLeaseGrant(c, p.index)
+	case OpLeaseKeepAlive:
+		return b.applyLeaseKeepAlive(c, p.index)
+	case OpLeaseRevoke:
+		return b.applyLeaseRevoke(c)
 	}
 	return Result{Revision: b.rev}
 }
@@ -298,12 +313,18 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	if c.HasIf && cur != c.IfRevision {
 		return Result{Revision: b.rev, Err: &PreconditionError{Key: string(key), Want: c.IfRevision, Current: cur}}
 	}
+	if err := b.checkAttach(key, c.Lease); err != nil {
+		return Result{Revision: b.rev, Err: err}
+	}
 	if c.Op == OpDelete {
 		if cur == 0 {
 			return Result{Revision: b.rev, Err: ErrNotFound}
 		}
 		if err := b.kv.Delete(key); err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("delete key %q: %w", key, err)}
+		}
+		if err := b.detach(key); err != nil {
+			return Result{Revision: b.rev, Err: err}
 		}
 		b.rev++
 		b.logChange(key, b.rev, 0, nil, true)
@@ -317,6 +338,9 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	b.arena = appendRecord(b.arena, key, rev, created, c.Value)
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return Result{Revision: b.rev, Err: fmt.Errorf("put key %q: %w", key, err)}
+	}
+	if err := b.attach(key, c.Lease); err != nil {
+		return Result{Revision: b.rev, Err: err}
 	}
 	b.rev = rev
 	b.logChange(key, rev, created, b.arena[start+recordHeader:len(b.arena):len(b.arena)], false)

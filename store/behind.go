@@ -40,6 +40,7 @@ type overlay struct {
 	kv       map[string][]byte // key -> record; nil: deleted
 	members  map[string][]byte // member name -> JSON; nil: removed
 	crls     map[string][]byte // PORT/ISSUER -> CRL record
+	leases   map[string][]byte // lease records (lease.go)
 	changes  []Change          // the change log's new records, in revision order (changes.go)
 	applied  uint64
 	revision int64
@@ -49,7 +50,7 @@ type overlay struct {
 }
 
 func newOverlay() *overlay {
-	return &overlay{kv: map[string][]byte{}, members: map[string][]byte{}, crls: map[string][]byte{}}
+	return &overlay{kv: map[string][]byte{}, members: map[string][]byte{}, crls: map[string][]byte{}, leases: map[string][]byte{}}
 }
 
 // table is the map of o that holds bucket's changes.
@@ -59,6 +60,8 @@ func (o *overlay) table(bucket string) map[string][]byte {
 		return o.members
 	case bucketCRLs:
 		return o.crls
+	case bucketLeases:
+		return o.leases
 	}
 	return o.kv
 }
@@ -220,7 +223,9 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 		return s.closedResults(work, out)
 	}
 	kv, members, crls := newMemTable(s, bucketKV), newMemTable(s, bucketMembers), newMemTable(s, bucketCRLs)
-	b := batch{kv: kv, members: members, crls: crls, rev: s.revision.Load(), arena: arena}
+	leases := newMemTable(s, bucketLeases)
+	b := batch{kv: kv, members: members, crls: crls, rev: s.revision.Load(), arena: arena,
+		leases: leases, leaseCount: s.leaseCount()}
 	for _, p := range work {
 		out[p.at] = b.apply(p)
 	}
@@ -230,6 +235,7 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	kv.publish(a)
 	members.publish(a)
 	crls.publish(a)
+	leases.publish(a)
 	sortChanges(b.changes)
 	a.changes = append(a.changes, b.changes...)
 	s.publishChanges()
@@ -238,6 +244,7 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	s.ovMu.Unlock()
 	s.applied.Store(applied)
 	moved := s.revision.Swap(b.rev) != b.rev
+	s.noteLeases(b.leaseLog)
 	if b.crlChanged {
 		s.notifyCRL()
 	}
@@ -393,7 +400,7 @@ func (s *Store) commitLayer(o *overlay) error {
 		for _, bm := range []struct {
 			bucket string
 			m      map[string][]byte
-		}{{bucketKV, o.kv}, {bucketMembers, o.members}, {bucketCRLs, o.crls}} {
+		}{{bucketKV, o.kv}, {bucketMembers, o.members}, {bucketCRLs, o.crls}, {bucketLeases, o.leases}} {
 			b := tx.Bucket([]byte(bm.bucket))
 			for _, k := range slices.Sorted(maps.Keys(bm.m)) {
 				var err error

@@ -64,6 +64,38 @@ func benchApplyBatch(b *testing.B, opts Options, size int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/entry")
 }
 
+// BenchmarkApplyTxn applies batches of transactions of the bench command's shape: if a key
+// exists, put it and another key. ns/entry is per transaction, each two writes.
+func BenchmarkApplyTxn(b *testing.B) {
+	for _, size := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("behind/size=%d", size), func(b *testing.B) {
+			s := openAt(b, filepath.Join(b.TempDir(), "state.db"), Options{FlushInterval: 100 * time.Millisecond})
+			fill(b, s)
+			data := make([][]byte, benchKeys)
+			for i := range data {
+				key, other := fmt.Sprintf("bench/%08d", i), fmt.Sprintf("bench/%08d", (i+benchKeys/2)%benchKeys)
+				data[i] = EncodeCommand(Command{Op: OpTxn, Txn: &Txn{
+					Compares: []Compare{{Key: key, Target: TargetExists, Cmp: CmpEqual}},
+					Then:     []TxnOp{{Op: OpPut, Key: key, Value: benchValue()}, {Op: OpPut, Key: other, Value: benchValue()}},
+				}})
+			}
+			batch := make([]Entry, size)
+			next := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range batch {
+					batch[i] = Entry{Index: s.AppliedIndex() + uint64(i) + 1, Data: data[next%benchKeys]}
+					next++
+				}
+				if r := s.ApplyBatch(batch); r[0].Err != nil || !r[0].Txn.Succeeded {
+					b.Fatalf("txn: %+v", r[0])
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/entry")
+		})
+	}
+}
+
 func BenchmarkGet(b *testing.B) {
 	s := openAt(b, filepath.Join(b.TempDir(), "state.db"), Options{NoFsync: true})
 	fill(b, s)

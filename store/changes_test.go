@@ -174,3 +174,22 @@ func TestStore_Changed(t *testing.T) {
 		})
 	}
 }
+
+// TestStore_Changes_LeaseRevoke checks that the keys a revoke (or an expiry, which revokes)
+// deletes reach the change log, at the revoke's one revision.
+func TestStore_Changes_LeaseRevoke(t *testing.T) {
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			s := openStore(t, mode.opts)
+			id := mustGrant(t, s, 10)
+			mustApply(t, s, putLease("l/a", "1", id), putLease("l/b", "2", id), put("l/c", "3"))
+			if r := applyOne(t, s, revoke(id)); r.Err != nil {
+				t.Fatalf("revoke = %v", r.Err)
+			}
+			want := []string{"1 put l/a=1 (created 1)", "2 put l/b=2 (created 2)", "3 put l/c=3 (created 3)", "4 del l/a", "4 del l/b"}
+			if got := allChanges(t, s, 1, "l/"); !reflect.DeepEqual(got, want) {
+				t.Errorf("changes:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}

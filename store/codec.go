@@ -15,7 +15,8 @@ const commandVersion = 1
 // Bits of the flags byte of an encoded command.
 const (
 	flagHasIf  = 1 << 0
-	flagsKnown = flagHasIf
+	flagLease  = 1 << 1 // the lease fields follow the async byte
+	flagsKnown = flagHasIf | flagLease
 )
 
 // Limits a command must respect. They are bbolt's own, checked at decode time so that a put
@@ -29,8 +30,11 @@ const (
 //
 //	version(1) op(1) key(uvarint len, bytes) value(uvarint len, bytes) flags(1)
 //	ifRevision(varint) name memberAddr clientURL dn (uvarint len, bytes each) async(1)
+//	[lease(uvarint) leaseTTL(uvarint) maxLeases(uvarint)]
 //
-// It does not validate c; DecodeCommand does, on every member.
+// The lease fields are there only with the flagLease bit, so a command without them encodes
+// as before leases existed, and a member from before leases refuses one with them (unknown
+// flag) instead of applying it without its lease. It does not validate c; DecodeCommand does, on every member.
 func EncodeCommand(c Command) []byte {
 	m := c.Member
 	value := c.Value
@@ -40,6 +44,10 @@ func EncodeCommand(c Command) []byte {
 	n := 2 + lenField(len(c.Key)) + lenField(len(value)) + 1 + varintLen(c.IfRevision) +
 		lenField(len(m.Name)) + lenField(len(m.MemberAddr)) + lenField(len(m.ClientURL)) +
 		lenField(len(m.DN)) + 1
+	hasLease := c.Lease != 0 || c.LeaseTTL != 0 || c.MaxLeases != 0
+	if hasLease {
+		n += uvarintLen(uint64(c.Lease)) + uvarintLen(uint64(c.LeaseTTL)) + uvarintLen(uint64(c.MaxLeases))
+	}
 	b := make([]byte, 0, n)
 	b = append(b, commandVersion, byte(c.Op))
 	b = appendField(b, c.Key)
@@ -48,13 +56,22 @@ func EncodeCommand(c Command) []byte {
 	if c.HasIf {
 		flags |= flagHasIf
 	}
+	if hasLease {
+		flags |= flagLease
+	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, c.IfRevision)
 	b = appendField(b, m.Name)
 	b = appendField(b, m.MemberAddr)
 	b = appendField(b, m.ClientURL)
 	b = appendField(b, m.DN)
-	return append(b, boolByte(m.Async))
+	b = append(b, boolByte(m.Async))
+	if hasLease {
+		b = binary.AppendUvarint(b, uint64(c.Lease))
+		b = binary.AppendUvarint(b, uint64(c.LeaseTTL))
+		b = binary.AppendUvarint(b, uint64(c.MaxLeases))
+	}
+	return b
 }
 
 // DecodeCommand decodes and validates a command written by EncodeCommand. Every error wraps
@@ -85,6 +102,11 @@ func decodeCommand(b []byte, owned bool) (Command, []byte, error) {
 		DN:         string(d.field("member DN")),
 	}
 	async := d.byte("member async")
+	if flags&flagLease != 0 {
+		c.Lease = d.positive("lease")
+		c.LeaseTTL = d.positive("lease TTL")
+		c.MaxLeases = d.positive("max leases")
+	}
 	if d.err != nil {
 		return Command{}, nil, d.err
 	}
@@ -124,6 +146,9 @@ func decodeCommand(b []byte, owned bool) (Command, []byte, error) {
 
 // validate checks what bbolt and the buckets need of a command.
 func validate(c Command, key []byte) error {
+	if err := validateLease(c, key); err != nil {
+		return err
+	}
 	switch c.Op {
 	case OpPut, OpDelete:
 		if len(key) == 0 {
@@ -153,7 +178,7 @@ func validate(c Command, key []byte) error {
 		if len(key) != 0 {
 			return badCommand("txn with a key")
 		}
-	case OpNoop:
+	case OpNoop, OpLeaseGrant, OpLeaseRevoke, OpLeaseKeepAlive:
 	default:
 		return badCommand("unknown op %d", c.Op)
 	}
@@ -182,6 +207,20 @@ func (d *decoder) byte(what string) byte {
 	v := d.b[0]
 	d.b = d.b[1:]
 	return v
+}
+
+// positive reads a uvarint that must fit an int64.
+func (d *decoder) positive(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > 1<<63-1 {
+		d.err = badCommand("bad uvarint in %s", what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return int64(v)
 }
 
 func (d *decoder) varint(what string) int64 {

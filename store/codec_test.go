@@ -26,6 +26,11 @@ var codecCases = []struct {
 		Name: "m1", MemberAddr: "10.0.0.1:7000", ClientURL: "https://10.0.0.1:8443", DN: "CN=m1,O=mirrorkv", Async: true}}},
 	{"remove member", Command{Op: OpRemoveMember, Member: Member{Name: "m1"}}},
 	{"noop", Command{Op: OpNoop}},
+	{"lease grant", Command{Op: OpLeaseGrant, LeaseTTL: 60, MaxLeases: 10000}},
+	{"lease keep-alive", Command{Op: OpLeaseKeepAlive, Lease: 1 << 40}},
+	{"lease revoke if touched", Command{Op: OpLeaseRevoke, Lease: 7, HasIf: true, IfRevision: 9}},
+	{"put with lease", Command{Op: OpPut, Key: "a", Value: []byte("1"), Lease: 7}},
+	{"txn put with lease", Command{Op: OpTxn, Txn: &Txn{Then: []TxnOp{{Op: OpPut, Key: "a", Lease: 7}, {Op: OpDelete, Key: "b"}}}}},
 }
 
 func TestEncodeCommand(t *testing.T) {
@@ -76,12 +81,12 @@ func TestDecodeCommand_Errors(t *testing.T) {
 		{"version 0", with(0, 0), "version 0"},
 		{"version 2", with(0, 2), "version 2"},
 		{"op 0", with(1, 0), "unknown op 0"},
-		{"op 8", with(1, 8), "unknown op 8"},
+		{"op 11", with(1, 11), "unknown op 11"},
 		{"txn with a key", with(1, 7), "txn with a key"},
 		{"crl for no port", with(1, 6), "CRL for port \"a\""},
 		{"key longer than buffer", with(2, 100), "longer than"},
 		{"bad key length", append([]byte{1, 1}, bytes.Repeat([]byte{0xff}, 11)...), "bad length of key"},
-		{"unknown flag", with(6, 2), "unknown flags"},
+		{"unknown flag", with(6, 4), "unknown flags"},
 		{"async 2", with(len(valid)-1, 2), "async byte 2"},
 		{"trailing byte", append(bytes.Clone(valid), 0), "1 trailing bytes"},
 		{"put without key", EncodeCommand(put("", "1")), "empty key"},

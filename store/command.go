@@ -18,6 +18,10 @@ const (
 	OpNoop         Op = 5 // changes nothing; a barrier
 	OpSetCRL       Op = 6 // put the CRL in Value (DER) in force for the port named by Key
 	OpTxn          Op = 7 // apply Txn: compares, then one of two lists of writes
+	// Leases (lease.go).
+	OpLeaseGrant     Op = 8  // grant a lease of LeaseTTL seconds; its ID is the entry's raft index
+	OpLeaseRevoke    Op = 9  // delete every key attached to Lease in one revision, then Lease
+	OpLeaseKeepAlive Op = 10 // renew Lease
 )
 
 // Command is one replicated change, encoded into one raft log entry by EncodeCommand.
@@ -33,6 +37,15 @@ type Command struct {
 	Member Member
 	// Txn is the body of OpTxn, carried in the value field of the encoding.
 	Txn *Txn
+	// Lease is the lease of OpLeaseRevoke and OpLeaseKeepAlive, and the lease an OpPut
+	// attaches Key to (0: none, which detaches it). A revoke with HasIf applies only while
+	// the lease's Touched index is IfRevision.
+	Lease int64
+	// LeaseTTL is the TTL of OpLeaseGrant in seconds, 1 to MaxLeaseTTL.
+	LeaseTTL int64
+	// MaxLeases, when positive, makes an OpLeaseGrant fail with ErrTooManyLeases while the
+	// group holds that many leases.
+	MaxLeases int64
 }
 
 // The ports a CRL of OpSetCRL may be for: Key names the port whose CA bundle signs it.
@@ -56,6 +69,9 @@ type Result struct {
 	Err error
 	// Txn is what an OpTxn did; nil for every other op, and when Err is set.
 	Txn *TxnResult
+	// Lease is the lease a grant, keep-alive or revoke acted on (a revoke's with the keys it
+	// deleted); nil for every other op, and when Err is set.
+	Lease *Lease
 }
 
 // KV is a stored key with its value and revisions.

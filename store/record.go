@@ -104,8 +104,12 @@ func verifyRecords(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
+	err = tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
 		_, err := crlFromRecord(k, v)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	return verifyLeaseRecords(tx)
 }

@@ -150,6 +150,9 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	}
 	old := s.db
 	s.db = db
+	if err := s.loadLeases(db); err != nil {
+		s.log.Error("read the leases of the restored snapshot", "err", err)
+	}
 	if s.flushKick != nil {
 		s.ovMu.Lock()
 		s.active, s.flushing = newOverlay(), nil
@@ -245,6 +248,7 @@ func readSnapshot(r io.Reader, w *restoreWriter) (snapMeta, error) {
 	var lastKey []byte
 	var lastMember, lastCRL string
 	members, crls := false, false
+	leases := &leaseReader{}
 	for {
 		sumBefore := d.crc
 		t, err := d.byte("record type")
@@ -253,14 +257,14 @@ func readSnapshot(r io.Reader, w *restoreWriter) (snapMeta, error) {
 		}
 		switch t {
 		case recKV:
-			if members || crls {
+			if members || crls || leases.seen {
 				return snapMeta{}, d.bad("kv record after the member or CRL records")
 			}
 			if lastKey, err = d.kv(meta, lastKey, w); err != nil {
 				return snapMeta{}, err
 			}
 		case recMember:
-			if crls {
+			if crls || leases.seen {
 				return snapMeta{}, d.bad("member record after the CRL records")
 			}
 			members = true
@@ -268,8 +272,15 @@ func readSnapshot(r io.Reader, w *restoreWriter) (snapMeta, error) {
 				return snapMeta{}, err
 			}
 		case recCRL:
+			if leases.seen {
+				return snapMeta{}, d.bad("CRL record after the lease records")
+			}
 			crls = true
 			if lastCRL, err = d.crl(lastCRL, w); err != nil {
+				return snapMeta{}, err
+			}
+		case recLease:
+			if err := leases.read(d, w); err != nil {
 				return snapMeta{}, err
 			}
 		case recEnd:

@@ -21,12 +21,18 @@ import (
 //	kv*    'K' key(uvarint len, bytes) revision(uvarint) created(uvarint) value(uvarint len, bytes)
 //	member 'P' json(uvarint len, bytes)                                   (zero or more)
 //	crl    'R' json(uvarint len, bytes)                                   (zero or more)
+//	lease  'T' id ttl touched count(uvarint each) key(uvarint len, bytes)* (zero or more)
 //	end    'E' CRC-32C (Castagnoli) of every byte before the 'E', 4 bytes big-endian
 //
 // Keys come in strictly increasing byte order, members in strictly increasing name order and
 // CRLs in strictly increasing PORT/ISSUER order, which is how bbolt iterates them and what
-// Restore checks. Every uvarint is minimal, so the encoding of a state is unique. A stream
-// without CRL records (written before they existed) reads as a group without pushed CRLs.
+// Restore checks; leases come in strictly increasing ID order, each with its keys in strictly
+// increasing order, and no key in two leases. Every uvarint is minimal, so the encoding of a
+// state is unique. A stream without CRL records (written before they existed) reads as a
+// group without pushed CRLs, and one without lease records as a group without leases: the
+// magic stays MKVSNAP1 because every older stream still reads the same. A release from
+// before leases refuses a stream with lease records (unknown record type) instead of
+// dropping them.
 const snapshotMagic = "MKVSNAP1"
 
 // Record types of the snapshot stream.
@@ -35,6 +41,7 @@ const (
 	recKV     = 'K'
 	recMember = 'P'
 	recCRL    = 'R'
+	recLease  = 'T'
 	recEnd    = 'E'
 )
 
@@ -151,7 +158,7 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
+	err = tx.Bucket([]byte(bucketCRLs)).ForEach(func(k, v []byte) error {
 		if _, err := crlFromRecord(k, v); err != nil {
 			return err
 		}
@@ -160,6 +167,10 @@ func writeRecords(tx *bolt.Tx, bw *bufio.Writer) error {
 		_, err := bw.Write(rec)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	return writeLeaseRecords(tx, bw)
 }
 
 type countWriter struct {

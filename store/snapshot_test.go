@@ -242,7 +242,8 @@ func FuzzRestore(f *testing.F) {
 	src := openStore(f, Options{})
 	mustApply(f, src, put("a", "1"), put("b", ""), put("a", "2"), put("c\x00", "xyz"), del("b"),
 		setMember("m1", "10.0.0.1:7000"), setMember("m2", "10.0.0.2:7000"),
-		setCRL(CRLPortMember, newTestCA(f, "fuzz CA").crl(f, 2, 5)))
+		setCRL(CRLPortMember, newTestCA(f, "fuzz CA").crl(f, 2, 5)),
+		grant(30), putLease("c\x00", "l", 9), grant(5))
 	good := snapshotBytes(f, src)
 	f.Add(good)
 	f.Add(good[:len(good)/3])

@@ -123,6 +123,10 @@ type Store struct {
 	flushed     chan struct{} // closed and replaced after each committed layer
 	flushKick   chan struct{}
 	flusherDone chan struct{}
+
+	// leases is the lease table in memory (lease.go), moved after each commit.
+	leaseMu sync.Mutex
+	leases  map[int64]leaseMem
 }
 
 // Open opens or creates the store file at path. It fails if another process holds the file
@@ -218,7 +222,7 @@ func damaged(path string, err error) error {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs} {
+	for _, name := range []string{bucketKV, bucketMembers, bucketCRLs, bucketLeases} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -247,7 +251,7 @@ func initBuckets(tx *bolt.Tx) error {
 
 // loadMeta fills the applied index and revision caches from the file.
 func (s *Store) loadMeta(db *bolt.DB) error {
-	return db.View(func(tx *bolt.Tx) error {
+	err := db.View(func(tx *bolt.Tx) error {
 		applied, revision, err := readMeta(tx)
 		if err == nil {
 			err = verifyRecords(tx)
@@ -264,6 +268,10 @@ func (s *Store) loadMeta(db *bolt.DB) error {
 		s.revision.Store(revision)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return s.loadLeases(db)
 }
 
 func readMeta(tx *bolt.Tx) (applied uint64, revision int64, err error) {
@@ -464,7 +472,16 @@ func (s *Store) List(r Range) (kvs []KV, more bool, err error) {
 
 // Members returns the authorised members, sorted by name.
 func (s *Store) Members() ([]Member, error) {
+	ms, _, err := s.MembersAt()
+	return ms, err
+}
+
+// MembersAt returns the authorised members, sorted by name, and the raft index of the state
+// they were read from: a member that joins through this one trusts this list only until its
+// own store has applied that index, and its own list from then on.
+func (s *Store) MembersAt() ([]Member, uint64, error) {
 	var mem map[string][]byte
+	var memApplied, fileApplied uint64
 	ms := []Member{}
 	add := func(name string, rec []byte) error {
 		v, err := memberJSON([]byte(name), rec)
@@ -478,7 +495,19 @@ func (s *Store) Members() ([]Member, error) {
 		ms = append(ms, m)
 		return nil
 	}
-	err := s.viewWithMemory(func() { mem = s.pendingTable(bucketMembers) }, func(tx *bolt.Tx) error {
+	read := func() {
+		mem = s.pendingTable(bucketMembers)
+		for _, o := range s.layers() {
+			if o != nil {
+				memApplied = max(memApplied, o.applied)
+			}
+		}
+	}
+	err := s.viewWithMemory(read, func(tx *bolt.Tx) error {
+		var err error
+		if fileApplied, _, err = readMeta(tx); err != nil {
+			return err
+		}
 		return tx.Bucket([]byte(bucketMembers)).ForEach(func(k, v []byte) error {
 			if _, ok := mem[string(k)]; ok {
 				return nil
@@ -492,10 +521,10 @@ func (s *Store) Members() ([]Member, error) {
 		}
 	}
 	if err != nil {
-		return nil, s.readErr(fmt.Errorf("list members: %w", err))
+		return nil, 0, s.readErr(fmt.Errorf("list members: %w", err))
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	return ms, nil
+	return ms, max(memApplied, fileApplied), nil
 }
 
 // readErr codes a read that found damage (a checksum that does not match) as a damaged

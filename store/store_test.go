@@ -652,3 +652,27 @@ func TestStore_DamagedRead(t *testing.T) {
 		}
 	}
 }
+
+// MembersAt tells the index of the state it read, in memory or in the file, so that a
+// member joining through this one knows how far its own store must come.
+func TestMembersAt(t *testing.T) {
+	for _, mode := range storeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			s := openStore(t, mode.opts)
+			if ms, applied, err := s.MembersAt(); err != nil || len(ms) != 0 || applied != 0 {
+				t.Fatalf("new store: MembersAt() = %v, %d, %v", ms, applied, err)
+			}
+			mustApply(t, s, setMember("m0", "a:1"), put("k", "v"), setMember("m1", "a:2"), put("k", "w"))
+			ms, applied, err := s.MembersAt()
+			if err != nil || len(ms) != 2 || applied != 4 {
+				t.Fatalf("MembersAt() = %v, %d, %v; want 2 members at 4", ms, applied, err)
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if _, applied, _ := s.MembersAt(); applied != 4 {
+				t.Errorf("after a flush, MembersAt() index = %d, want 4", applied)
+			}
+		})
+	}
+}

@@ -51,7 +51,13 @@ type TxnOp struct {
 	Op    Op
 	Key   string
 	Value []byte
+	// Lease is the lease a put attaches Key to; 0 detaches it, as a plain put does.
+	Lease int64
 }
+
+// txnOpLease marks, in the op byte of an encoded write, a put with a lease: the lease ID
+// follows the value. A member from before it refuses the write as an unknown op.
+const txnOpLease = 0x80
 
 // TxnResult is what a Txn did, in Result.Txn.
 type TxnResult struct {
@@ -73,8 +79,10 @@ const MaxTxnOps = 4096
 // encodeTxn encodes t for the value field of an OpTxn command:
 //
 //	count(uvarint) then per compare: target(1) cmp(1) key(field) revision(varint) value(field)
-//	count(uvarint) then per Then write: op(1) key(field) value(field)
+//	count(uvarint) then per Then write: op(1) key(field) value(field) [lease(uvarint)]
 //	count(uvarint) then per Else write: the same
+//
+// where the lease is there when the op byte has txnOpLease set.
 func encodeTxn(t *Txn) []byte {
 	var b []byte
 	b = binary.AppendUvarint(b, uint64(len(t.Compares)))
@@ -87,9 +95,16 @@ func encodeTxn(t *Txn) []byte {
 	for _, ops := range [2][]TxnOp{t.Then, t.Else} {
 		b = binary.AppendUvarint(b, uint64(len(ops)))
 		for _, o := range ops {
-			b = append(b, byte(o.Op))
+			op := byte(o.Op)
+			if o.Lease != 0 {
+				op |= txnOpLease
+			}
+			b = append(b, op)
 			b = appendField(b, o.Key)
 			b = appendField(b, o.Value)
+			if o.Lease != 0 {
+				b = binary.AppendUvarint(b, uint64(o.Lease))
+			}
 		}
 	}
 	return b
@@ -147,10 +162,16 @@ func (d *decoder) txnOps(what string) []TxnOp {
 	n := d.count(what+" writes", 3) // op, key length, value length
 	var ops []TxnOp
 	for range n {
-		o := TxnOp{Op: Op(d.byte(what + " op"))}
+		op := d.byte(what + " op")
+		o := TxnOp{Op: Op(op &^ txnOpLease)}
 		o.Key = string(d.field(what + " key"))
 		if v := d.field(what + " value"); len(v) > 0 {
 			o.Value = bytes.Clone(v)
+		}
+		if op&txnOpLease != 0 {
+			if o.Lease = d.positive(what + " lease"); o.Lease == 0 && d.err == nil {
+				d.err = badCommand("txn %s write with lease 0", what)
+			}
 		}
 		ops = append(ops, o)
 	}
@@ -183,6 +204,10 @@ func (t *Txn) validate() error {
 				return badCommand("txn %s write %d: op %d is neither put nor delete", br.name, i, o.Op)
 			case o.Op == OpDelete && len(o.Value) > 0:
 				return badCommand("txn %s write %d: a delete with a value", br.name, i)
+			case o.Op == OpDelete && o.Lease != 0:
+				return badCommand("txn %s write %d: a delete with a lease", br.name, i)
+			case o.Lease != 0 && len(o.Key) >= maxKeyBytes:
+				return badCommand("txn %s write %d: key of %d bytes is too long to attach to a lease", br.name, i, len(o.Key))
 			case len(o.Value) > maxValueBytes:
 				return badCommand("txn %s write %d: value of %d bytes exceeds %d", br.name, i, len(o.Value), maxValueBytes)
 			case seen[o.Key]:
@@ -271,6 +296,9 @@ func (b *batch) applyTxn(t *Txn) Result {
 	states := make([]state, len(ops))
 	for i, o := range ops {
 		cur, created, err := b.revisions([]byte(o.Key))
+		if err == nil {
+			err = b.checkAttach([]byte(o.Key), o.Lease)
+		}
 		if err != nil {
 			return Result{Revision: b.rev, Err: fmt.Errorf("txn write of key %q: %w", o.Key, err)}
 		}
@@ -308,7 +336,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 		if err := b.kv.Delete(key); err != nil {
 			return fmt.Errorf("txn delete key %q: %w", key, err)
 		}
-		return nil
+		return b.detach(key)
 	}
 	if cur == 0 {
 		created = rev
@@ -319,7 +347,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return fmt.Errorf("txn put key %q: %w", key, err)
 	}
-	return nil
+	return b.attach(key, o.Lease) // 0: a put without a lease detaches the key, as in etcd
 }
 
 // current returns key's revision (0: absent) and value.

@@ -116,6 +116,8 @@ const (
 	HeaderPrimary = "X-Mirrorkv-Primary"
 	// HeaderServedBy names the member that answered.
 	HeaderServedBy = "X-Mirrorkv-Member"
+	// HeaderGroup names the group, on a backup stream (GET /v1/backup).
+	HeaderGroup = "X-Mirrorkv-Group"
 )
 
 // CRLPush is the body of POST /v1/crl: one CRL in PEM ("-----BEGIN X509 CRL-----"), as
@@ -166,12 +168,14 @@ const (
 	OpDelete = "delete"
 )
 
-// TxnOp is a write of a Txn: a put of Value (text) or ValueBase64 (bytes), or a delete.
+// TxnOp is a write of a Txn: a put of Value (text) or ValueBase64 (bytes), or a delete. A
+// put with Lease attaches the key to that lease; without, it detaches the key.
 type TxnOp struct {
 	Op          string `json:"op"`
 	Key         string `json:"key"`
 	Value       string `json:"value,omitempty"`
 	ValueBase64 []byte `json:"value_base64,omitempty"`
+	Lease       int64  `json:"lease,omitempty"`
 }
 
 // TxnResult is the answer to POST /v1/txn.

@@ -2,6 +2,9 @@ package apitest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +28,9 @@ type Group struct {
 	primaryURL string
 	crlCheck   func(der []byte) (string, error)
 	crls       [][]byte
+	backup     []byte
+	backupCut  bool
+	leaseTable leaseTable // lease.go
 }
 
 // NewGroup returns an empty group whose only member, node, is the primary.
@@ -73,6 +79,9 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 	if err := g.enter("Apply"); err != nil {
 		return store.Result{}, err
 	}
+	if res, ok := g.applyLease(cmd); ok {
+		return res, nil
+	}
 	cur := g.kvs[cmd.Key]
 	if cmd.HasIf && cur.Revision != cmd.IfRevision {
 		return store.Result{Revision: g.rev, Err: &store.PreconditionError{Key: cmd.Key, Want: cmd.IfRevision, Current: cur.Revision}}, nil
@@ -85,12 +94,14 @@ func (g *Group) Apply(_ context.Context, cmd store.Command) (store.Result, error
 			created = g.rev
 		}
 		g.kvs[cmd.Key] = store.KV{Key: cmd.Key, Value: cmd.Value, Revision: g.rev, Created: created}
+		g.attachLease(cmd.Key, cmd.Lease)
 	case store.OpDelete:
 		if cur.Revision == 0 {
 			return store.Result{Revision: g.rev, Err: store.ErrNotFound}, nil
 		}
 		g.rev++
 		delete(g.kvs, cmd.Key)
+		g.attachLease(cmd.Key, 0)
 	case store.OpTxn:
 		return g.applyTxn(cmd.Txn), nil
 	}
@@ -109,6 +120,11 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 	if !ok {
 		ops = t.Else
 	}
+	for _, o := range ops {
+		if _, found := g.leaseTable.leases[o.Lease]; o.Lease != 0 && !found {
+			return store.Result{Revision: g.rev, Err: fmt.Errorf("txn lease %d: %w", o.Lease, store.ErrLeaseNotFound)}
+		}
+	}
 	res := &store.TxnResult{Succeeded: ok, Ops: make([]store.OpResult, len(ops))}
 	rev := g.rev + 1
 	for i, o := range ops {
@@ -119,8 +135,10 @@ func (g *Group) applyTxn(t *store.Txn) store.Result {
 				cur.Created = rev
 			}
 			g.kvs[o.Key] = store.KV{Key: o.Key, Value: o.Value, Revision: rev, Created: cur.Created}
+			g.attachLease(o.Key, o.Lease)
 		case found:
 			delete(g.kvs, o.Key)
+			g.attachLease(o.Key, 0)
 		default:
 			continue
 		}
@@ -203,6 +221,37 @@ func (g *Group) TransferLeadership(_ context.Context, to string) error {
 	g.status.Primary = to
 	return nil
 }
+
+// SetBackup sets the bytes Backup streams; cut makes the stream fail after them.
+func (g *Group) SetBackup(data []byte, cut bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.backup, g.backupCut = data, cut
+}
+
+// Backup streams what SetBackup set.
+func (g *Group) Backup(context.Context) (store.Snapshot, error) {
+	defer g.mu.Unlock()
+	if err := g.enter("Backup"); err != nil {
+		return nil, err
+	}
+	return &fixedSnapshot{data: g.backup, cut: g.backupCut}, nil
+}
+
+type fixedSnapshot struct {
+	data []byte
+	cut  bool
+}
+
+func (f *fixedSnapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(f.data)
+	if err == nil && f.cut {
+		err = errors.New("disk read failed")
+	}
+	return int64(n), err
+}
+
+func (*fixedSnapshot) Release() {}
 
 // Get reads a key.
 func (g *Group) Get(key string) (store.KV, error) {

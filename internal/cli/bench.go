@@ -49,8 +49,9 @@ or until --ops requests have been made, then the throughput, the latency quantil
 successful requests and the failed ones by kind are printed. A progress line goes to
 stderr while it runs; Ctrl-C stops early and still reports.
 
---mix is write, read (linearizable), stale-read, or mixed:R with R percent linearizable
-reads and the rest writes. Mixes that read first write each of the --keys keys once.
+--mix is write, read (linearizable), stale-read, txn, or mixed:R with R percent
+linearizable reads and the rest writes. A txn is one POST /v1/txn that puts two random keys
+if the first exists. Mixes that read or compare first write each of the --keys keys once.
 The client certificate needs the readwrite role. docs/benchmarks.md compares mirrorkv with
 etcd on the same machine.`,
 		Example: `  mirrorkv bench --clients 16 --duration 30s
@@ -72,7 +73,7 @@ etcd on the same machine.`,
 	f.Int64Var(&o.Ops, "ops", 0, "stop after `N` requests instead (excludes --duration)")
 	f.IntVar(&o.ValueSize, "value-size", loadgen.DefaultValueSize, "bytes per written value")
 	f.IntVar(&o.Keys, "keys", loadgen.DefaultKeys, "requests pick keys uniformly among `K` keys (bench/0 …)")
-	f.StringVar(&o.Mix, "mix", "write", "write, read, stale-read or mixed:R (R percent reads)")
+	f.StringVar(&o.Mix, "mix", "write", "write, read, stale-read, txn or mixed:R (R percent reads)")
 	f.BoolVar(&o.JSON, "json", false, "print the result as one JSON object (durations in nanoseconds)")
 	return cmd
 }

@@ -62,9 +62,15 @@ func demo(e *env, dir string, duration time.Duration, failover, async int) error
 			return usagef("--dir %s is not empty: the demo makes a new CA and group there; give an empty or new directory", dir)
 		}
 	}
+	// A binary of "go run" lives only as long as the demo's go command; the commands printed
+	// below run in another shell, so they get a copy that stays for as long as the group.
+	bin := filepath.Join(dir, "bin", "mirrorkv")
+	if err := copyExecutable(self, bin); err != nil {
+		return err
+	}
 	ctx := e.ctx
 	g, err := localgroup.Create(ctx, localgroup.Options{
-		Binary: self, Dir: dir, Failover: failover, Async: async, Progress: e.stdout,
+		Binary: bin, Dir: dir, Failover: failover, Async: async, Progress: e.stdout,
 	})
 	if err != nil {
 		return fmt.Errorf("start the demo group: %w", err)
@@ -76,7 +82,8 @@ func demo(e *env, dir string, duration time.Duration, failover, async int) error
 		}
 	}()
 	envFile := filepath.Join(dir, "demo.env")
-	if err := os.WriteFile(envFile, []byte(exports(g.Env())), 0o600); err != nil {
+	env := exports(g.Env()) + fmt.Sprintf("export PATH=%q:\"$PATH\"\n", filepath.Dir(bin))
+	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
 	if err := demoTraffic(ctx, e.stdout, g); err != nil {
@@ -93,12 +100,12 @@ func demo(e *env, dir string, duration time.Duration, failover, async int) error
 		}
 	}
 	fmt.Fprintln(e.stdout)
-	if err := renderStatus(e.stdout, st, time.Now(), false); err != nil {
+	if err := renderStatus(e.stdout, st, time.Now(), statusView{contactWarn: defaultContactWarn}); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, `
 The group is up. In another shell, try:
-  source %s
+  source %s    # mirrorkv on the PATH, and the group's address and admin credentials
   mirrorkv status --watch
   mirrorkv kv put colour blue && mirrorkv kv get colour
   mirrorkv kv list --prefix ""
@@ -153,6 +160,30 @@ func waitDemo(ctx context.Context, w io.Writer, duration time.Duration) error {
 	select {
 	case <-ctx.Done():
 	case <-time.After(duration):
+	}
+	return nil
+}
+
+// copyExecutable copies the executable at from to a new file at to, mode 0755.
+func copyExecutable(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("copy the mirrorkv executable for the demo: %w", err)
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return fmt.Errorf("copy the mirrorkv executable for the demo: %w", err)
+	}
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return fmt.Errorf("copy the mirrorkv executable for the demo: %w", err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return fmt.Errorf("copy the mirrorkv executable to %s: %w", to, err)
+	}
+	if err := dst.Close(); err != nil {
+		return fmt.Errorf("copy the mirrorkv executable to %s: %w", to, err)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ linearizable unless --stale is given.`,
 type kvPutOptions struct {
 	IfRevision int64 // --if-revision
 	Create     bool  // --create
+	Lease      int64 // --lease
 }
 
 func newKVPutCmd(e *env, conn *connectOptions) *cobra.Command {
@@ -38,11 +39,18 @@ func newKVPutCmd(e *env, conn *connectOptions) *cobra.Command {
 		Example: `  mirrorkv kv put app/config '{"debug":false}'
   mirrorkv kv put app/logo < logo.png
   mirrorkv kv put app/config v2 --if-revision 41   # compare-and-set
-  mirrorkv kv put app/lock me --create             # only if absent`,
+  mirrorkv kv put app/lock me --create             # only if absent
+  mirrorkv kv put svc/web/host1 up --lease 1234     # deleted with lease 1234`,
 		Args: args(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if o.Create && cmd.Flags().Changed("if-revision") {
 				return usagef("--create and --if-revision exclude each other")
+			}
+			if cmd.Flags().Changed("lease") && (o.Create || cmd.Flags().Changed("if-revision")) {
+				return usagef("--lease does not combine with --create or --if-revision; use a transaction to test the key first")
+			}
+			if cmd.Flags().Changed("lease") && o.Lease <= 0 {
+				return usagef("--lease %d: give the ID `mirrorkv lease grant` printed", o.Lease)
 			}
 			if cmd.Flags().Changed("if-revision") && o.IfRevision <= 0 {
 				return usagef("--if-revision %d: revisions start at 1; use --create for a key that must not exist", o.IfRevision)
@@ -62,6 +70,8 @@ func newKVPutCmd(e *env, conn *connectOptions) *cobra.Command {
 				rev, err = c.Create(e.ctx, a[0], value)
 			case cmd.Flags().Changed("if-revision"):
 				rev, err = c.PutIf(e.ctx, a[0], value, o.IfRevision)
+			case cmd.Flags().Changed("lease"):
+				rev, err = c.PutWithLease(e.ctx, a[0], value, o.Lease)
 			default:
 				rev, err = c.Put(e.ctx, a[0], value)
 			}
@@ -74,6 +84,7 @@ func newKVPutCmd(e *env, conn *connectOptions) *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&o.IfRevision, "if-revision", 0, "write only if the key is at revision `N` (compare-and-set)")
 	cmd.Flags().BoolVar(&o.Create, "create", false, "write only if the key does not exist")
+	cmd.Flags().Int64Var(&o.Lease, "lease", 0, "attach the key to lease `ID`: it is deleted when the lease ends (a put without it detaches the key)")
 	return cmd
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // Exit statuses, part of the stable interface.
@@ -52,6 +54,15 @@ func run(e *env, args []string) int {
 		return ExitOK
 	}
 	fmt.Fprintf(e.stderr, "mirrorkv: %v\n", err)
+	// An error this command found itself carries its reason code, and the code its fix; an
+	// error a member answered has both in its message already.
+	if code := reason.Of(err, reason.OK); code != reason.OK && !strings.Contains(err.Error(), fmt.Sprintf("reason %d", code)) {
+		fmt.Fprintf(e.stderr, "reason %d %s", code, code.Name())
+		if fix := code.Fix(); fix != "" {
+			fmt.Fprintf(e.stderr, ": %s", fix)
+		}
+		fmt.Fprintln(e.stderr)
+	}
 	if _, ok := errors.AsType[usageError](err); ok || isUnknownCommand(err) {
 		fmt.Fprintln(e.stderr, "run 'mirrorkv help' (or add --help to the command) for usage")
 		return ExitUsage
@@ -98,9 +109,11 @@ Start here:  mirrorkv demo`,
 		newCertCmd(e),
 		newProbeCmd(e),
 		newKVCmd(e),
+		newLeaseCmd(e),
 		newStatusCmd(e),
 		newMemberCmd(e),
 		newBenchCmd(e),
+		newSnapshotCmd(e),
 	)
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() && !c.Runnable() {
@@ -146,15 +159,21 @@ func newVersionCmd(e *env) *cobra.Command {
 		Short: "print the mirrorkv version and the Go toolchain that built it",
 		Args:  args(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
-			version, goVersion := "(devel)", "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				goVersion = bi.GoVersion
-				if bi.Main.Version != "" {
-					version = bi.Main.Version
-				}
-			}
+			version, goVersion := buildVersion()
 			fmt.Fprintf(e.stdout, "mirrorkv %s (%s)\n", version, goVersion)
 			return nil
 		},
 	}
+}
+
+// buildVersion is this binary's module version and the Go toolchain that built it.
+func buildVersion() (version, goVersion string) {
+	version, goVersion = "(devel)", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+	}
+	return version, goVersion
 }

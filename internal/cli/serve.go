@@ -108,6 +108,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
 	f.Int64Var(&cfg.API.MaxReadBytesPerClient, "max-read-bytes-per-client", 0, "the part of --max-read-bytes-in-flight one client certificate's reads may hold at once; 0: a quarter of it, and at least --max-list-bytes")
 	f.Int64Var(&cfg.API.MaxValueBytes, "max-value-bytes", api.DefaultMaxValueBytes, "largest value in bytes a client may write")
 	f.IntVar(&cfg.API.MaxTxnOps, "max-txn-ops", api.DefaultMaxTxnOps, "compares, and writes in each branch, of one transaction (POST /v1/txn); more get 400")
+	f.IntVar(&cfg.API.MaxLeases, "max-leases", api.DefaultMaxLeases, "leases the group may hold; a grant past it gets 429 (reason 421)")
 	f.IntVar(&cfg.MaxHandshakes, "max-handshakes", mtls.DefaultMaxHandshakes, "TLS handshakes in flight on each port; more are closed before their handshake")
 	f.IntVar(&cfg.MaxHandshakesPerIP, "max-handshakes-per-ip", mtls.DefaultMaxHandshakesPerIP, "TLS handshakes in flight on each port from one source IP")
 }

@@ -67,6 +67,7 @@ var serveFlags = map[string]serveFlag{
 	"trailing-logs": {"33", uint64(33), uint64(0), func(c node.Config, _ serveOptions) any { return c.Cluster.TrailingLogs }},
 
 	"max-txn-ops":               {"7", 7, api.DefaultMaxTxnOps, func(c node.Config, _ serveOptions) any { return c.API.MaxTxnOps }},
+	"max-leases":                {"7", 7, api.DefaultMaxLeases, func(c node.Config, _ serveOptions) any { return c.API.MaxLeases }},
 	"max-value-bytes":           {"66", int64(66), int64(api.DefaultMaxValueBytes), func(c node.Config, _ serveOptions) any { return c.API.MaxValueBytes }},
 	"max-list-bytes":            {"77", 77, api.DefaultMaxListBytes, func(c node.Config, _ serveOptions) any { return c.API.MaxListBytes }},
 	"max-read-bytes-in-flight":  {"88", int64(88), int64(api.DefaultMaxReadBytesInFlight), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesInFlight }},

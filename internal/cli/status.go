@@ -18,10 +18,21 @@ import (
 )
 
 type statusOptions struct {
-	JSON     bool          // --json
-	Watch    bool          // --watch
-	Interval time.Duration // --interval
+	JSON        bool          // --json
+	Watch       bool          // --watch
+	Interval    time.Duration // --interval
+	ContactWarn time.Duration // --warn-contact
 }
+
+// statusView is how renderStatus draws: bars for members catching up, and the silence
+// after which a member's last contact with the primary is flagged.
+type statusView struct {
+	bars        bool
+	contactWarn time.Duration
+}
+
+// defaultContactWarn is --warn-contact's default: ten times the default heartbeat timeout.
+const defaultContactWarn = 10 * time.Second
 
 func newStatusCmd(e *env) *cobra.Command {
 	var conn connectOptions
@@ -32,9 +43,11 @@ func newStatusCmd(e *env) *cobra.Command {
 		Long: `Show the group as the first member that answers sees it: one row per member with its
 role (PRIMARY, STANDBY, ASYNC or UNSYNC), whether it votes, its address and certificate DN,
 its log lag, sync percent, last contact with the primary, certificate expiry, and the
-reason code of anything wrong. Under the table, a WARN line for each certificate, CA or
-CRL in the members' trust material that runs out within 30 days (or has), with the
-members that hold it and the command that fixes it.
+reason code of anything wrong. Under the table, a WARN line for what an operator must act
+on, with its fix: each member that is refused or unwell for a reason, each member that has
+not heard from the primary for longer than --warn-contact, and each certificate, CA or CRL
+in the members' trust material that runs out within 30 days (or has), with the members
+that hold it.
 
 --json prints the raw GET /v1/status body; --watch redraws every --interval and shows a
 progress bar for members that are catching up.`,
@@ -46,13 +59,18 @@ progress bar for members that are catching up.`,
 			if o.Interval <= 0 {
 				return usagef("--interval %s: want a positive duration", o.Interval)
 			}
+			if o.ContactWarn <= 0 {
+				return usagef("--warn-contact %s: want a positive duration", o.ContactWarn)
+			}
+			view := statusView{contactWarn: o.ContactWarn}
 			c, err := conn.client()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			if o.Watch {
-				return watchStatus(e.ctx, e.stdout, c.Status, o.Interval)
+				view.bars = true
+				return watchStatus(e.ctx, e.stdout, c.Status, o.Interval, view)
 			}
 			st, err := c.Status(e.ctx)
 			if err != nil {
@@ -63,13 +81,14 @@ progress bar for members that are catching up.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
 			}
-			return renderStatus(e.stdout, st, time.Now(), false)
+			return renderStatus(e.stdout, st, time.Now(), view)
 		},
 	}
 	addConnectFlags(cmd, &conn)
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print the raw status as JSON")
 	cmd.Flags().BoolVar(&o.Watch, "watch", false, "redraw every --interval until interrupted")
 	cmd.Flags().DurationVar(&o.Interval, "interval", 2*time.Second, "redraw period of --watch")
+	cmd.Flags().DurationVar(&o.ContactWarn, "warn-contact", defaultContactWarn, "flag a member that has not heard from the primary for longer than `D`")
 	return cmd
 }
 
@@ -78,7 +97,7 @@ const clearScreen = "\033[H\033[2J"
 
 // watchStatus redraws the status every interval until ctx ends. A failed fetch is shown in
 // place of the table and does not stop the watch: the point is to see a group recover.
-func watchStatus(ctx context.Context, w io.Writer, fetch func(context.Context) (wire.Status, error), interval time.Duration) error {
+func watchStatus(ctx context.Context, w io.Writer, fetch func(context.Context) (wire.Status, error), interval time.Duration, view statusView) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var buf bytes.Buffer
@@ -93,7 +112,7 @@ func watchStatus(ctx context.Context, w io.Writer, fetch func(context.Context) (
 		case err != nil:
 			fmt.Fprintf(&buf, "%s  %v\n", now.Format(time.TimeOnly), serverError(err))
 		default:
-			if err := renderStatus(&buf, st, now, true); err != nil {
+			if err := renderStatus(&buf, st, now, view); err != nil {
 				return err
 			}
 		}
@@ -108,10 +127,9 @@ func watchStatus(ctx context.Context, w io.Writer, fetch func(context.Context) (
 	}
 }
 
-// renderStatus writes the status for people: a summary, then one row per member. now fixes
-// the relative times, so that golden files are stable; bars adds progress bars for members
-// that are catching up.
-func renderStatus(w io.Writer, st wire.Status, now time.Time, bars bool) error {
+// renderStatus writes the status for people: a summary, one row per member, and what to act
+// on. now fixes the relative times, so that golden files are stable.
+func renderStatus(w io.Writer, st wire.Status, now time.Time, view statusView) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "group %s  primary %s", orDash(st.Group), orDash(st.Primary))
 	if st.PrimarySince != nil {
@@ -138,14 +156,42 @@ func renderStatus(w io.Writer, st wire.Status, now time.Time, bars bool) error {
 		return fmt.Errorf("render status: %w", err)
 	}
 	b.WriteString("(* answered this request)\n")
+	writeMemberWarnings(&b, now, st, view.contactWarn)
 	writeExpiries(&b, now, st.Members)
-	if bars {
+	if view.bars {
 		writeBars(&b, st.Members)
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
+}
+
+// writeMemberWarnings writes a WARN line, with its fix, for each member whose own reason
+// code says something is wrong (refused, catching up, a full disk), and for each member that
+// has not heard from the primary for longer than contactWarn.
+func writeMemberWarnings(b *bytes.Buffer, now time.Time, st wire.Status, contactWarn time.Duration) {
+	var lines []string
+	for _, m := range st.Members {
+		if code := reason.Code(m.Reason.Code); code != reason.OK {
+			line := fmt.Sprintf("WARN %s: %s, reason %d %s: %s", m.Name, orDash(string(m.Role)), code, code.Name(), m.Reason.Text)
+			if fix := code.Fix(); fix != "" {
+				line += "\n     fix: " + fix
+			}
+			lines = append(lines, line)
+		}
+		if m.Role != wire.RolePrimary && st.Primary != "" && m.LastContact != nil && now.Sub(*m.LastContact) > contactWarn {
+			lines = append(lines, fmt.Sprintf("WARN %s: no contact with the primary for %s (more than %s)\n     fix: check that %s runs and that the member port %s is reachable from %s",
+				m.Name, roughly(now.Sub(*m.LastContact)), contactWarn, m.Name, orDash(m.MemberAddr), st.Primary))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	b.WriteString("\n")
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
 }
 
 // writeExpiries writes a WARN line for each certificate, CA or CRL that runs out within 30

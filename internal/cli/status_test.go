@@ -60,7 +60,7 @@ func fixtureStatus() wire.Status {
 			{Name: "m2", MemberAddr: "10.0.0.2:7001", DN: "CN=m2,O=example", Voter: true, Role: wire.RoleStandby, LastContact: at(-40 * time.Millisecond), SyncPercent: 100, CertNotAfter: at(89 * 24 * time.Hour)},
 			{Name: "m3", MemberAddr: "10.0.0.3:7001", DN: "CN=m3,O=example", Voter: true, Role: wire.RoleUnsync, LastContact: at(-2 * time.Second), Lag: 48211, SyncPercent: 42.5,
 				CertNotAfter: at(10 * 24 * time.Hour), Reason: wire.Reason{Code: int(reason.CatchingUp), Text: reason.CatchingUp.Text()}},
-			{Name: "dr1", MemberAddr: "192.0.2.10:7001", DN: "CN=dr1,O=example", Role: wire.RoleAsync, LastContact: at(-300 * time.Millisecond), Lag: 12, SyncPercent: 100, CertNotAfter: at(-24 * time.Hour)},
+			{Name: "dr1", MemberAddr: "192.0.2.10:7001", DN: "CN=dr1,O=example", Role: wire.RoleAsync, LastContact: at(-45 * time.Second), Lag: 12, SyncPercent: 100, CertNotAfter: at(-24 * time.Hour)},
 			{Name: "m5", MemberAddr: "10.0.0.5:7001", DN: "CN=m5,O=other", Voter: true, Role: wire.RoleUnsync, SyncPercent: -1,
 				Reason: wire.Reason{Code: int(refused), Text: refused.Text()}},
 		},
@@ -95,7 +95,7 @@ func TestRenderStatus(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := renderStatus(&b, c.st, fixedNow, c.bars); err != nil {
+			if err := renderStatus(&b, c.st, fixedNow, statusView{bars: c.bars, contactWarn: defaultContactWarn}); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, c.name, b.Bytes())
@@ -135,7 +135,7 @@ func TestWatchStatus(t *testing.T) {
 		return fixtureStatus(), nil
 	}
 	var out bytes.Buffer
-	if err := watchStatus(ctx, &out, fetch, time.Millisecond); err != nil {
+	if err := watchStatus(ctx, &out, fetch, time.Millisecond, statusView{bars: true, contactWarn: defaultContactWarn}); err != nil {
 		t.Fatal(err)
 	}
 	frames := strings.Split(out.String(), clearScreen)[1:]
