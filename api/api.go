@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -100,6 +101,17 @@ type Config struct {
 	// its client (default 30 s): a client that reads slower is cut off, so that it cannot
 	// keep the read's bytes for as long as it likes.
 	LargeReadTimeout time.Duration
+	// MaxWatchers bounds the watches (GET /v1/watch) this member serves at once (default
+	// 1024); one more gets 429 with reason WatchTooMany.
+	MaxWatchers int
+	// WatchBuffer bounds the bytes of events one watcher holds that its connection has not
+	// taken yet (default 256 KiB); a watcher that leaves it full for WatchSlowTimeout
+	// (default 5 s) is cut off with reason WatchSlow.
+	WatchBuffer      int
+	WatchSlowTimeout time.Duration
+	// WatchProgressInterval is how long a watch stays silent before the member sends a
+	// progress line (default 5 s).
+	WatchProgressInterval time.Duration
 	// MaxTxnOps bounds the compares, and the writes of each branch, of one POST /v1/txn
 	// (default 128); more gets 400 with reason TxnTooManyOps.
 	MaxTxnOps int
@@ -157,6 +169,10 @@ func (c Config) withDefaults() Config {
 	if c.LargeReadTimeout <= 0 {
 		c.LargeReadTimeout = DefaultLargeReadTimeout
 	}
+	c.MaxWatchers = cmp.Or(max(c.MaxWatchers, 0), DefaultMaxWatchers)
+	c.WatchBuffer = cmp.Or(max(c.WatchBuffer, 0), DefaultWatchBuffer)
+	c.WatchSlowTimeout = cmp.Or(max(c.WatchSlowTimeout, 0), DefaultWatchSlowTimeout)
+	c.WatchProgressInterval = cmp.Or(max(c.WatchProgressInterval, 0), DefaultWatchProgressInterval)
 	return c
 }
 
@@ -168,6 +184,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	reads   *readGate
+	watches *watchers
 	mux     *http.ServeMux
 	// Header values set on many responses, made once: a header map may share them because
 	// nothing appends to or edits a response's header values after they are set.
@@ -196,6 +213,7 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 		log:         log,
 		metrics:     newMetrics(reg),
 		reads:       newReadGate(cfg.MaxReadBytesInFlight, cfg.MaxReadBytesPerClient, cfg.ReadWait, reg),
+		watches:     newWatchers(reg),
 		mux:         http.NewServeMux(),
 		member:      []string{cfg.Node},
 		octetStream: []string{"application/octet-stream"},
@@ -212,6 +230,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("GET /v1/kv/{key...}", "kv", levelReadOnly, s.getKV)
 	s.route("DELETE /v1/kv/{key...}", "kv", levelReadWrite, s.deleteKV)
 	s.route("GET /v1/kv/{$}", "kv-list", levelReadOnly, s.listKV)
+	s.route("GET /v1/watch", "watch", levelReadOnly, s.watch)
 	s.route("POST /v1/txn", "txn", levelReadWrite, s.txn)
 	s.leaseRoutes()
 	s.route("GET /v1/status", "status", levelReadOnly, s.status)

@@ -18,6 +18,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/cluster"
 	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // Write-behind of the store file (store.Options.FlushInterval): etcd's backend commits every
@@ -73,6 +74,10 @@ type Config struct {
 	// DefaultStoreFlushInterval.
 	StoreFlushInterval time.Duration // --store-flush-interval
 	ReloadInterval     time.Duration // --reload-interval: how often credential files are checked
+
+	// WatchHistory is how many of the latest revisions the store's change log keeps for
+	// watches (store.Options.ChangeRetention); 0 means store.DefaultChangeRetention.
+	WatchHistory int64 // --watch-history
 
 	// DebugListen is the address of the profiling endpoint, empty for none: unix:PATH, a
 	// socket only this user can connect to (preferred), or a loopback IP HOST:PORT, where
@@ -130,6 +135,9 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateCluster()...)
 	if c.StoreFlushInterval < 0 || (c.StoreFlushInterval > 0 && c.StoreFlushInterval < time.Millisecond) || c.StoreFlushInterval > maxStoreFlushInterval {
 		errs = append(errs, fmt.Errorf("--store-flush-interval %v: want between 1ms and %v (0 for the default %v)", c.StoreFlushInterval, maxStoreFlushInterval, DefaultStoreFlushInterval))
+	}
+	if c.WatchHistory < 0 {
+		errs = append(errs, fmt.Errorf("--watch-history %d: want a number of revisions, or 0 for the default %d", c.WatchHistory, store.DefaultChangeRetention))
 	}
 	if c.DebugListen != "" {
 		if err := checkDebugListen(c.DebugListen); err != nil {

@@ -91,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 	}
 	if n.store, err = store.Open(filepath.Join(cfg.Dir, storeFile), store.Options{
 		Logger: log.With("component", "store"), FlushInterval: cmp.Or(cfg.StoreFlushInterval, DefaultStoreFlushInterval),
-		OnCRL: n.crlChanged,
+		OnCRL: n.crlChanged, ChangeRetention: cfg.WatchHistory,
 	}); err != nil {
 		return nil, err
 	}
@@ -135,6 +135,7 @@ func New(cfg Config, log *slog.Logger) (_ *Node, err error) {
 		// negotiating HTTP/2 on its own.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+	n.http.RegisterOnShutdown(apiServer.StopWatches) // watches would hold Shutdown for its grace
 	log.Info("member started", "group", cfg.Group, "dn", dn, "member_addr", cfg.memberAdvertise(),
 		"client_url", cfg.clientURL(), "policy", cfg.policy(), "log_store", n.cluster.LogStore())
 	return n, nil

@@ -82,6 +82,11 @@ const (
 	DirMode     Code = 304
 	BadBackup   Code = 305
 
+	WatchCompacted   Code = 410
+	WatchTooMany     Code = 411
+	WatchSlow        Code = 412
+	WatchUnavailable Code = 413
+
 	TxnTooManyOps Code = 401
 	TxnTooLarge   Code = 402
 	BadTxn        Code = 403
@@ -162,6 +167,11 @@ var table = map[Code]entry{
 	StorageFail: {"storage-failure", "storage write failed", "check the data disk and the member log"},
 	DirMode:     {"dir-mode", "data directory or file is open to other users", "restrict it to the member's user: chmod -R go-rwx DIR"},
 	BadBackup:   {"bad-backup", "backup file damaged, truncated or not a mirrorkv backup", "use another copy of the backup, or take a new one from the group with `mirrorkv snapshot save FILE`; `mirrorkv snapshot inspect FILE` checks a file without restoring it"},
+
+	WatchCompacted:   {"watch-compacted", "the watch starts before the oldest change this member still keeps", "list the prefix (GET /v1/kv/?prefix=P, or `mirrorkv kv list --prefix P`), then watch again from the listing's revision + 1; to keep more history raise --watch-history on every member"},
+	WatchTooMany:     {"watch-too-many", "this member serves as many watchers as it allows", "watch through another member, share one watch of a wider prefix between consumers, or raise --max-watchers"},
+	WatchSlow:        {"watch-slow", "the watcher did not read its events in time and was cut off", "read the stream faster (do less work per event, or hand events to a queue), then watch again from the last revision seen + 1; raise --watch-buffer on the member if bursts are expected"},
+	WatchUnavailable: {"watch-unavailable", "this member cannot serve watches now", "retry on another member; the member's log has the cause"},
 
 	TxnTooManyOps: {"txn-too-many-ops", "a transaction has more compares, or more writes in a branch, than the member allows", "split it into smaller transactions, or raise --max-txn-ops on every member"},
 	TxnTooLarge:   {"txn-too-large", "a transaction's body is larger than the member allows", "keep large values out of transactions (a plain PUT takes up to --max-value-bytes), or split the transaction"},

@@ -159,7 +159,7 @@ func (s *Store) closedResults(work []pending, out []Result) []Result {
 // applyOnce runs one attempt of the batch's transaction. The caches move only once the
 // commit succeeded, so a failed attempt leaves nothing behind and the next one starts over.
 func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
-	var rev int64
+	var rev, oldest int64
 	var crlChanged bool
 	var leaseLog []leaseChange
 	applied := work[len(work)-1].index
@@ -177,16 +177,24 @@ func (s *Store) applyOnce(work []pending, arena []byte, out []Result) error {
 			out[p.at] = b.apply(p)
 		}
 		rev, crlChanged, leaseLog = b.rev, b.crlChanged, b.leaseLog
+		var err error
+		if oldest, err = writeChanges(tx, b.changes, b.rev, s.changeRetention); err != nil {
+			return err
+		}
 		return writeMeta(tx, applied, b.rev)
 	})
 	if err != nil {
 		return err
 	}
 	s.applied.Store(applied)
-	s.revision.Store(rev)
+	s.changesFrom.Store(oldest)
+	moved := s.revision.Swap(rev) != rev
 	s.noteLeases(leaseLog)
 	if crlChanged {
 		s.notifyCRL()
+	}
+	if moved {
+		s.notifyChanged()
 	}
 	return nil
 }
@@ -247,9 +255,10 @@ type table interface {
 // batch is the state of one apply transaction.
 type batch struct {
 	kv, members, crls table
-	rev               int64  // store revision so far
-	arena             []byte // backing store of the records written; kept until they are committed
-	crlChanged        bool   // a set-crl command applied: Options.OnCRL is due
+	rev               int64    // store revision so far
+	arena             []byte   // backing store of the records written; kept until they are committed
+	crlChanged        bool     // a set-crl command applied: Options.OnCRL is due
+	changes           []Change // the puts and deletes applied, for the change log (changes.go)
 
 	leases     table         // lease.go
 	leaseCount int           // leases held so far
@@ -318,6 +327,7 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 			return Result{Revision: b.rev, Err: err}
 		}
 		b.rev++
+		b.logChange(key, b.rev, 0, nil, true)
 		return Result{Revision: b.rev}
 	}
 	rev := b.rev + 1
@@ -333,5 +343,6 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 		return Result{Revision: b.rev, Err: err}
 	}
 	b.rev = rev
+	b.logChange(key, rev, created, b.arena[start+recordHeader:len(b.arena):len(b.arena)], false)
 	return Result{Revision: rev}
 }

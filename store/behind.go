@@ -41,6 +41,7 @@ type overlay struct {
 	members  map[string][]byte // member name -> JSON; nil: removed
 	crls     map[string][]byte // PORT/ISSUER -> CRL record
 	leases   map[string][]byte // lease records (lease.go)
+	changes  []Change          // the change log's new records, in revision order (changes.go)
 	applied  uint64
 	revision int64
 	dirty    bool // something was applied, if only the index moved
@@ -235,14 +236,20 @@ func (s *Store) applyBehind(entries []Entry) []Result {
 	members.publish(a)
 	crls.publish(a)
 	leases.publish(a)
+	sortChanges(b.changes)
+	a.changes = append(a.changes, b.changes...)
+	s.publishChanges()
 	a.applied, a.revision, a.dirty = applied, b.rev, true
 	soon := a.bytes >= flushSoonBytes || a.entries >= flushSoonEntries
 	s.ovMu.Unlock()
 	s.applied.Store(applied)
-	s.revision.Store(b.rev)
+	moved := s.revision.Swap(b.rev) != b.rev
 	s.noteLeases(b.leaseLog)
 	if b.crlChanged {
 		s.notifyCRL()
+	}
+	if moved {
+		s.notifyChanged()
 	}
 	if soon {
 		s.kickFlush()
@@ -360,6 +367,7 @@ func (s *Store) swapLayers() {
 	defer s.ovMu.Unlock()
 	if s.active.dirty {
 		s.flushing, s.active = s.active, newOverlay()
+		s.publishChanges()
 	}
 }
 
@@ -375,6 +383,7 @@ func (s *Store) commitFlushing() error {
 	}
 	s.ovMu.Lock()
 	s.flushing = nil
+	s.publishChanges()
 	if s.stall.Swap(nil) != nil {
 		s.log.Info("store writes again; the member is applying", "applied", s.applied.Load())
 	}
@@ -386,7 +395,8 @@ func (s *Store) commitFlushing() error {
 
 // commitLayer writes one layer to the file in one transaction, keys in order.
 func (s *Store) commitLayer(o *overlay) error {
-	return s.commitTx(func(tx *bolt.Tx) error {
+	var oldest int64
+	err := s.commitTx(func(tx *bolt.Tx) error {
 		for _, bm := range []struct {
 			bucket string
 			m      map[string][]byte
@@ -404,6 +414,14 @@ func (s *Store) commitLayer(o *overlay) error {
 				}
 			}
 		}
+		var err error
+		if oldest, err = writeChanges(tx, o.changes, o.revision, s.changeRetention); err != nil {
+			return err
+		}
 		return writeMeta(tx, o.applied, o.revision)
 	})
+	if err == nil {
+		s.changesFrom.Store(oldest)
+	}
+	return err
 }

@@ -156,6 +156,7 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	if s.flushKick != nil {
 		s.ovMu.Lock()
 		s.active, s.flushing = newOverlay(), nil
+		s.publishChanges()
 		s.stall.Store(nil) // a flush that failed has nothing left to commit
 		close(s.flushed)   // wakes an ApplyBatch waiting for room
 		s.flushed = make(chan struct{})
@@ -163,7 +164,9 @@ func (s *Store) swap(tmp string, meta snapMeta) error {
 	}
 	s.applied.Store(meta.applied)
 	s.revision.Store(meta.revision)
-	s.notifyCRL() // the snapshot may bring other CRLs, or none
+	s.changesFrom.Store(meta.revision + 1) // the change log starts over at the snapshot
+	s.notifyCRL()                          // the snapshot may bring other CRLs, or none
+	s.notifyChanged()
 	s.retired.Go(func() {
 		if err := old.Close(); err != nil {
 			s.log.Warn("close the store file replaced by a snapshot", "err", err)

@@ -66,6 +66,9 @@ type Options struct {
 	// the group's CRLs (read them with CRLs). It runs on the apply path: it must return at
 	// once, and not call the store.
 	OnCRL func()
+	// ChangeRetention is how many of the latest revisions the change log keeps for watchers
+	// (changes.go); zero keeps DefaultChangeRetention.
+	ChangeRetention int64
 }
 
 // Store is a member's copy of the replicated state in one bbolt file. Its methods are safe
@@ -102,6 +105,15 @@ type Store struct {
 	// commit; an error fails that attempt as a full disk would.
 	failCommit func() error
 
+	// The change log (changes.go): how many revisions it keeps, the oldest it holds, and
+	// the channel Changed hands out, closed when the revision moves.
+	changeRetention int64
+	changesFrom     atomic.Int64
+	changed         atomic.Pointer[chan struct{}]
+	// memChanges is what memoryChanges returns, republished under ovMu whenever the
+	// write-behind layers change, so that readers of the log take no lock.
+	memChanges atomic.Pointer[[][]Change]
+
 	// Write-behind (behind.go); flushKick is nil when it is off. Lock order: flushMu, then
 	// writeMu, then ovMu.
 	flushMu     sync.Mutex    // serialises flushes, Snapshot's final one, Restore and Close
@@ -135,7 +147,13 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close() // the remove error is the one to report
 		return nil, fmt.Errorf("remove leftover restore file %s: %w", path+restoreSuffix, err)
 	}
-	s := &Store{path: path, log: log, noFsync: opts.NoFsync, onCRL: opts.OnCRL, db: db, closing: make(chan struct{})}
+	s := &Store{path: path, log: log, noFsync: opts.NoFsync, onCRL: opts.OnCRL, db: db, closing: make(chan struct{}),
+		changeRetention: opts.ChangeRetention}
+	if s.changeRetention <= 0 {
+		s.changeRetention = DefaultChangeRetention
+	}
+	changed := make(chan struct{})
+	s.changed.Store(&changed)
 	if err := s.loadMeta(db); err != nil {
 		_ = db.Close() // the meta error is the one to report
 		return nil, err
@@ -209,6 +227,9 @@ func initBuckets(tx *bolt.Tx) error {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
+	if _, err := tx.CreateBucketIfNotExists([]byte(bucketChanges)); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketChanges, err)
+	}
 	meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
@@ -235,9 +256,14 @@ func (s *Store) loadMeta(db *bolt.DB) error {
 		if err == nil {
 			err = verifyRecords(tx)
 		}
+		var oldest int64
+		if err == nil {
+			oldest, err = changesFrom(tx)
+		}
 		if err != nil {
 			return damaged(s.path, err)
 		}
+		s.changesFrom.Store(oldest)
 		s.applied.Store(applied)
 		s.revision.Store(revision)
 		return nil

@@ -330,6 +330,9 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 		if cur == 0 {
 			return nil
 		}
+		// Logged first, as a put is: bbolt refuses a write only in a read-only transaction
+		// or to a nested bucket, neither of which can happen here.
+		b.logChange(key, rev, 0, nil, true)
 		if err := b.kv.Delete(key); err != nil {
 			return fmt.Errorf("txn delete key %q: %w", key, err)
 		}
@@ -340,6 +343,7 @@ func (b *batch) txnWrite(o TxnOp, rev, cur, created int64) error {
 	}
 	start := len(b.arena)
 	b.arena = appendRecord(b.arena, key, rev, created, o.Value)
+	b.logChange(key, rev, created, b.arena[start+recordHeader:len(b.arena):len(b.arena)], false)
 	if err := b.kv.Put(key, b.arena[start:len(b.arena):len(b.arena)]); err != nil {
 		return fmt.Errorf("txn put key %q: %w", key, err)
 	}

@@ -16,12 +16,12 @@ func newKVCmd(e *env) *cobra.Command {
 	var conn connectOptions
 	cmd := &cobra.Command{
 		Use:   "kv",
-		Short: "put, get, delete and list keys; apply transactions",
+		Short: "put, get, delete, list and watch keys; apply transactions",
 		Long: `Read and write keys over the HTTPS API with a client certificate. Reads are
 linearizable unless --stale is given.`,
 	}
 	addConnectFlags(cmd, &conn)
-	cmd.AddCommand(newKVPutCmd(e, &conn), newKVGetCmd(e, &conn), newKVDeleteCmd(e, &conn), newKVListCmd(e, &conn), newKVTxnCmd(e, &conn))
+	cmd.AddCommand(newKVPutCmd(e, &conn), newKVGetCmd(e, &conn), newKVDeleteCmd(e, &conn), newKVListCmd(e, &conn), newKVTxnCmd(e, &conn), newKVWatchCmd(e, &conn))
 	return cmd
 }
 

@@ -102,6 +102,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
 	f.DurationVar(&cfg.Cluster.SnapshotInterval, "snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
 	f.Uint64Var(&cfg.Cluster.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members; 0: 1.25 × --snapshot-threshold")
 	f.DurationVar(&cfg.ReloadInterval, "reload-interval", node.DefaultReloadInterval, "how often credential files are checked for changes")
+	bindWatchFlags(f, cfg)
 	f.IntVar(&cfg.API.MaxListBytes, "max-list-bytes", api.DefaultMaxListBytes, "bytes of keys and values in one listing response; a longer listing continues with ?start=")
 	f.Int64Var(&cfg.API.MaxReadBytesInFlight, "max-read-bytes-in-flight", api.DefaultMaxReadBytesInFlight, "bytes that listings and values of 64 KiB or more may hold at once; past it reads get 503 Busy")
 	f.Int64Var(&cfg.API.MaxReadBytesPerClient, "max-read-bytes-per-client", 0, "the part of --max-read-bytes-in-flight one client certificate's reads may hold at once; 0: a quarter of it, and at least --max-list-bytes")

@@ -14,6 +14,7 @@ import (
 	"github.com/mirrorkv/mirrorkv/mtls"
 	"github.com/mirrorkv/mirrorkv/node"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/store"
 )
 
 // serveFlag is one serve flag: a value to give it, what the field it binds to must then
@@ -71,6 +72,12 @@ var serveFlags = map[string]serveFlag{
 	"max-list-bytes":            {"77", 77, api.DefaultMaxListBytes, func(c node.Config, _ serveOptions) any { return c.API.MaxListBytes }},
 	"max-read-bytes-in-flight":  {"88", int64(88), int64(api.DefaultMaxReadBytesInFlight), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesInFlight }},
 	"max-read-bytes-per-client": {"44", int64(44), int64(0), func(c node.Config, _ serveOptions) any { return c.API.MaxReadBytesPerClient }},
+
+	"watch-history":           {"55", int64(55), int64(store.DefaultChangeRetention), func(c node.Config, _ serveOptions) any { return c.WatchHistory }},
+	"max-watchers":            {"12", 12, api.DefaultMaxWatchers, func(c node.Config, _ serveOptions) any { return c.API.MaxWatchers }},
+	"watch-buffer":            {"4096", 4096, api.DefaultWatchBuffer, func(c node.Config, _ serveOptions) any { return c.API.WatchBuffer }},
+	"watch-slow-timeout":      {"3s", 3 * time.Second, api.DefaultWatchSlowTimeout, func(c node.Config, _ serveOptions) any { return c.API.WatchSlowTimeout }},
+	"watch-progress-interval": {"2s", 2 * time.Second, api.DefaultWatchProgressInterval, func(c node.Config, _ serveOptions) any { return c.API.WatchProgressInterval }},
 }
 
 // parseServeFlags binds serve's flags to a fresh config and parses argv into it.
