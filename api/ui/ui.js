@@ -104,7 +104,7 @@
 
   function drawStatus(st) {
     var now = Date.now();
-    text("group", st.group || "");
+    text("group", st.group ? "group " + st.group : "");
     // The live region changes only when the primary does, so that a screen reader announces
     // a failover and not every refresh.
     var primary = st.primary ? st.primary : "none: the group has no primary now";
@@ -124,9 +124,10 @@
   var refusalLabels = ["Port", "Reason", "Refused"];
 
   function drawRefusals(sum) {
-    var minutes = Math.round((Date.parse(sum.until) - Date.parse(sum.since)) / 60000);
-    text("refusals-caption", "TLS handshakes this member refused since " + stamp(sum.since) +
-      " (the last " + (minutes >= 60 ? "hour" : minutes + " min, since the member started") + "), by reason");
+    var span = Date.parse(sum.until) - Date.parse(sum.since);
+    text("refusals-caption", "TLS handshakes this member refused " +
+      (span >= 3600 * 1000 ? "in the last hour" : "since it started " + roughly(span) + " ago") +
+      " (counted from " + stamp(sum.since) + "), by port and reason");
     var rows = (sum.refusals || []).map(function (r) {
       return row([cell("td", r.port), cell("td", r.text + " (" + r.code + ")"), cell("td", String(r.count))], refusalLabels);
     });
@@ -153,7 +154,7 @@
       drawStatus(res[0]);
       drawRefusals(res[1]);
       $("conn").className = "ok";
-      text("conn", "Live: updated " + new Date().toLocaleTimeString());
+      text("conn", "Live: updated " + stamp(new Date().toISOString()).slice(11));
     }).catch(function (err) {
       $("conn").className = "error";
       text("conn", "Cannot read the status from this member (" + err.message + "); retrying every " + period / 1000 + " s.");
