@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mirrorkv/mirrorkv/internal/localgroup"
 	"github.com/mirrorkv/mirrorkv/pki"
+	"github.com/mirrorkv/mirrorkv/reason"
 )
 
 // TestUI drives the status page on /ui in headless Chromium from Debian's packages. The
@@ -90,6 +92,32 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("colours certificate expiry at 30, 7 and 1 days", func(t *testing.T) {
+		third := others(g, old)[1]
+		want := map[string]string{old.Name: "exp-30", view.Name: "exp-7", third.Name: "exp-1"}
+		const day = 24 * time.Hour
+		for m, left := range map[*localgroup.Member]time.Duration{old: 20 * day, view: 5 * day, third: 23 * time.Hour} {
+			expiringCertificate(t, g, m, left)
+		}
+		eventually(t, 45*time.Second, "the page colours each member's certificate expiry", func() error {
+			got, err := chromedp.Run(page, chromedp.Evaluate[map[string]string](`Object.fromEntries(
+				Array.from(document.querySelectorAll("#members tbody tr")).map(tr => [tr.dataset.member, tr.cells[6].className]))`))
+			if err != nil {
+				return err
+			}
+			for name, class := range want {
+				if got[name] != class {
+					return fmt.Errorf("expiry classes %v, want %v", got, want)
+				}
+			}
+			return nil
+		})
+		waitText(t, page, "expiries", "the certificates running out", func(s string) bool {
+			return strings.Count(s, "certificate CN=") == 3 && strings.Contains(s, "("+fmt.Sprint(int(reason.CertExpiring))+")")
+		})
+		shoot(t, page, shots, "2-expiry.png", 1280, 900)
+	})
+
 	t.Run("refuses a browser without a client certificate", func(t *testing.T) {
 		bare := openBrowser(t, withoutCert)
 		err := chromedp.Do(bare, chromedp.Navigate(view.ClientURL+"/ui"))
@@ -97,15 +125,18 @@ func TestUI(t *testing.T) {
 			t.Fatalf("load without a client certificate: %v, want a TLS refusal (net::ERR_...)", err)
 		}
 		t.Logf("without a client certificate: %v", err)
-		shoot(t, bare, shots, "2-no-certificate.png", 1280, 600)
+		shoot(t, bare, shots, "3-no-certificate.png", 1280, 600)
 		// The member counted the refusal, and the page shows it under its reason.
 		waitText(t, page, "refusals", "no client certificate refusal on the page", func(s string) bool {
 			return strings.Contains(s, "client") && strings.Contains(s, "(109)")
 		})
-		shoot(t, page, shots, "2-refusal-counted.png", 1280, 900)
+		shoot(t, page, shots, "3-refusal-counted.png", 1280, 900)
 	})
 
 	t.Run("shows the new primary after a kill, without a reload", func(t *testing.T) {
+		if p := primaryOf(t, g); p != old {
+			t.Fatalf("the primary moved from %s to %s before the kill", old.Name, p.Name)
+		}
 		if err := old.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -117,8 +148,33 @@ func TestUI(t *testing.T) {
 		if err != nil || !same {
 			t.Errorf("the page was reloaded (%v)", err)
 		}
-		shoot(t, page, shots, "3-new-primary.png", 1280, 900)
+		shoot(t, page, shots, "4-new-primary.png", 1280, 900)
 	})
+}
+
+// expiringCertificate gives m a new member certificate of 70 days that has left ahead of
+// it, as if issued 70 days minus left ago, and has m reload it. The members warn only about
+// a certificate whose life is at least twice the warning's window, so a certificate issued
+// short on purpose would not do.
+func expiringCertificate(t *testing.T, g *localgroup.Group, m *localgroup.Member, left time.Duration) {
+	t.Helper()
+	const life = 70 * 24 * time.Hour
+	issued := time.Now().Add(left - life)
+	ca, err := pki.OpenCAWith(g.PKI.ReplicationCA().Dir(), pki.OpenOptions{Clock: pki.Clock{Now: func() time.Time { return issued }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Issue(pki.IssueRequest{Name: m.Name, IPs: []net.IP{net.ParseIP(m.Host)},
+		DNS: []string{"localhost"}, Kind: pki.KindMember, Renew: true, Days: int(life / (24 * time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pki.WriteIssued(filepath.Dir(m.CertFile), is); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // needBrowser makes sure Chromium, NSS's tools and openssl are there: as root it installs
