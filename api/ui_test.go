@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -64,6 +65,15 @@ func TestUI(t *testing.T) {
 					t.Errorf("%s GET %s: status %d, want %d", role, p, r.status, want)
 				}
 			}
+		}
+	})
+	t.Run("no client certificate", func(t *testing.T) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.srv.PKI.Pool}}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get(f.srv.URL + "/ui")
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("GET /ui without a client certificate: status %d, want a TLS refusal", resp.StatusCode)
 		}
 	})
 	t.Run("refusals shape", func(t *testing.T) {
