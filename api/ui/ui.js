@@ -25,6 +25,12 @@
     return tr;
   }
 
+  // fill replaces the rows of a table's body.
+  function fill(id, rows) {
+    var body = $(id).tBodies[0];
+    body.replaceChildren.apply(body, rows);
+  }
+
   // roughly says a duration in words a person reads at a glance.
   function roughly(ms) {
     var s = Math.abs(ms) / 1000;
@@ -117,8 +123,8 @@
     text("sync", st.syncNodes + " of " + members.length + " members, " + st.activeNodes + " active");
     text("index", st.appliedIndex + " / " + st.commitIndex);
     text("reason", reasonText(st.reason));
-    $("members").tBodies[0].replaceChildren.apply($("members").tBodies[0], members.map(function (m) { return memberRow(m, st, now); }));
-    $("expiries").tBodies[0].replaceChildren.apply($("expiries").tBodies[0], expiryRows(st, now));
+    fill("members", members.map(function (m) { return memberRow(m, st, now); }));
+    fill("expiries", expiryRows(st, now));
   }
 
   var refusalLabels = ["Port", "Reason", "Refused"];
@@ -126,7 +132,9 @@
   function drawRefusals(sum) {
     var span = Date.parse(sum.until) - Date.parse(sum.since);
     text("refusals-caption", "TLS handshakes this member refused " +
-      (span >= 3600 * 1000 ? "in the last hour" : "since it started " + roughly(span) + " ago") +
+      // The member counts from its newest reading at least an hour old: a little more than
+      // an hour when the page is open, more when nobody looked for a while.
+      (span >= 3600 * 1000 ? "in the last " + roughly(span) : "since it started " + roughly(span) + " ago") +
       " (counted from " + stamp(sum.since) + "), by port and reason");
     var rows = (sum.refusals || []).map(function (r) {
       return row([cell("td", r.port), cell("td", r.text + " (" + r.code + ")"), cell("td", String(r.count))], refusalLabels);
@@ -136,7 +144,7 @@
       none.colSpan = 3;
       rows.push(row([none]));
     }
-    $("refusals").tBodies[0].replaceChildren.apply($("refusals").tBodies[0], rows);
+    fill("refusals", rows);
   }
 
   function get(url) {
