@@ -26,9 +26,10 @@ import (
 // browser presents a readonly client certificate from its NSS database, picked by the
 // AutoSelectCertificateForUrls policy, and trusts the members by the replication CA in that
 // database: real mutual TLS from the browser, no proxy and no ignored certificate errors.
-// It checks that the page shows three members and one PRIMARY, that it shows the new
-// primary after the old one is killed, without a reload, and that a browser without a
-// client certificate is refused by the member's TLS. It keeps a screenshot of each state.
+// It checks that the page shows three members and one PRIMARY, that it colours certificate
+// expiry at 30, 7 and 1 days, that a browser without a client certificate is refused by the
+// member's TLS, and that it shows the new primary after the old one is killed, without a
+// reload. It keeps a screenshot of each state.
 func TestUI(t *testing.T) {
 	needBrowser(t)
 	g := startGroup(t, localgroup.Options{})
@@ -46,110 +47,145 @@ func TestUI(t *testing.T) {
 	withoutCert := browserHome(t, g.PKI.MemberCA, "", "")
 	selectCertificate(t, view.ClientURL)
 
-	page := openBrowser(t, withCert)
-	resp, err := chromedp.Run(page, chromedp.NavigateResponse(view.ClientURL+"/ui"))
+	u := &uiRun{g: g, old: old, view: view, shots: shots, withoutCert: withoutCert}
+	u.page = openBrowser(t, withCert)
+	resp, err := chromedp.Run(u.page, chromedp.NavigateResponse(view.ClientURL+"/ui"))
 	if err != nil {
 		t.Fatalf("load %s/ui with a readonly certificate: %v", view.ClientURL, err)
 	}
 	if resp.Status != 200 || !strings.HasPrefix(fmt.Sprint(resp.Headers["Content-Security-Policy"]), "default-src 'none'") {
 		t.Fatalf("page: status %d, Content-Security-Policy %v", resp.Status, resp.Headers["Content-Security-Policy"])
 	}
-	if _, err := chromedp.Run(page, chromedp.Evaluate[bool]("window.mirrorkvNoReload = true")); err != nil {
+	if _, err := chromedp.Run(u.page, chromedp.Evaluate[bool]("window.mirrorkvNoReload = true")); err != nil {
 		t.Fatal(err)
 	}
 
-	t.Run("shows three members and one primary", func(t *testing.T) {
-		rows := waitRows(t, page, "three members, one of them PRIMARY", func(rows map[string]string) bool {
-			return len(rows) == 3 && count(rows, "PRIMARY") == 1 && rows[old.Name] == "PRIMARY"
-		})
-		t.Logf("members: %v", rows)
-		live, err := chromedp.Run(page, chromedp.Evaluate[string](`document.getElementById("primary").textContent`))
-		if err != nil || !strings.HasPrefix(live, old.Name+", since ") {
-			t.Errorf("primary live region %q (%v), want %q and since when", live, err, old.Name)
+	t.Run("shows three members and one primary", u.shows)
+	t.Run("colours certificate expiry at 30, 7 and 1 days", u.colours)
+	t.Run("refuses a browser without a client certificate", u.refusesBare)
+	t.Run("shows the new primary after a kill, without a reload", u.followsFailover)
+}
+
+// uiRun is the state TestUI's steps share: the group, the browser page showing view's
+// status page, the primary when the page loaded, and where screenshots go.
+type uiRun struct {
+	g           *localgroup.Group
+	page        context.Context
+	old, view   *localgroup.Member
+	shots       string
+	withoutCert string // a browser HOME without the client certificate
+}
+
+// shows checks the page as it loads: CSP, script, style, captions and scopes, three
+// members and one PRIMARY, and a phone's width.
+func (u *uiRun) shows(t *testing.T) {
+	rows := waitRows(t, u.page, "three members, one of them PRIMARY", func(rows map[string]string) bool {
+		return len(rows) == 3 && count(rows, "PRIMARY") == 1 && rows[u.old.Name] == "PRIMARY"
+	})
+	t.Logf("members: %v", rows)
+	live, err := chromedp.Run(u.page, chromedp.Evaluate[string](`document.getElementById("primary").textContent`))
+	if err != nil || !strings.HasPrefix(live, u.old.Name+", since ") {
+		t.Errorf("primary live region %q (%v), want %q and since when", live, err, u.old.Name)
+	}
+	// The script ran and the style sheet applied under the CSP; every table has a caption
+	// and every header cell a scope.
+	checks, err := chromedp.Run(u.page, chromedp.Evaluate[map[string]bool](`({
+		live: document.getElementById("conn").className === "ok",
+		styled: getComputedStyle(document.querySelector("caption")).fontStyle === "italic",
+		captions: Array.from(document.querySelectorAll("table")).every(t => t.caption !== null),
+		scopes: document.querySelectorAll("th:not([scope])").length === 0,
+	})`))
+	if err != nil || len(checks) != 4 {
+		t.Fatalf("page checks %v: %v", checks, err)
+	}
+	for what, ok := range checks {
+		if !ok {
+			t.Errorf("page check %s failed", what)
 		}
-		// The script ran and the style sheet applied under the CSP; every table has a caption
-		// and every header cell a scope.
-		checks, err := chromedp.Run(page, chromedp.Evaluate[map[string]bool](`({
-			live: document.getElementById("conn").className === "ok",
-			styled: getComputedStyle(document.querySelector("caption")).fontStyle === "italic",
-			captions: Array.from(document.querySelectorAll("table")).every(t => t.caption !== null),
-			scopes: document.querySelectorAll("th:not([scope])").length === 0,
-		})`))
-		if err != nil || len(checks) != 4 {
-			t.Fatalf("page checks %v: %v", checks, err)
+	}
+	shoot(t, u.page, u.shots, "1-group.png", 1280, 900)
+	shoot(t, u.page, u.shots, "1-group-phone.png", 390, 844)
+	// At a phone's width nothing is wider than the screen.
+	wide, err := chromedp.Run(u.page, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+	if err != nil || wide > 390 {
+		t.Errorf("at 390 px the page is %v px wide (%v)", wide, err)
+	}
+}
+
+// colours gives the members certificates with 20 days, 5 days and 23 hours left and
+// checks their colours and the trust material table.
+func (u *uiRun) colours(t *testing.T) {
+	third := others(u.g, u.old)[1]
+	want := map[string]string{u.old.Name: "exp-30", u.view.Name: "exp-7", third.Name: "exp-1"}
+	const day = 24 * time.Hour
+	for m, left := range map[*localgroup.Member]time.Duration{u.old: 20 * day, u.view: 5 * day, third: 23 * time.Hour} {
+		expiringCertificate(t, u.g, m, left)
+	}
+	eventually(t, 45*time.Second, "the page colours each member's certificate expiry", func() error {
+		got, err := chromedp.Run(u.page, chromedp.Evaluate[map[string]string](`Object.fromEntries(
+			Array.from(document.querySelectorAll("#members tbody tr")).map(tr => [tr.dataset.member, tr.cells[6].className]))`))
+		if err != nil {
+			return err
 		}
-		for what, ok := range checks {
-			if !ok {
-				t.Errorf("page check %s failed", what)
+		for name, class := range want {
+			if got[name] != class {
+				return fmt.Errorf("expiry classes %v, want %v", got, want)
 			}
 		}
-		shoot(t, page, shots, "1-group.png", 1280, 900)
-		shoot(t, page, shots, "1-group-phone.png", 390, 844)
-		// At a phone's width nothing is wider than the screen.
-		wide, err := chromedp.Run(page, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
-		if err != nil || wide > 390 {
-			t.Errorf("at 390 px the page is %v px wide (%v)", wide, err)
-		}
+		return nil
 	})
+	waitText(t, u.page, "expiries", "the certificates running out", func(s string) bool {
+		return strings.Count(s, "certificate CN=") == 3 && strings.Contains(s, "("+fmt.Sprint(int(reason.CertExpiring))+")")
+	})
+	shoot(t, u.page, u.shots, "2-expiry.png", 1280, 900)
+}
 
-	t.Run("colours certificate expiry at 30, 7 and 1 days", func(t *testing.T) {
-		third := others(g, old)[1]
-		want := map[string]string{old.Name: "exp-30", view.Name: "exp-7", third.Name: "exp-1"}
-		const day = 24 * time.Hour
-		for m, left := range map[*localgroup.Member]time.Duration{old: 20 * day, view: 5 * day, third: 23 * time.Hour} {
-			expiringCertificate(t, g, m, left)
+// refusesBare checks that a browser without a client certificate cannot load the page, and
+// that the page then shows the refusal.
+func (u *uiRun) refusesBare(t *testing.T) {
+	bare := openBrowser(t, u.withoutCert)
+	err := chromedp.Do(bare, chromedp.Navigate(u.view.ClientURL+"/ui"))
+	if err == nil || !strings.Contains(err.Error(), "ERR_") {
+		t.Fatalf("load without a client certificate: %v, want a TLS refusal (net::ERR_...)", err)
+	}
+	t.Logf("without a client certificate: %v", err)
+	shoot(t, bare, u.shots, "3-no-certificate.png", 1280, 600)
+	// The member counted the refusal, and the page shows it under its reason.
+	code := fmt.Sprintf("(%d)", int(reason.NoCertificate))
+	eventually(t, 30*time.Second, "the page shows the client port's refusal "+code, func() error {
+		rows, err := chromedp.Run(u.page, chromedp.Evaluate[[][]string](
+			`Array.from(document.querySelectorAll("#refusals tbody tr")).map(tr => Array.from(tr.cells).map(c => c.textContent))`))
+		if err != nil {
+			return err
 		}
-		eventually(t, 45*time.Second, "the page colours each member's certificate expiry", func() error {
-			got, err := chromedp.Run(page, chromedp.Evaluate[map[string]string](`Object.fromEntries(
-				Array.from(document.querySelectorAll("#members tbody tr")).map(tr => [tr.dataset.member, tr.cells[6].className]))`))
-			if err != nil {
-				return err
+		for _, r := range rows {
+			if len(r) == 3 && r[0] == "client" && strings.HasSuffix(r[1], code) && r[2] != "0" {
+				return nil
 			}
-			for name, class := range want {
-				if got[name] != class {
-					return fmt.Errorf("expiry classes %v, want %v", got, want)
-				}
-			}
-			return nil
-		})
-		waitText(t, page, "expiries", "the certificates running out", func(s string) bool {
-			return strings.Count(s, "certificate CN=") == 3 && strings.Contains(s, "("+fmt.Sprint(int(reason.CertExpiring))+")")
-		})
-		shoot(t, page, shots, "2-expiry.png", 1280, 900)
+		}
+		return fmt.Errorf("refusals %v", rows)
 	})
+	shoot(t, u.page, u.shots, "3-refusal-counted.png", 1280, 900)
+}
 
-	t.Run("refuses a browser without a client certificate", func(t *testing.T) {
-		bare := openBrowser(t, withoutCert)
-		err := chromedp.Do(bare, chromedp.Navigate(view.ClientURL+"/ui"))
-		if err == nil || !strings.Contains(err.Error(), "ERR_") {
-			t.Fatalf("load without a client certificate: %v, want a TLS refusal (net::ERR_...)", err)
-		}
-		t.Logf("without a client certificate: %v", err)
-		shoot(t, bare, shots, "3-no-certificate.png", 1280, 600)
-		// The member counted the refusal, and the page shows it under its reason.
-		waitText(t, page, "refusals", "no client certificate refusal on the page", func(s string) bool {
-			return strings.Contains(s, "client") && strings.Contains(s, "(109)")
-		})
-		shoot(t, page, shots, "3-refusal-counted.png", 1280, 900)
+// followsFailover kills the primary and checks that the page, never reloaded, shows
+// another PRIMARY.
+func (u *uiRun) followsFailover(t *testing.T) {
+	if p := primaryOf(t, u.g); p != u.old {
+		t.Fatalf("the primary moved from %s to %s before the kill", u.old.Name, p.Name)
+	}
+	if err := u.old.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	rows := waitRows(t, u.page, "another member PRIMARY", func(rows map[string]string) bool {
+		return count(rows, "PRIMARY") == 1 && rows[u.old.Name] != "PRIMARY"
 	})
-
-	t.Run("shows the new primary after a kill, without a reload", func(t *testing.T) {
-		if p := primaryOf(t, g); p != old {
-			t.Fatalf("the primary moved from %s to %s before the kill", old.Name, p.Name)
-		}
-		if err := old.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		rows := waitRows(t, page, "another member PRIMARY", func(rows map[string]string) bool {
-			return count(rows, "PRIMARY") == 1 && rows[old.Name] != "PRIMARY"
-		})
-		t.Logf("members after killing %s: %v", old.Name, rows)
-		same, err := chromedp.Run(page, chromedp.Evaluate[bool]("window.mirrorkvNoReload === true"))
-		if err != nil || !same {
-			t.Errorf("the page was reloaded (%v)", err)
-		}
-		shoot(t, page, shots, "4-new-primary.png", 1280, 900)
-	})
+	t.Logf("members after killing %s: %v", u.old.Name, rows)
+	same, err := chromedp.Run(u.page, chromedp.Evaluate[bool]("window.mirrorkvNoReload === true"))
+	if err != nil || !same {
+		t.Errorf("the page was reloaded (%v)", err)
+	}
+	shoot(t, u.page, u.shots, "4-new-primary.png", 1280, 900)
 }
 
 // expiringCertificate gives m a new member certificate of 70 days that has left ahead of
