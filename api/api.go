@@ -222,6 +222,7 @@ func New(cfg Config, grp Group, local Reader, reg *prometheus.Registry, log *slo
 	s.writers.New = func() any { return new(statusWriter) }
 	s.bufs.New = func() any { return new(bytes.Buffer) }
 	s.routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	s.uiRoutes(reg)
 	return s
 }
 
