@@ -99,7 +99,8 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 			primaryLast = e.info.Last
 		}
 	}
-	st := wire.Status{Group: s.cfg.GroupID, Node: s.cfg.Name, Primary: string(leader),
+	st := wire.Status{Version: wire.StatusVersion, Status: wire.HAInactive, Enabled: true,
+		Group: s.cfg.GroupID, Node: s.cfg.Name, Primary: string(leader),
 		AppliedIndex: s.fsm.appliedIndex(), CommitIndex: s.raft.CommitIndex(),
 		Role: wire.RoleUnsync, Reason: reasonOf(reason.NotMember)}
 	for _, e := range entries {
@@ -116,6 +117,9 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 		}
 		if e.member.Name == s.cfg.Name {
 			st.Role, st.SyncPercent, st.Reason = ms.Role, ms.SyncPercent, ms.Reason
+			if e.server != nil {
+				st.Status = wire.HAActive
+			}
 		}
 	}
 	st.PreviousRole, st.PrimarySince = s.noteRole(st.Role)

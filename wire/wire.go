@@ -24,9 +24,27 @@ type Reason struct {
 	Text string `json:"text"`
 }
 
+// StatusVersion is the Version of every Status this release answers, as Amlen's
+// HighAvailability status carries "v1".
+const StatusVersion = "v1"
+
+// HA service states of Status.Status, after Amlen's HighAvailability status: Active while
+// the member takes part in the group's replication, Inactive while it is not in the group's
+// configuration (not yet joined, or removed).
+const (
+	HAActive   = "Active"
+	HAInactive = "Inactive"
+)
+
 // Status is the body of GET /v1/status: the view of the member that answered, and one entry
 // per member of the group.
 type Status struct {
+	// Version, Status and Enabled are Amlen's: a script written for Amlen's HighAvailability
+	// status finds them under the same meaning. Enabled is always true: a mirrorkv member
+	// always replicates.
+	Version      string         `json:"version"`
+	Status       string         `json:"status"`
+	Enabled      bool           `json:"enabled"`
 	Group        string         `json:"group"`
 	Node         string         `json:"node"`
 	Role         Role           `json:"role"`
