@@ -36,6 +36,8 @@ type Group interface {
 	RemoveMember(ctx context.Context, name string) error
 	Promote(ctx context.Context, name string) error
 	TransferLeadership(ctx context.Context, to string) error
+	// Prefer makes name the preferred primary; "" withdraws the preference.
+	Prefer(ctx context.Context, name string) error
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.
@@ -208,6 +210,8 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("DELETE /v1/members/{name}", "member", levelAdmin, s.removeMember)
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
+	s.route("POST /v1/members/{name}/prefer", "member-prefer", levelAdmin, s.prefer)
+	s.route("DELETE /v1/preferred", "preferred", levelAdmin, s.unprefer)
 	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
 	s.trustRoutes()
 	s.route("GET /healthz", "healthz", levelReadOnly, s.healthz)

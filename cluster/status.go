@@ -123,6 +123,9 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 		}
 	}
 	st.PreviousRole, st.PrimarySince = s.noteRole(st.Role)
+	if ms, err := s.st.Members(); err == nil {
+		st.Preferred, st.PreferredReason = preferStatus(ms, st.Members)
+	}
 	return st, nil
 }
 

@@ -18,6 +18,9 @@ const (
 	OpNoop         Op = 5 // changes nothing; a barrier
 	OpSetCRL       Op = 6 // put the CRL in Value (DER) in force for the port named by Key
 	OpTxn          Op = 7 // apply Txn: compares, then one of two lists of writes
+	// OpSetPreferred makes Member.Name the preferred primary and Key's member (the one
+	// preferred until now, as the primary saw it) no longer preferred; either may be empty.
+	OpSetPreferred Op = 12
 )
 
 // Command is one replicated change, encoded into one raft log entry by EncodeCommand.

@@ -58,6 +58,11 @@ type Status struct {
 	AppliedIndex uint64         `json:"appliedIndex"`
 	CommitIndex  uint64         `json:"commitIndex"`
 	Members      []MemberStatus `json:"members"`
+	// Preferred names the preferred primary (mirrorkv member prefer); empty: none.
+	// PreferredReason says whether the preference is in force: 0 when the preferred member
+	// is the primary, otherwise why not.
+	Preferred       string  `json:"preferred,omitempty"`
+	PreferredReason *Reason `json:"preferredReason,omitempty"`
 }
 
 // MemberStatus is one member's entry in Status.

@@ -204,6 +204,16 @@ func (g *Group) TransferLeadership(_ context.Context, to string) error {
 	return nil
 }
 
+// Prefer records the preference in the status; "" withdraws it.
+func (g *Group) Prefer(_ context.Context, name string) error {
+	defer g.mu.Unlock()
+	if err := g.enter("Prefer"); err != nil {
+		return err
+	}
+	g.status.Preferred = name
+	return nil
+}
+
 // Get reads a key.
 func (g *Group) Get(key string) (store.KV, error) {
 	g.mu.Lock()
