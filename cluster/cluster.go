@@ -89,6 +89,10 @@ func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Log
 	}
 	c.metrics = newMetrics(c, c.cfg.Registerer)
 	c.newParts()
+	var err error
+	if c.rep.recovery, err = readRecovery(cfg.Dir); err != nil {
+		c.log.Warn("status will not show the last disaster recovery", "err", err)
+	}
 	c.startBackground()
 	c.mux.serve()
 	return c, nil

@@ -533,3 +533,10 @@ func (n *testNet) PeerDN(c net.Conn) (string, error) {
 	}
 	return "", fmt.Errorf("conn %T is not from the test network", c)
 }
+
+// Revision is the store revision, for Recover.
+func (s *memStore) Revision() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Rev
+}

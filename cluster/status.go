@@ -28,6 +28,8 @@ type statusReporter struct {
 	flush         func() // drops pooled RPC conns, those to a former primary among them
 	becamePrimary func() // runs once this member is the new leader
 
+	recovery *wire.Recovery // the last disaster recovery of this member, if any
+
 	mu           sync.Mutex
 	role         wire.Role
 	prevRole     wire.Role
@@ -126,6 +128,7 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 	if ms, err := s.st.Members(); err == nil {
 		st.Preferred, st.PreferredReason = preferStatus(ms, st.Members)
 	}
+	st.Recovery = s.recovery
 	return st, nil
 }
 

@@ -79,6 +79,7 @@ const (
 	PreferredUnavailable Code = 213
 	PreferredPending     Code = 214
 	PreferredNotFailover Code = 215
+	MajorityReachable    Code = 216
 
 	DiskFull    Code = 301
 	Corrupt     Code = 302
@@ -155,6 +156,7 @@ var table = map[Code]entry{
 	PreferredUnavailable: {"preferred-unavailable", "the preferred primary is unreachable or not in sync, so any failover member may lead", "bring the preferred member back and let it catch up (`mirrorkv status` shows its own reason); the role moves to it by itself once it is in sync; `mirrorkv member prefer --none` withdraws the preference"},
 	PreferredPending:     {"preferred-pending", "the preferred primary is in sync; the primary hands it the role once the hold-down has passed", "wait up to --prefer-hold-down (doubled for each recent change of primary); if it stays, the primary's log says why the leadership transfer failed"},
 	PreferredNotFailover: {"preferred-not-failover", "the preferred member is not a failover member, so it cannot become primary", "promote it with `mirrorkv member promote NAME`, or prefer a failover member with `mirrorkv member prefer NAME`"},
+	MajorityReachable:    {"majority-reachable", "a majority of the failover members still answers, so a disaster recovery would make a second primary", "recover only when no majority of the failover members can be reached; while one can, restart the members that are down, or add and promote members on the primary"},
 	Busy:                 {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},

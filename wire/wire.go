@@ -63,6 +63,27 @@ type Status struct {
 	// is the primary, otherwise why not.
 	Preferred       string  `json:"preferred,omitempty"`
 	PreferredReason *Reason `json:"preferredReason,omitempty"`
+	// Recovery is this member's last disaster recovery, if any (mirrorkv member recover).
+	Recovery *Recovery `json:"recovery,omitempty"`
+}
+
+// Recovery is the last disaster recovery of the member that answered (mirrorkv member
+// recover): it became the only voter of a new configuration with the data it had.
+type Recovery struct {
+	At   time.Time `json:"at"`
+	From string    `json:"from"` // the member that became the primary of the new configuration
+	// AppliedIndex and Revision are how far its store had come before the recovery; the
+	// recovery then applied what its raft log held beyond them, up to LastIndex and
+	// LastRevision. Every write the old group acknowledged with a revision above
+	// LastRevision may be missing.
+	AppliedIndex uint64 `json:"appliedIndex"`
+	Revision     int64  `json:"revision"`
+	LastIndex    uint64 `json:"lastIndex"`
+	LastRevision int64  `json:"lastRevision"`
+	// Removed lists the members whose authorisation the recovery withdrew: they are
+	// refused until added again. Kept lists the async members kept as non-voters.
+	Removed []string `json:"removed"`
+	Kept    []string `json:"kept,omitempty"`
 }
 
 // MemberStatus is one member's entry in Status.

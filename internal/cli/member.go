@@ -29,7 +29,7 @@ starting it, then start it with --join and --join-pin as member add prints them.
 		newMemberOpCmd(e, &conn, "remove", "remove a member and withdraw its DN's authorisation", "removed"),
 		newMemberOpCmd(e, &conn, "promote", "make an async member a failover member (a voter)", "promoted"),
 		newMemberOpCmd(e, &conn, "transfer", "make NAME the primary (leadership transfer)", "is now the primary"),
-		newMemberPreferCmd(e, &conn), newMemberRenewCmd(e, &conn))
+		newMemberPreferCmd(e, &conn), newMemberRecoverCmd(e, &conn), newMemberRenewCmd(e, &conn))
 	return cmd
 }
 

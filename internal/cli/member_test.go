@@ -31,6 +31,9 @@ func TestMember(t *testing.T) {
 		{"prefer none", []string{"member", "prefer", "--none"}, ExitOK, "no member is preferred now"},
 		{"prefer both", []string{"member", "prefer", "m2", "--none"}, ExitUsage, ""},
 		{"prefer neither", []string{"member", "prefer"}, ExitUsage, ""},
+		{"recover without --yes", []string{"member", "recover", "--from", "m3", "--dir", "/nonexistent"}, ExitUsage, ""},
+		{"recover without --dir", []string{"member", "recover", "--from", "m3", "--yes"}, ExitUsage, ""},
+		{"recover a foreign dir", []string{"member", "recover", "--from", "m3", "--dir", "/nonexistent", "--yes"}, ExitFailure, ""},
 		{"remove", []string{"member", "remove", "m3"}, ExitOK, "member m3 removed"},
 		{"remove again", []string{"member", "remove", "m3"}, ExitFailure, ""},
 	}
