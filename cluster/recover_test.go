@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"errors"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/mirrorkv/mirrorkv/store"
 	"github.com/mirrorkv/mirrorkv/wire"
 )
 
@@ -55,4 +58,61 @@ func TestRecover(t *testing.T) {
 			t.Fatal("Recover on a running member's directory succeeded")
 		}
 	})
+}
+
+// TestRecover_RealStore: over the bbolt store, with a snapshot to restore from, the
+// recovery replays the log, releases the snapshot it takes (the store then closes), and the
+// store keeps every write.
+func TestRecover_RealStore(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *store.Store {
+		st, err := store.Open(filepath.Join(dir, "store.db"), store.Options{NoFsync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	auth := &fakeAuth{}
+	cfg := steadyConfig()
+	cfg.Name, cfg.Dir, cfg.DN, cfg.Bootstrap, cfg.SnapshotThreshold, cfg.TrailingLogs = "m0", filepath.Join(dir, "raft"), "CN=m0", true, 8, 4
+	nw := listenTest(t, "127.0.0.1:0", cfg.DN, auth)
+	cfg.Advertise = nw.Addr().String()
+	c, err := New(cfg, st, nw, auth, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "m0 leads", func() bool { return c.isLeader() })
+	var last int64
+	for i := range 30 {
+		last = put(t, c, "k", string(rune('a'+i))).Revision
+	}
+	if err := c.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	put(t, c, "after-snapshot", "x")
+	closeWithin(t, c, "m0")
+	done := make(chan error, 1)
+	var rec Recovery
+	go func() {
+		var err error
+		rec, err = Recover(cfg, st, nil, testLogger(t))
+		done <- errors.Join(err, st.Close())
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Recover and close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Recover or the store's Close did not return")
+	}
+	if rec.LastRevision != last+1 {
+		t.Fatalf("recovery = %+v, want last revision %d", rec, last+1)
+	}
+	st = open()
+	defer st.Close()
+	if kv, err := st.Get("after-snapshot"); err != nil || string(kv.Value) != "x" {
+		t.Fatalf("after-snapshot after recovery = %q, %v", kv.Value, err)
+	}
 }
