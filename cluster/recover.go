@@ -117,6 +117,7 @@ func withdrawOthers(cfg Config, st RecoverStore, logs raft.LogStore, ms []store.
 			removed = append(removed, m.Name)
 		}
 	}
+	slices.Sort(removed)
 	entries := make([]*raft.Log, len(cmds))
 	batch := make([]store.Entry, len(cmds))
 	for i, c := range cmds {
