@@ -230,6 +230,22 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) error {
 	return s.memberOp(w, r, s.grp.TransferLeadership)
 }
 
+func (s *Server) prefer(w http.ResponseWriter, r *http.Request) error {
+	return s.memberOp(w, r, s.grp.Prefer)
+}
+
+// unprefer withdraws the preference: any failover member may lead.
+func (s *Server) unprefer(w http.ResponseWriter, r *http.Request) error {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	if err := s.grp.Prefer(r.Context(), ""); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) memberOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) error {
 	name, err := s.memberName(r)
 	if err != nil {

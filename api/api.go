@@ -40,6 +40,8 @@ type Group interface {
 	// Backup takes a consistent copy of the store on the primary, once every write
 	// committed before the call is applied; elsewhere it fails with reason NotPrimary.
 	Backup(ctx context.Context) (store.Snapshot, error)
+	// Prefer makes name the preferred primary; "" withdraws the preference.
+	Prefer(ctx context.Context, name string) error
 }
 
 // Reader reads this member's own copy of the store; *store.Store implements it.
@@ -240,6 +242,8 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("DELETE /v1/members/{name}", "member", levelAdmin, s.removeMember)
 	s.route("POST /v1/members/{name}/promote", "member-promote", levelAdmin, s.promote)
 	s.route("POST /v1/members/{name}/transfer", "member-transfer", levelAdmin, s.transfer)
+	s.route("POST /v1/members/{name}/prefer", "member-prefer", levelAdmin, s.prefer)
+	s.route("DELETE /v1/preferred", "preferred", levelAdmin, s.unprefer)
 	s.route("POST /v1/crl", "crl", levelAdmin, s.pushCRL)
 	s.route("GET /v1/backup", "backup", levelAdmin, s.backup)
 	s.trustRoutes()

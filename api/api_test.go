@@ -179,6 +179,8 @@ func TestPermissions(t *testing.T) {
 		{"POST", "/v1/members", `{"name":"m9","memberAddr":"10.0.0.9:7001","dn":"CN=m9"}`, "admin"},
 		{"POST", "/v1/members/m1/promote", "", "admin"},
 		{"POST", "/v1/members/m1/transfer", "", "admin"},
+		{"POST", "/v1/members/m1/prefer", "", "admin"},
+		{"DELETE", "/v1/preferred", "", "admin"},
 		{"DELETE", "/v1/members/m9", "", "admin"},
 	}
 	rank := map[string]int{"superuser": 0, "none": 0, "readonly": 1, "readwrite": 2, "admin": 3}
@@ -316,6 +318,15 @@ func TestMembers(t *testing.T) {
 	var st wire.Status
 	if err := json.Unmarshal(f.do(t, "", "GET", "/v1/status", "").body, &st); err != nil || st.Primary != "m2" {
 		t.Fatalf("after transfer the primary is %q (%v), want m2", st.Primary, err)
+	}
+	f.want(t, f.do(t, "admin", "POST", "/v1/members/m2/prefer", ""), http.StatusNoContent)
+	if err := json.Unmarshal(f.do(t, "", "GET", "/v1/status", "").body, &st); err != nil || st.Preferred != "m2" {
+		t.Fatalf("after prefer the preferred member is %q (%v), want m2", st.Preferred, err)
+	}
+	f.want(t, f.do(t, "admin", "DELETE", "/v1/preferred", ""), http.StatusNoContent)
+	st = wire.Status{}
+	if err := json.Unmarshal(f.do(t, "", "GET", "/v1/status", "").body, &st); err != nil || st.Preferred != "" {
+		t.Fatalf("after withdrawing the preference the preferred member is %q (%v), want none", st.Preferred, err)
 	}
 	f.want(t, f.do(t, "admin", "DELETE", "/v1/members/m2", ""), http.StatusNoContent)
 	f.want(t, f.do(t, "admin", "DELETE", "/v1/members/m2", ""), http.StatusNotFound)

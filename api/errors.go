@@ -147,6 +147,8 @@ func reasonError(code reason.Code, err error) *Error {
 		e.Status = http.StatusGatewayTimeout
 	case reason.DiskFull:
 		e.Status = http.StatusInsufficientStorage
+	case reason.PreferredNotFailover:
+		e.Status = http.StatusConflict
 	default:
 		e.Status = http.StatusInternalServerError
 	}

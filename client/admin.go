@@ -58,6 +58,18 @@ func (c *Client) TransferLeadership(ctx context.Context, to string) error {
 	return c.memberOp(ctx, http.MethodPost, to, "/transfer", "transfer leadership to")
 }
 
+// Prefer makes the member named the preferred primary: the group hands it the primary role
+// whenever it is in sync. An empty name withdraws the preference. Needs admin.
+func (c *Client) Prefer(ctx context.Context, name string) error {
+	if name == "" {
+		if _, err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/preferred"}); err != nil {
+			return fmt.Errorf("withdraw the preferred primary: %w", err)
+		}
+		return nil
+	}
+	return c.memberOp(ctx, http.MethodPost, name, "/prefer", "prefer member")
+}
+
 func (c *Client) memberOp(ctx context.Context, method, name, suffix, what string) error {
 	p := "/v1/members/" + url.PathEscape(name) + suffix
 	req := request{method: method, path: p}

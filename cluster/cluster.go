@@ -51,6 +51,7 @@ type Cluster struct {
 	fwd *forwarder      // apply and read index on the primary
 	mem *membership     // membership changes, the authoriser feed, join
 	rep *statusReporter // Self, Status, roles
+	pre *preferrer      // moves the primary role to the preferred member
 
 	leases leaseLoop // lease expiry while this member leads (leases.go)
 
@@ -90,6 +91,10 @@ func New(cfg Config, st StateMachine, nw Network, auth Authoriser, log *slog.Log
 	}
 	c.metrics = newMetrics(c, c.cfg.Registerer)
 	c.newParts()
+	var err error
+	if c.rep.recovery, err = readRecovery(cfg.Dir); err != nil {
+		c.log.Warn("status will not show the last disaster recovery", "err", err)
+	}
 	c.startBackground()
 	c.mux.serve()
 	return c, nil
@@ -108,6 +113,8 @@ func (c *Cluster) newParts() {
 			c.rpc.drop(addr)
 			c.mux.closeTo(addr)
 		}}
+	c.pre = &preferrer{cfg: c.cfg, log: c.log, raft: c.raft, st: c.st, peers: c.rep, life: c.life,
+		transfer: c.mem.transferLocal}
 }
 
 func (c *Cluster) startRaft() (err error) {
@@ -325,6 +332,7 @@ func (c *Cluster) startBackground() {
 	c.wg.Go(func() { c.rep.watchRole(ch) })
 	c.wg.Go(c.mem.watchMembers)
 	c.wg.Go(c.watchStall)
+	c.wg.Go(c.pre.run)
 	if len(c.cfg.Join) > 0 {
 		c.wg.Go(c.mem.join)
 	}
@@ -449,6 +457,11 @@ func (c *Cluster) RemoveMember(ctx context.Context, name string) error {
 func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
 	return c.mem.transfer(ctx, to)
 }
+
+// Prefer makes name the preferred primary, or withdraws the preference when name is empty.
+// While the preferred member is a failover member in sync, the primary hands it the role
+// after a hold-down; otherwise any failover member may lead. It runs on the primary only.
+func (c *Cluster) Prefer(ctx context.Context, name string) error { return c.mem.prefer(ctx, name) }
 
 // PrimaryURL is the client URL of the primary as this member knows it, or "".
 func (c *Cluster) PrimaryURL() string { return c.mem.primaryURL() }

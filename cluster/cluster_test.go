@@ -114,6 +114,9 @@ func TestCluster_StatusRoles(t *testing.T) {
 	if st.Primary != l.name || st.Group != "test" || st.Node != l.name || st.PrimarySince == nil || st.CommitIndex == 0 {
 		t.Errorf("primary status = %+v", st)
 	}
+	if st.Version != wire.StatusVersion || st.Status != wire.HAActive || !st.Enabled {
+		t.Errorf("Amlen fields = version %q status %q enabled %v, want v1 Active true", st.Version, st.Status, st.Enabled)
+	}
 	for _, m := range st.Members {
 		want := wire.RoleStandby
 		switch m.Name {

@@ -42,6 +42,9 @@ const (
 	DefaultMaxAppendEntries = 256
 	DefaultStatusTimeout    = time.Second
 	DefaultSyncLag          = 256
+	// DefaultPreferHoldDown is how long a primary keeps the role, and how long the
+	// preferred member must be in sync, before the role moves to the preferred member.
+	DefaultPreferHoldDown = 3 * time.Second
 	// DefaultTransportTimeout bounds a raft RPC's dial and I/O on the member channel.
 	DefaultTransportTimeout = 10 * time.Second
 	// DefaultMaxPool is the number of idle raft conns kept per peer: heartbeats and
@@ -85,6 +88,11 @@ type Config struct {
 	// SyncLag is the most entries a member may trail the primary's last index and still
 	// count as in sync (default 256).
 	SyncLag uint64
+	// PreferHoldDown is how long a primary keeps the role, and how long the preferred
+	// member must have been in sync, before the primary hands the role to the preferred
+	// member; each change of primary within ten hold-downs doubles it, up to 16 times, so
+	// that a flaky link cannot make the role flap (default 3 s).
+	PreferHoldDown time.Duration
 
 	// TLSHealth reports what an operator must act on in this member's trust material (an
 	// expired CRL, say), shown as the member's reason in the status while its role is
@@ -124,7 +132,7 @@ func (c Config) Validate() error {
 		"heartbeat timeout": c.HeartbeatTimeout, "election timeout": c.ElectionTimeout,
 		"leader lease timeout": c.LeaderLeaseTimeout, "commit timeout": c.CommitTimeout,
 		"apply timeout": c.ApplyTimeout, "status timeout": c.StatusTimeout,
-		"transport timeout": c.TransportTimeout,
+		"transport timeout": c.TransportTimeout, "prefer hold-down": c.PreferHoldDown,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative: use a positive duration or 0 for the default", name, d))
@@ -181,6 +189,7 @@ func (c Config) withDefaults() Config {
 	c.MaxAppendEntries = orDefault(c.MaxAppendEntries, DefaultMaxAppendEntries)
 	c.MaxPool = orDefault(c.MaxPool, DefaultMaxPool)
 	c.SyncLag = orDefault(c.SyncLag, DefaultSyncLag)
+	c.PreferHoldDown = orDefault(c.PreferHoldDown, DefaultPreferHoldDown)
 	if c.TLSHealth == nil {
 		c.TLSHealth = func() reason.Code { return reason.OK }
 	}

@@ -113,6 +113,19 @@ func (s *memStore) apply(cmd store.Command) store.Result {
 		s.Mems[cmd.Member.Name] = cmd.Member
 	case store.OpRemoveMember:
 		delete(s.Mems, cmd.Member.Name)
+	case store.OpSetPreferred:
+		if m, ok := s.Mems[cmd.Key]; ok {
+			m.PreferredIndex = 0
+			s.Mems[cmd.Key] = m
+		}
+		m, ok := s.Mems[cmd.Member.Name]
+		if cmd.Member.Name != "" && !ok {
+			return store.Result{Revision: s.Rev, Err: store.ErrNotFound}
+		}
+		if ok {
+			m.PreferredIndex = s.Applied
+			s.Mems[cmd.Member.Name] = m
+		}
 	case store.OpTxn:
 		return s.applyTxn(cmd.Txn)
 	}
@@ -519,4 +532,11 @@ func (n *testNet) PeerDN(c net.Conn) (string, error) {
 		return tc.peer, nil
 	}
 	return "", fmt.Errorf("conn %T is not from the test network", c)
+}
+
+// Revision is the store revision, for Recover.
+func (s *memStore) Revision() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Rev
 }

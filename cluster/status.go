@@ -28,6 +28,8 @@ type statusReporter struct {
 	flush         func() // drops pooled RPC conns, those to a former primary among them
 	becamePrimary func() // runs once this member is the new leader
 
+	recovery *wire.Recovery // the last disaster recovery of this member, if any
+
 	mu           sync.Mutex
 	role         wire.Role
 	prevRole     wire.Role
@@ -99,7 +101,8 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 			primaryLast = e.info.Last
 		}
 	}
-	st := wire.Status{Group: s.cfg.GroupID, Node: s.cfg.Name, Primary: string(leader),
+	st := wire.Status{Version: wire.StatusVersion, Status: wire.HAInactive, Enabled: true,
+		Group: s.cfg.GroupID, Node: s.cfg.Name, Primary: string(leader),
 		AppliedIndex: s.fsm.appliedIndex(), CommitIndex: s.raft.CommitIndex(),
 		Role: wire.RoleUnsync, Reason: reasonOf(reason.NotMember)}
 	for _, e := range entries {
@@ -116,9 +119,16 @@ func (s *statusReporter) status(ctx context.Context) (wire.Status, error) {
 		}
 		if e.member.Name == s.cfg.Name {
 			st.Role, st.SyncPercent, st.Reason = ms.Role, ms.SyncPercent, ms.Reason
+			if e.server != nil {
+				st.Status = wire.HAActive
+			}
 		}
 	}
 	st.PreviousRole, st.PrimarySince = s.noteRole(st.Role)
+	if ms, err := s.st.Members(); err == nil {
+		st.Preferred, st.PreferredReason = preferStatus(ms, st.Members)
+	}
+	st.Recovery = s.recovery
 	return st, nil
 }
 

@@ -385,9 +385,19 @@ func TestCLI_AgainstGroup(t *testing.T) {
 	if out := run("kv", "get", "colour"); strings.TrimSpace(out) != "blue" {
 		t.Fatalf("kv get colour = %q, want blue", out)
 	}
+	raw := run("status", "--json")
 	var st wire.Status
-	if err := json.Unmarshal([]byte(run("status", "--json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
 		t.Fatalf("status --json: %v", err)
+	}
+	// The fields a script written for Amlen's HighAvailability status looks for, by their
+	// JSON names.
+	var fields map[string]any
+	if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+		t.Fatalf("status --json: %v", err)
+	}
+	if fields["version"] != "v1" || fields["status"] != "Active" || fields["enabled"] != true {
+		t.Fatalf("status --json: version %v, status %v, enabled %v; want v1, Active, true", fields["version"], fields["status"], fields["enabled"])
 	}
 	if len(st.Members) != 3 || st.SyncNodes != 3 {
 		t.Fatalf("status --json: %d members, %d in sync; want 3 and 3", len(st.Members), st.SyncNodes)

@@ -76,6 +76,11 @@ const (
 	NotAllowed     Code = 210
 	Busy           Code = 212
 
+	PreferredUnavailable Code = 213
+	PreferredPending     Code = 214
+	PreferredNotFailover Code = 215
+	MajorityReachable    Code = 216
+
 	DiskFull    Code = 301
 	Corrupt     Code = 302
 	StorageFail Code = 303
@@ -150,17 +155,21 @@ var table = map[Code]entry{
 	RotationBlocked:        {"rotation-blocked", "a CA rotation phase would cut a member off, so it was not started", "bring the member named back (or remove it with `mirrorkv member remove`), then run `mirrorkv ca rotate apply` again"},
 	CANotEndorsed:          {"ca-not-endorsed", "the push adds a CA that no CA this member trusts has endorsed: an admin certificate alone cannot add a CA", "add a CA with `mirrorkv ca rotate apply`, which endorses the new CA with the key of the CA in force; or copy the bundle into the member's DIR/tls by hand"},
 
-	CatchingUp:     {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
-	NoPrimary:      {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},
-	NotMember:      {"not-member", "not a member of the group", "add it on the primary with `mirrorkv member add`"},
-	Unreachable:    {"unreachable", "member unreachable", "check the member process, its address and its certificate (`mirrorkv probe`)"},
-	NotPrimary:     {"not-primary", "this member is not the primary", "send the request to the primary, or to any member that can forward it"},
-	OtherCluster:   {"other-cluster", "data directory belongs to another group", "use an empty data directory for a new member, or the right --dir"},
-	Shutdown:       {"shutdown", "member is shutting down", "retry on another member"},
-	Timeout:        {"timeout", "operation timed out; its outcome is unknown", "read the key back before retrying a non-idempotent write"},
-	LeadershipLost: {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
-	NotAllowed:     {"not-allowed", "a member certificate may carry replication and forwarded client writes only", "run membership and credential changes with an admin client certificate through the client port"},
-	Busy:           {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
+	CatchingUp:           {"catching-up", "catching up with the primary", "wait; the sync percent shows progress"},
+	NoPrimary:            {"no-primary", "no primary elected", "a majority of failover members must be up and connected; check `mirrorkv status` on each"},
+	NotMember:            {"not-member", "not a member of the group", "add it on the primary with `mirrorkv member add`"},
+	Unreachable:          {"unreachable", "member unreachable", "check the member process, its address and its certificate (`mirrorkv probe`)"},
+	NotPrimary:           {"not-primary", "this member is not the primary", "send the request to the primary, or to any member that can forward it"},
+	OtherCluster:         {"other-cluster", "data directory belongs to another group", "use an empty data directory for a new member, or the right --dir"},
+	Shutdown:             {"shutdown", "member is shutting down", "retry on another member"},
+	Timeout:              {"timeout", "operation timed out; its outcome is unknown", "read the key back before retrying a non-idempotent write"},
+	LeadershipLost:       {"leadership-lost", "primary lost leadership before the operation committed; its outcome is unknown", "read the key back before retrying"},
+	NotAllowed:           {"not-allowed", "a member certificate may carry replication and forwarded client writes only", "run membership and credential changes with an admin client certificate through the client port"},
+	PreferredUnavailable: {"preferred-unavailable", "the preferred primary is unreachable or not in sync, so any failover member may lead", "bring the preferred member back and let it catch up (`mirrorkv status` shows its own reason); the role moves to it by itself once it is in sync; `mirrorkv member prefer --none` withdraws the preference"},
+	PreferredPending:     {"preferred-pending", "the preferred primary is in sync; the primary hands it the role once the hold-down has passed", "wait up to --prefer-hold-down (doubled for each recent change of primary); if it stays, the primary's log says why the leadership transfer failed"},
+	PreferredNotFailover: {"preferred-not-failover", "the preferred member is not a failover member, so it cannot become primary", "promote it with `mirrorkv member promote NAME`, or prefer a failover member with `mirrorkv member prefer NAME`"},
+	MajorityReachable:    {"majority-reachable", "a majority of the failover members still answers, so a disaster recovery would make a second primary", "recover only when no majority of the failover members can be reached; while one can, restart the members that are down, or add and promote members on the primary"},
+	Busy:                 {"busy", "too many large reads in flight on this member", "retry after the Retry-After delay, page with a smaller ?limit, or read through another member"},
 
 	DiskFull:    {"disk-full", "no space left on the data disk", "free space on the data disk; the member resumes by itself"},
 	Corrupt:     {"corrupt", "data on disk is damaged", "move the damaged file aside and restart the member with --join HOST:PORT --join-pin DN of a running member (`mirrorkv member list` shows both): it then learns the group's members and receives a snapshot"},

@@ -277,6 +277,7 @@ func (b *batch) apply(p pending) Result {
 	case OpPut, OpDelete:
 		return b.applyKV(c, p.key)
 	case OpSetMember:
+		c.Member.PreferredIndex = b.preferredIndex(c.Member.Name) // a record update keeps the preference
 		js, err := encodeMember(c.Member)
 		if err == nil {
 			err = b.members.Put([]byte(c.Member.Name), memberRecord(c.Member.Name, js))
@@ -298,6 +299,8 @@ func (b *batch) apply(p pending) Result {
 		return b.applyLeaseKeepAlive(c, p.index)
 	case OpLeaseRevoke:
 		return b.applyLeaseRevoke(c)
+	case OpSetPreferred:
+		return b.applyPreferred(string(p.key), c.Member.Name, p.index)
 	}
 	return Result{Revision: b.rev}
 }
@@ -345,4 +348,60 @@ func (b *batch) applyKV(c Command, key []byte) Result {
 	b.rev = rev
 	b.logChange(key, rev, created, b.arena[start+recordHeader:len(b.arena):len(b.arena)], false)
 	return Result{Revision: rev}
+}
+
+// applyPreferred withdraws the preference of the member named old, if it is a member, and
+// gives it to the member named name, at the command's raft index. A name that is not a
+// member fails the command with ErrNotFound and changes nothing.
+func (b *batch) applyPreferred(old, name string, index uint64) Result {
+	if name != "" && b.members.Get([]byte(name)) == nil {
+		return Result{Revision: b.rev, Err: fmt.Errorf("prefer member %q: %w", name, ErrNotFound)}
+	}
+	for _, set := range []struct {
+		name  string
+		index uint64
+	}{{old, 0}, {name, index}} {
+		if set.name == "" || b.members.Get([]byte(set.name)) == nil {
+			continue
+		}
+		if err := b.setPreferredIndex(set.name, set.index); err != nil {
+			return Result{Revision: b.rev, Err: fmt.Errorf("prefer member %q: %w", name, err)}
+		}
+	}
+	return Result{Revision: b.rev}
+}
+
+func (b *batch) setPreferredIndex(name string, index uint64) error {
+	m, err := b.member(name)
+	if err != nil {
+		return err
+	}
+	m.PreferredIndex = index
+	js, err := encodeMember(m)
+	if err != nil {
+		return err
+	}
+	return b.members.Put([]byte(name), memberRecord(name, js))
+}
+
+// member reads name's record as this batch sees it.
+func (b *batch) member(name string) (Member, error) {
+	rec := b.members.Get([]byte(name))
+	js, err := memberJSON([]byte(name), rec)
+	if err != nil {
+		return Member{}, err
+	}
+	return decodeMember(js)
+}
+
+// preferredIndex is the PreferredIndex of name's record, 0 when it has none or is unreadable.
+func (b *batch) preferredIndex(name string) uint64 {
+	if b.members.Get([]byte(name)) == nil {
+		return 0
+	}
+	m, err := b.member(name)
+	if err != nil {
+		return 0
+	}
+	return m.PreferredIndex
 }

@@ -178,6 +178,10 @@ func validate(c Command, key []byte) error {
 		if len(key) != 0 {
 			return badCommand("txn with a key")
 		}
+	case OpSetPreferred:
+		if len(key) > maxKeyBytes || len(c.Member.Name) > maxKeyBytes {
+			return badCommand("member name of %d bytes exceeds %d", max(len(key), len(c.Member.Name)), maxKeyBytes)
+		}
 	case OpNoop, OpLeaseGrant, OpLeaseRevoke, OpLeaseKeepAlive:
 	default:
 		return badCommand("unknown op %d", c.Op)

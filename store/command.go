@@ -22,6 +22,9 @@ const (
 	OpLeaseGrant     Op = 8  // grant a lease of LeaseTTL seconds; its ID is the entry's raft index
 	OpLeaseRevoke    Op = 9  // delete every key attached to Lease in one revision, then Lease
 	OpLeaseKeepAlive Op = 10 // renew Lease
+	// OpSetPreferred makes Member.Name the preferred primary and Key's member (the one
+	// preferred until now, as the primary saw it) no longer preferred; either may be empty.
+	OpSetPreferred Op = 12
 )
 
 // Command is one replicated change, encoded into one raft log entry by EncodeCommand.

@@ -14,6 +14,21 @@ type Member struct {
 	ClientURL  string `json:"clientURL,omitempty"` // base URL of the client API, if any
 	DN         string `json:"dn"`                  // the member certificate's subject DN
 	Async      bool   `json:"async,omitempty"`     // follows without voting
+	// PreferredIndex is the raft index of the set-preferred command that made this member
+	// the preferred primary; 0: not preferred. Of several, the highest index is the
+	// preference in force (Preferred). Releases before it ignore the field.
+	PreferredIndex uint64 `json:"preferredIndex,omitempty"`
+}
+
+// Preferred is the member of ms that the group prefers as its primary: the one most recently
+// made so by a set-preferred command. ok is false when no member is preferred.
+func Preferred(ms []Member) (m Member, ok bool) {
+	for _, c := range ms {
+		if c.PreferredIndex > m.PreferredIndex {
+			m, ok = c, true
+		}
+	}
+	return m, ok
 }
 
 // encodeMember is the JSON of a member record, as the members bucket and snapshots hold it.

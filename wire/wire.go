@@ -24,9 +24,27 @@ type Reason struct {
 	Text string `json:"text"`
 }
 
+// StatusVersion is the Version of every Status this release answers, as Amlen's
+// HighAvailability status carries "v1".
+const StatusVersion = "v1"
+
+// HA service states of Status.Status, after Amlen's HighAvailability status: Active while
+// the member takes part in the group's replication, Inactive while it is not in the group's
+// configuration (not yet joined, or removed).
+const (
+	HAActive   = "Active"
+	HAInactive = "Inactive"
+)
+
 // Status is the body of GET /v1/status: the view of the member that answered, and one entry
 // per member of the group.
 type Status struct {
+	// Version, Status and Enabled are Amlen's: a script written for Amlen's HighAvailability
+	// status finds them under the same meaning. Enabled is always true: a mirrorkv member
+	// always replicates.
+	Version      string         `json:"version"`
+	Status       string         `json:"status"`
+	Enabled      bool           `json:"enabled"`
 	Group        string         `json:"group"`
 	Node         string         `json:"node"`
 	Role         Role           `json:"role"`
@@ -40,6 +58,32 @@ type Status struct {
 	AppliedIndex uint64         `json:"appliedIndex"`
 	CommitIndex  uint64         `json:"commitIndex"`
 	Members      []MemberStatus `json:"members"`
+	// Preferred names the preferred primary (mirrorkv member prefer); empty: none.
+	// PreferredReason says whether the preference is in force: 0 when the preferred member
+	// is the primary, otherwise why not.
+	Preferred       string  `json:"preferred,omitempty"`
+	PreferredReason *Reason `json:"preferredReason,omitempty"`
+	// Recovery is this member's last disaster recovery, if any (mirrorkv member recover).
+	Recovery *Recovery `json:"recovery,omitempty"`
+}
+
+// Recovery is the last disaster recovery of the member that answered (mirrorkv member
+// recover): it became the only voter of a new configuration with the data it had.
+type Recovery struct {
+	At   time.Time `json:"at"`
+	From string    `json:"from"` // the member that became the primary of the new configuration
+	// AppliedIndex and Revision are how far its store had come before the recovery; the
+	// recovery then applied what its raft log held beyond them, up to LastIndex and
+	// LastRevision. Every write the old group acknowledged with a revision above
+	// LastRevision may be missing.
+	AppliedIndex uint64 `json:"appliedIndex"`
+	Revision     int64  `json:"revision"`
+	LastIndex    uint64 `json:"lastIndex"`
+	LastRevision int64  `json:"lastRevision"`
+	// Removed lists the members whose authorisation the recovery withdrew: they are
+	// refused until added again. Kept lists the async members kept as non-voters.
+	Removed []string `json:"removed"`
+	Kept    []string `json:"kept,omitempty"`
 }
 
 // MemberStatus is one member's entry in Status.

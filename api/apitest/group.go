@@ -253,6 +253,16 @@ func (f *fixedSnapshot) WriteTo(w io.Writer) (int64, error) {
 
 func (*fixedSnapshot) Release() {}
 
+// Prefer records the preference in the status; "" withdraws it.
+func (g *Group) Prefer(_ context.Context, name string) error {
+	defer g.mu.Unlock()
+	if err := g.enter("Prefer"); err != nil {
+		return err
+	}
+	g.status.Preferred = name
+	return nil
+}
+
 // Get reads a key.
 func (g *Group) Get(key string) (store.KV, error) {
 	g.mu.Lock()

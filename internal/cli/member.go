@@ -17,7 +17,7 @@ func newMemberCmd(e *env) *cobra.Command {
 	var conn connectOptions
 	cmd := &cobra.Command{
 		Use:   "member",
-		Short: "add, remove, list, promote and renew members; transfer the primary role",
+		Short: "add, remove, list, promote and renew members; transfer or prefer the primary role",
 		Long: `Change the group's membership. Every command but list needs a client certificate
 with the admin access level (mirrorkv ca issue --client --access admin).
 
@@ -29,7 +29,48 @@ starting it, then start it with --join and --join-pin as member add prints them.
 		newMemberOpCmd(e, &conn, "remove", "remove a member and withdraw its DN's authorisation", "removed"),
 		newMemberOpCmd(e, &conn, "promote", "make an async member a failover member (a voter)", "promoted"),
 		newMemberOpCmd(e, &conn, "transfer", "make NAME the primary (leadership transfer)", "is now the primary"),
-		newMemberRenewCmd(e, &conn))
+		newMemberPreferCmd(e, &conn), newMemberRecoverCmd(e, &conn), newMemberRenewCmd(e, &conn))
+	return cmd
+}
+
+func newMemberPreferCmd(e *env, conn *connectOptions) *cobra.Command {
+	var none bool
+	cmd := &cobra.Command{
+		Use:   "prefer NAME | --none",
+		Short: "make NAME the preferred primary, or withdraw the preference",
+		Long: `Make a failover member the preferred primary. The preference is replicated: whichever
+member is primary hands the role to the preferred member once it has been in sync for the
+hold-down (serve --prefer-hold-down), and takes it back only by election when the preferred
+member fails. While the preferred member is down or behind, any failover member may lead.
+mirrorkv status shows the preference and the reason it is or is not in force.`,
+		Example: `  mirrorkv member prefer m1
+  mirrorkv member prefer --none`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(_ *cobra.Command, a []string) error {
+			if none == (len(a) == 1) {
+				return usagef("member prefer needs NAME or --none")
+			}
+			c, err := conn.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name := ""
+			if len(a) == 1 {
+				name = a[0]
+			}
+			if err := c.Prefer(e.ctx, name); err != nil {
+				return serverError(err)
+			}
+			if name == "" {
+				fmt.Fprintln(e.stdout, "no member is preferred now: any failover member may lead")
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "member %s is the preferred primary; mirrorkv status shows when it takes the role\n", name)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&none, "none", false, "withdraw the preference")
 	return cmd
 }
 

@@ -27,6 +27,13 @@ func TestMember(t *testing.T) {
 		{"list json", []string{"member", "list", "--json"}, ExitOK, `"clientURL": "https://127.0.0.2:8001"`},
 		{"promote", []string{"member", "promote", "m3"}, ExitOK, "member m3 promoted"},
 		{"transfer", []string{"member", "transfer", "m2"}, ExitOK, "member m2 is now the primary"},
+		{"prefer", []string{"member", "prefer", "m2"}, ExitOK, "member m2 is the preferred primary"},
+		{"prefer none", []string{"member", "prefer", "--none"}, ExitOK, "no member is preferred now"},
+		{"prefer both", []string{"member", "prefer", "m2", "--none"}, ExitUsage, ""},
+		{"prefer neither", []string{"member", "prefer"}, ExitUsage, ""},
+		{"recover without --yes", []string{"member", "recover", "--from", "m3", "--dir", "/nonexistent"}, ExitUsage, ""},
+		{"recover without --dir", []string{"member", "recover", "--from", "m3", "--yes"}, ExitUsage, ""},
+		{"recover a foreign dir", []string{"member", "recover", "--from", "m3", "--dir", "/nonexistent", "--yes"}, ExitFailure, ""},
 		{"remove", []string{"member", "remove", "m3"}, ExitOK, "member m3 removed"},
 		{"remove again", []string{"member", "remove", "m3"}, ExitFailure, ""},
 	}
@@ -37,6 +44,9 @@ func TestMember(t *testing.T) {
 				t.Fatalf("exit %d stdout %q stderr %q; want %d and %q", r.code, r.stdout, r.stderr, s.code, s.stdout)
 			}
 		})
+	}
+	if srv.Group.Calls("Prefer") != 2 {
+		t.Errorf("prefer calls %d, want 2", srv.Group.Calls("Prefer"))
 	}
 	if srv.Group.Calls("Promote") != 1 || srv.Group.Calls("TransferLeadership") != 1 {
 		t.Errorf("promote/transfer calls %d/%d, want 1/1", srv.Group.Calls("Promote"), srv.Group.Calls("TransferLeadership"))

@@ -98,6 +98,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *node.Config, o *serveOptions) {
 	f.DurationVar(&cfg.StoreFlushInterval, "store-flush-interval", node.DefaultStoreFlushInterval, "longest time applied writes stay in memory before the store file commits them; the raft log holds them meanwhile")
 	f.DurationVar(&cfg.Cluster.ElectionTimeout, "election-timeout", cluster.DefaultElectionTimeout, "time without a primary before an election; at least --heartbeat-timeout")
 	f.DurationVar(&cfg.Cluster.HeartbeatTimeout, "heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "time without contact before a follower suspects the primary")
+	f.DurationVar(&cfg.Cluster.PreferHoldDown, "prefer-hold-down", cluster.DefaultPreferHoldDown, "how long a primary keeps the role, and the preferred member (mirrorkv member prefer) must be in sync, before the role moves to it; doubled for each recent change of primary")
 	f.Uint64Var(&cfg.Cluster.SnapshotThreshold, "snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
 	f.DurationVar(&cfg.Cluster.SnapshotInterval, "snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
 	f.Uint64Var(&cfg.Cluster.TrailingLogs, "trailing-logs", 0, "log entries kept after a snapshot, for lagging members; 0: 1.25 × --snapshot-threshold")

@@ -62,6 +62,7 @@ var serveFlags = map[string]serveFlag{
 	"election-timeout":   {"1500ms", 1500 * time.Millisecond, cluster.DefaultElectionTimeout, func(c node.Config, _ serveOptions) any { return c.Cluster.ElectionTimeout }},
 	"heartbeat-timeout":  {"700ms", 700 * time.Millisecond, cluster.DefaultHeartbeatTimeout, func(c node.Config, _ serveOptions) any { return c.Cluster.HeartbeatTimeout }},
 	"snapshot-threshold": {"99", uint64(99), uint64(cluster.DefaultSnapshotThreshold), func(c node.Config, _ serveOptions) any { return c.Cluster.SnapshotThreshold }},
+	"prefer-hold-down":   {"4s", 4 * time.Second, cluster.DefaultPreferHoldDown, func(c node.Config, _ serveOptions) any { return c.Cluster.PreferHoldDown }},
 	"snapshot-interval":  {"7s", 7 * time.Second, cluster.DefaultSnapshotInterval, func(c node.Config, _ serveOptions) any { return c.Cluster.SnapshotInterval }},
 	// 0 lets cluster derive it from the snapshot threshold.
 	"trailing-logs": {"33", uint64(33), uint64(0), func(c node.Config, _ serveOptions) any { return c.Cluster.TrailingLogs }},

@@ -141,6 +141,7 @@ func renderStatus(w io.Writer, st wire.Status, now time.Time, view statusView) e
 	if st.Reason.Code != 0 {
 		fmt.Fprintf(&b, "reason %d: %s\n", st.Reason.Code, st.Reason.Text)
 	}
+	writePreferred(&b, st)
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tVOTER\tADDRESS\tDN\tLAG\tSYNC%\tLAST CONTACT\tCERT EXPIRES\tREASON")
@@ -192,6 +193,19 @@ func writeMemberWarnings(b *bytes.Buffer, now time.Time, st wire.Status, contact
 	for _, l := range lines {
 		b.WriteString(l + "\n")
 	}
+}
+
+// writePreferred writes the preferred primary, if any, and why it is or is not in force.
+func writePreferred(b *bytes.Buffer, st wire.Status) {
+	if st.Preferred == "" {
+		return
+	}
+	fmt.Fprintf(b, "preferred primary %s: ", st.Preferred)
+	if r := st.PreferredReason; r != nil && r.Code != 0 {
+		fmt.Fprintf(b, "not in force, %d %s\n", r.Code, r.Text)
+		return
+	}
+	b.WriteString("in force\n")
 }
 
 // writeExpiries writes a WARN line for each certificate, CA or CRL that runs out within 30

@@ -89,6 +89,7 @@ func TestRenderStatus(t *testing.T) {
 	}{
 		{"status.golden", fixtureStatus(), false},
 		{"status-watch.golden", fixtureStatus(), true},
+		{"status-preferred.golden", preferredStatus(), false},
 		{"status-no-primary.golden", wire.Status{Group: "prod", Node: "m2", Role: wire.RoleUnsync, PreviousRole: wire.RoleStandby,
 			Reason: wire.Reason{Code: int(reason.NoPrimary), Text: reason.NoPrimary.Text()}, Members: []wire.MemberStatus{{Name: "m2", Voter: true, Role: wire.RoleUnsync}}}, false},
 	}
@@ -148,4 +149,12 @@ func TestWatchStatus(t *testing.T) {
 	if !strings.Contains(frames[1], "m3           [############..................]  42.5%") {
 		t.Errorf("second frame lacks m3's progress bar:\n%s", frames[1])
 	}
+}
+
+// preferredStatus is fixtureStatus with m3 preferred, not in force while it catches up.
+func preferredStatus() wire.Status {
+	st := fixtureStatus()
+	st.Preferred = "m3"
+	st.PreferredReason = &wire.Reason{Code: int(reason.PreferredUnavailable), Text: reason.PreferredUnavailable.Text()}
+	return st
 }
