@@ -4,6 +4,7 @@
 (function () {
   var period = 2000;
   var day = 24 * 3600 * 1000;
+  var contactWarn = 10 * 1000;
 
   function $(id) { return document.getElementById(id); }
 
@@ -79,9 +80,13 @@
     name.setAttribute("scope", "row");
     var role = cell("td", m.role || "unknown", "role role-" + (m.role || "unknown").toLowerCase());
     var contact = m.role === "PRIMARY" ? "is the primary" : (m.lastContact ? ago(m.lastContact, now) : "never");
+    // As `mirrorkv status --warn-contact`: a member that has not heard from the primary for
+    // longer than this is flagged, in words as well as in colour.
+    var silent = m.role !== "PRIMARY" && st.primary && m.lastContact && now - Date.parse(m.lastContact) > contactWarn;
+    if (silent) { contact += " (no contact for more than " + contactWarn / 1000 + " s: check it)"; }
     var cert = m.certNotAfter ? cell("td", expiryText(m.certNotAfter, now), expiryClass(m.certNotAfter, now)) : cell("td", "unknown");
     var tr = row([name, role, cell("td", m.voter ? "yes" : "no"), cell("td", String(m.lag)),
-      cell("td", percent(m.syncPercent)), cell("td", contact), cert,
+      cell("td", percent(m.syncPercent)), cell("td", contact, silent ? "reason" : ""), cert,
       cell("td", reasonText(m.reason), m.reason && m.reason.code ? "reason" : "")], memberLabels);
     tr.setAttribute("data-member", m.name);
     tr.setAttribute("data-role", m.role || "");
