@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/mirrorkv/mirrorkv/api"
 	"github.com/mirrorkv/mirrorkv/reason"
@@ -74,4 +75,25 @@ func TestMembers_ReadIndex(t *testing.T) {
 		t.Errorf("ReadIndex called %d times for one linearizable and one stale list, want 1", got)
 	}
 	f.want(t, f.do(t, "readonly", "GET", "/v1/members?stale=maybe", ""), http.StatusBadRequest)
+}
+
+// A backup client that stops reading is cut off once LargeReadTimeout passes without
+// progress, so that it cannot keep the snapshot's read transaction open for good.
+func TestBackup_SlowClientCut(t *testing.T) {
+	f := newFixture(t, api.Config{LargeReadTimeout: 200 * time.Millisecond})
+	f.srv.Group.SetBackup(bytes.Repeat([]byte("s"), 64<<20), false)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", f.srv.URL+"/v1/backup", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.clients["admin"].Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(time.Second) // stop reading: the socket buffers fill and the member waits
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil {
+		t.Fatalf("a client that stopped reading for 1 s got the whole %d bytes; want it cut off", n)
+	}
 }
